@@ -1,0 +1,29 @@
+# forestwatch: near-real-time forest disturbance monitoring from Sentinel-2 L2A with nrt.
+#
+#   snakemake --cores 2            run the whole chain on config/config.yaml
+#   snakemake -n                   list the pending jobs, per tile
+#
+# Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report.
+# A tile's monitoring state is written by rules/monitor.smk to
+# results/<run_name>/state/{fitted,current}/<tile>.nc (format: src/forestwatch/state.py).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/archive.smk"
+include: "rules/grid.smk"
+include: "rules/forest_mask.smk"
+include: "rules/monitor.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs,
+    default_target: True

@@ -1,0 +1,19 @@
+# The built-in synthetic Sentinel-2 L2A archive (the offline default), generated on first use.
+
+TRUTH_LAYERS = ["forest", "land_cover", "disturbance_date", "disturbance_type", "tree_cover"]
+
+
+rule synthetic_archive:
+    output:
+        catalog=f"{SYNTHETIC}/items.json",
+        collection=f"{SYNTHETIC}/collection.json",
+        truth=expand(f"{SYNTHETIC}/truth/{{layer}}.tif", layer=TRUTH_LAYERS),
+        summary=f"{SYNTHETIC}/truth/truth.json",
+    params:
+        cfg=stage_config("aoi", "grid", "synthetic"),
+    log:
+        f"{SYNTHETIC}/synthetic_archive.log",
+    conda:
+        "../envs/forestwatch.yaml"
+    script:
+        "../scripts/synthetic_archive.py"

@@ -1,0 +1,104 @@
+"""Accuracy of the detections against the synthetic archive's known truth.
+
+Pixel-based, on the processing grid. Pixels within one pixel of a truth edge
+(forest/non-forest or disturbed/undisturbed) are left out: warping 10/20 m UTM data onto
+the grid mixes them, so neither answer is wrong there.
+
+* detected share: disturbed forest pixels (disturbed after the history ends and at least
+  ``min_lead_days`` before the end of monitoring) flagged as a confirmed break on or after
+  the true date;
+* false-alarm share: undisturbed forest pixels flagged as a confirmed break;
+* lag: days from the true disturbance date to the detection date (median, p90);
+* forest mask: producer's and user's accuracy of the mask the workflow derived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import from_bounds
+from scipy import ndimage
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+def _days(value: str) -> int:
+    return (dt.date.fromisoformat(str(value)) - EPOCH).days
+
+
+def _read_on(path: Path, bounds, shape) -> np.ndarray:
+    with rasterio.open(path) as src:
+        window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        return src.read(1, window=window, boundless=True, fill_value=0, out_shape=shape)
+
+
+def assess(mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
+           monitor_start: str, monitor_end: str, min_lead_days: int = 30) -> dict:
+    """Compare the mosaic with the truth; return a dict of metrics (shares in 0..1)."""
+    truth_dir = Path(truth_dir)
+    with rasterio.open(mask_vrt) as src:
+        mask = src.read(1)
+        bounds, shape = src.bounds, src.shape
+    dates = _read_on(Path(date_vrt), bounds, shape).astype(np.int64)
+    forest = _read_on(truth_dir / "forest.tif", bounds, shape) == 1
+    t_day = _read_on(truth_dir / "disturbance_date.tif", bounds, shape).astype(np.int64)
+    t_type = _read_on(truth_dir / "disturbance_type.tif", bounds, shape)
+
+    disturbed_any = t_day > 0
+    edge = np.zeros(shape, dtype=bool)
+    for layer in (forest, disturbed_any):
+        edge |= ndimage.binary_dilation(layer) & ~ndimage.binary_erosion(layer)
+    core = ~edge
+    start, end = _days(monitor_start), _days(monitor_end)
+    in_window = (t_day > start) & (t_day <= end - min_lead_days)
+    disturbed = forest & in_window & core
+    stable = forest & ~disturbed_any & core
+    brk = mask == 3
+    detected = disturbed & brk & (dates >= t_day)
+    early = disturbed & brk & (dates < t_day)
+    lag = (dates - t_day)[detected]
+
+    def share(num: np.ndarray, den: np.ndarray) -> float | None:
+        n = int(den.sum())
+        return round(float(num.sum()) / n, 4) if n else None
+
+    monitored = np.isin(mask, (1, 2, 3, 4))
+    out = {
+        "monitoring_period": [str(monitor_start), str(monitor_end)],
+        "disturbed_forest_pixels": int(disturbed.sum()),
+        "undisturbed_forest_pixels": int(stable.sum()),
+        "detected_share": share(detected, disturbed),
+        "detected_share_clear_cut": share(detected & (t_type == 1), disturbed & (t_type == 1)),
+        "detected_share_partial": share(detected & (t_type == 2), disturbed & (t_type == 2)),
+        "detected_before_true_date_share": share(early, disturbed),
+        "false_alarm_share": share(stable & brk, stable),
+        "median_lag_days": float(np.median(lag)) if lag.size else None,
+        "p90_lag_days": float(np.percentile(lag, 90)) if lag.size else None,
+        "forest_mask_producers_accuracy": share(forest & monitored & core, forest & core),
+        "forest_mask_users_accuracy": share(forest & monitored & core, monitored & core),
+    }
+    return out
+
+
+def to_markdown(metrics: dict) -> str:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
+    rows = [
+        ("Detected share of disturbed forest", pct(metrics["detected_share"])),
+        ("  clear-cuts", pct(metrics["detected_share_clear_cut"])),
+        ("  partial dieback", pct(metrics["detected_share_partial"])),
+        ("False-alarm share of undisturbed forest", pct(metrics["false_alarm_share"])),
+        ("Median lag (days)", metrics["median_lag_days"]),
+        ("90th percentile lag (days)", metrics["p90_lag_days"]),
+        ("Forest mask producer's accuracy", pct(metrics["forest_mask_producers_accuracy"])),
+        ("Forest mask user's accuracy", pct(metrics["forest_mask_users_accuracy"])),
+        ("Disturbed / undisturbed forest pixels assessed",
+         f"{metrics['disturbed_forest_pixels']} / {metrics['undisturbed_forest_pixels']}"),
+    ]
+    lines = ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    period = " to ".join(metrics["monitoring_period"])
+    return f"Detections against the synthetic truth, monitoring {period}:\n\n" + "\n".join(lines) + "\n"

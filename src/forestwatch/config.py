@@ -1,0 +1,293 @@
+"""Configuration: JSON-schema validation with defaults, then checks the schema cannot express.
+
+Every error is a :class:`ConfigError` whose message names the offending key, says what was
+wrong and what to do. The schema lives in ``forestwatch/schemas/config.schema.yaml``; every
+key is documented in ``config/README.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import inspect
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+#: nrt monitor classes by config name.
+MONITOR_CLASSES = ("IQR", "EWMA", "CuSum", "MoSum", "CCDC")
+
+#: keyword arguments accepted by each monitor's ``fit()`` (passed through to nrt).
+FIT_KWARGS = {
+    "IQR": {"method", "screen_outliers", "maxiter", "L"},
+    "EWMA": {"method", "screen_outliers", "L", "maxiter"},
+    "CuSum": {"method", "alpha", "screen_outliers", "maxiter", "L"},
+    "MoSum": {"method", "alpha", "screen_outliers", "maxiter", "L"},
+    "CCDC": {"method", "screen_outliers", "scaling_factor", "maxiter", "L"},
+}
+FIT_METHODS = ("OLS", "RIRLS", "ROC", "CCDC-stable")
+SCREEN_OUTLIERS = (None, "Shewhart", "CCDC_RIRLS")
+#: constructor arguments that the workflow sets itself, never the user.
+RESERVED_PARAMS = {
+    "mask", "x_coords", "y_coords", "beta", "process", "detection_date", "fit_start", "self",
+}
+
+CONFIG_HELP = "See config/README.md for every key and its allowed values."
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid."""
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _extend_with_default(validator_class):
+    """A validator that fills ``default`` values into the instance while validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFillingValidator = _extend_with_default(jsonschema.Draft7Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f"under '{key}'" if error.absolute_path else "at the top level"
+        return (
+            f"unknown config key(s) {', '.join(repr(e) for e in extra)} {where}; "
+            f"allowed keys: {', '.join(allowed)}. Check the spelling."
+        )
+    if error.validator == "enum":
+        return (
+            f"config key '{key}' is {error.instance!r}; allowed values: "
+            f"{', '.join(repr(v) for v in error.validator_value)}."
+        )
+    if error.validator == "propertyNames":
+        return f"config key '{key}' has a bad entry name: {error.message}."
+    return f"config key '{key}': {error.message}."
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` against the schema, fill defaults, and run semantic checks.
+
+    Returns a new dict (the input is not modified). Raises :class:`ConfigError`.
+    """
+    cfg = copy.deepcopy(dict(config))
+    validator = _DefaultFillingValidator(load_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.path), str(e.path)))
+    if errors:
+        raise ConfigError(_describe(errors[0]) + " " + CONFIG_HELP)
+    _check_semantics(cfg)
+    return cfg
+
+
+def parse_date(value: str, key: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"config key '{key}' is {value!r}, which is not a date; write it as YYYY-MM-DD."
+        ) from None
+
+
+def _check_semantics(cfg: dict) -> None:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    for key in ("grid.crs", "aoi.crs"):
+        section, name = key.split(".")
+        try:
+            CRS.from_user_input(cfg[section][name])
+        except CRSError:
+            raise ConfigError(
+                f"config key '{key}' is {cfg[section][name]!r}, which is not a known CRS; "
+                "use an EPSG code such as 'EPSG:3035'."
+            ) from None
+    if not CRS.from_user_input(cfg["grid"]["crs"]).is_projected:
+        raise ConfigError(
+            f"config key 'grid.crs' is {cfg['grid']['crs']!r}, a geographic CRS; the grid needs "
+            "a projected CRS in metres (e.g. 'EPSG:3035' for Europe or a UTM zone)."
+        )
+    grid = cfg["grid"]
+    ratio = grid["tile_size"] / grid["resolution"]
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise ConfigError(
+            f"config key 'grid.tile_size' ({grid['tile_size']}) must be a whole multiple of "
+            f"'grid.resolution' ({grid['resolution']})."
+        )
+
+    aoi = cfg["aoi"]
+    if aoi["file"] is None and aoi["bbox"] is None:
+        raise ConfigError("config key 'aoi' needs either 'bbox' or 'file'. " + CONFIG_HELP)
+    if aoi["file"] is not None and not Path(aoi["file"]).exists():
+        raise ConfigError(
+            f"config key 'aoi.file' points to {aoi['file']!r}, which does not exist; "
+            "give a vector file path relative to the workflow folder."
+        )
+    if aoi["bbox"] is not None and aoi["file"] is None:
+        xmin, ymin, xmax, ymax = aoi["bbox"]
+        if not (xmin < xmax and ymin < ymax):
+            raise ConfigError(
+                f"config key 'aoi.bbox' is {aoi['bbox']}; it must be [xmin, ymin, xmax, ymax] "
+                "with xmin < xmax and ymin < ymax."
+            )
+
+    stac = cfg["stac"]
+    if stac["source"] == "api" and not stac["url"]:
+        raise ConfigError(
+            "config key 'stac.url' is required when 'stac.source' is 'api' "
+            "(the STAC API root, e.g. https://example.org/stac)."
+        )
+    if stac["source"] == "local":
+        if not stac["catalog"]:
+            raise ConfigError(
+                "config key 'stac.catalog' is required when 'stac.source' is 'local' "
+                "(a STAC ItemCollection JSON file)."
+            )
+        if not Path(stac["catalog"]).exists():
+            raise ConfigError(
+                f"config key 'stac.catalog' points to {stac['catalog']!r}, which does not exist."
+            )
+
+    h_start = parse_date(cfg["history"]["start"], "history.start")
+    h_end = parse_date(cfg["history"]["end"], "history.end")
+    if h_start >= h_end:
+        raise ConfigError(
+            f"config key 'history.start' ({h_start}) must be before 'history.end' ({h_end})."
+        )
+    until = parse_date(cfg["fast_forward"]["until"], "fast_forward.until")
+    if until <= h_end:
+        raise ConfigError(
+            f"config key 'fast_forward.until' ({until}) must be after 'history.end' ({h_end})."
+        )
+    syn = cfg["synthetic"]
+    s_start = parse_date(syn["start"], "synthetic.start")
+    s_end = parse_date(syn["end"], "synthetic.end")
+    parse_date(syn["disturbance_start"], "synthetic.disturbance_start")
+    if s_start >= s_end:
+        raise ConfigError(
+            f"config key 'synthetic.start' ({s_start}) must be before 'synthetic.end' ({s_end})."
+        )
+
+    fm = cfg["forest_mask"]
+    if fm["method"] == "file":
+        path = fm["file"]["path"]
+        if path is None and stac["source"] != "synthetic":
+            raise ConfigError(
+                "config key 'forest_mask.file.path' is required when 'forest_mask.method' is "
+                "'file' (a tree-cover raster, percent, any CRS)."
+            )
+        if path is not None and not Path(path).exists():
+            raise ConfigError(
+                f"config key 'forest_mask.file.path' points to {path!r}, which does not exist."
+            )
+    _check_monitor(cfg["monitor"])
+
+
+def _check_monitor(mon: dict) -> None:
+    import nrt.monitor as _  # noqa: F401  (fail early with a clear error if nrt is missing)
+
+    cls = monitor_class(mon["class"])
+    accepted = {
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+    # BaseNrt keyword arguments reach every subclass through **kwargs
+    accepted |= {"update_mask", "save_fit_start"}
+    accepted -= RESERVED_PARAMS
+    for name, value in mon["params"].items():
+        if name not in accepted:
+            raise ConfigError(
+                f"config key 'monitor.params.{name}' is not a parameter of nrt's "
+                f"{mon['class']}; allowed: {', '.join(sorted(accepted))}."
+            )
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key 'monitor.params.{name}' must be a single value.")
+    for name, value in mon["fit"].items():
+        if name not in FIT_KWARGS[mon["class"]]:
+            raise ConfigError(
+                f"config key 'monitor.fit.{name}' is not a fit() argument of nrt's "
+                f"{mon['class']}; allowed: {', '.join(sorted(FIT_KWARGS[mon['class']]))}."
+            )
+    method = mon["fit"].get("method")
+    if method is not None and method not in FIT_METHODS:
+        raise ConfigError(
+            f"config key 'monitor.fit.method' is {method!r}; allowed values: "
+            f"{', '.join(FIT_METHODS)}."
+        )
+    if "screen_outliers" in mon["fit"] and mon["fit"]["screen_outliers"] not in SCREEN_OUTLIERS:
+        raise ConfigError(
+            f"config key 'monitor.fit.screen_outliers' is {mon['fit']['screen_outliers']!r}; "
+            "allowed values: null, 'Shewhart', 'CCDC_RIRLS'."
+        )
+    if method == "CCDC-stable" and mon["params"].get("trend") is False:
+        raise ConfigError(
+            "config key 'monitor.fit.method' is 'CCDC-stable', which needs "
+            "'monitor.params.trend: true'."
+        )
+
+
+def monitor_class(name: str) -> type:
+    """Return the nrt monitor class for a config name (``IQR``, ``EWMA``, ...)."""
+    from nrt.monitor.ccdc import CCDC
+    from nrt.monitor.cusum import CuSum
+    from nrt.monitor.ewma import EWMA
+    from nrt.monitor.iqr import IQR
+    from nrt.monitor.mosum import MoSum
+
+    classes = {"IQR": IQR, "EWMA": EWMA, "CuSum": CuSum, "MoSum": MoSum, "CCDC": CCDC}
+    try:
+        return classes[name]
+    except KeyError:
+        raise ConfigError(
+            f"config key 'monitor.class' is {name!r}; allowed values: {', '.join(classes)}."
+        ) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
+    """Read a YAML config file, apply nested ``overrides``, and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist.")
+    with open(path) as f:
+        try:
+            cfg = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if overrides:
+        cfg = deep_update(cfg, overrides)
+    return validate_config(cfg)
+
+
+def deep_update(base: dict, updates: dict) -> dict:
+    """Return ``base`` with ``updates`` merged in recursively (dicts merge, others replace)."""
+    out = copy.deepcopy(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,146 @@
+"""The common processing grid: one CRS, one resolution, square tiles with stable ids.
+
+A tile id is ``X{col}_Y{row}`` where ``col = floor((x - origin_x) / tile_size)`` and
+``row = floor((y - origin_y) / tile_size)`` of the tile's lower-left corner, so ids do not
+change when the AOI grows and neighbouring deployments on the same grid agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from pyproj import CRS, Transformer
+from shapely import box, unary_union
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import transform as shapely_transform
+
+TILE_ID_PATTERN = r"X-?[0-9]+_Y-?[0-9]+"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One square tile of the grid.
+
+    ``bounds`` are (xmin, ymin, xmax, ymax) in grid CRS metres; ``shape`` is (rows, cols).
+    """
+
+    id: str
+    col: int
+    row: int
+    bounds: tuple[float, float, float, float]
+    crs: str
+    resolution: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        xmin, ymin, xmax, ymax = self.bounds
+        return (round((ymax - ymin) / self.resolution), round((xmax - xmin) / self.resolution))
+
+    @property
+    def transform(self) -> Affine:
+        xmin, _, _, ymax = self.bounds
+        return Affine(self.resolution, 0.0, xmin, 0.0, -self.resolution, ymax)
+
+    @property
+    def geobox(self) -> GeoBox:
+        return GeoBox(self.shape, self.transform, self.crs)
+
+    @property
+    def geometry(self) -> BaseGeometry:
+        return box(*self.bounds)
+
+    def bbox_lonlat(self) -> tuple[float, float, float, float]:
+        """Bounding box in EPSG:4326 (lon/lat), densified so it contains the whole tile."""
+        return tuple(self.geobox.geographic_extent.boundingbox)
+
+
+def tile_id(col: int, row: int) -> str:
+    return f"X{col:04d}_Y{row:04d}"
+
+
+def parse_tile_id(tid: str) -> tuple[int, int]:
+    x, y = tid.split("_")
+    return int(x[1:]), int(y[1:])
+
+
+def aoi_geometry(aoi: dict, grid_crs: str) -> BaseGeometry:
+    """AOI from config (``bbox`` + ``crs``, or a vector ``file``) as a geometry in grid CRS."""
+    target = CRS.from_user_input(grid_crs)
+    if aoi.get("file"):
+        import geopandas as gpd
+
+        frame = gpd.read_file(aoi["file"])
+        if frame.empty:
+            raise ValueError(f"AOI file {aoi['file']!r} holds no features.")
+        if frame.crs is None:
+            raise ValueError(f"AOI file {aoi['file']!r} has no CRS; set one (e.g. with ogr2ogr).")
+        return unary_union(frame.to_crs(target).geometry.values)
+    geom = box(*aoi["bbox"])
+    source = CRS.from_user_input(aoi.get("crs", "EPSG:4326"))
+    if source == target:
+        return geom
+    # densify so that the projected outline follows curved edges
+    geom = geom.segmentize(max(geom.bounds[2] - geom.bounds[0], 1e-9) / 64)
+    to_grid = Transformer.from_crs(source, target, always_xy=True).transform
+    return shapely_transform(to_grid, geom)
+
+
+def make_tiles(cfg: dict) -> list[Tile]:
+    """All grid tiles that intersect the AOI, sorted by id."""
+    grid = cfg["grid"]
+    size = float(grid["tile_size"])
+    ox, oy = (float(v) for v in grid["origin"])
+    geom = aoi_geometry(cfg["aoi"], grid["crs"])
+    xmin, ymin, xmax, ymax = geom.bounds
+    cols = range(math.floor((xmin - ox) / size), math.ceil((xmax - ox) / size))
+    rows = range(math.floor((ymin - oy) / size), math.ceil((ymax - oy) / size))
+    tiles = []
+    for row in rows:
+        for col in cols:
+            bounds = (ox + col * size, oy + row * size, ox + (col + 1) * size, oy + (row + 1) * size)
+            cell = box(*bounds)
+            # touching edges alone does not make a tile part of the AOI
+            if geom.intersects(cell) and geom.intersection(cell).area > 0:
+                tiles.append(
+                    Tile(tile_id(col, row), col, row, bounds, grid["crs"], float(grid["resolution"]))
+                )
+    if not tiles:
+        raise ValueError("The AOI does not intersect any grid tile; check aoi.bbox/aoi.crs.")
+    return sorted(tiles, key=lambda t: t.id)
+
+
+def tile_by_id(cfg: dict, tid: str) -> Tile:
+    """Rebuild one tile from its id without enumerating the AOI."""
+    grid = cfg["grid"]
+    col, row = parse_tile_id(tid)
+    size = float(grid["tile_size"])
+    ox, oy = (float(v) for v in grid["origin"])
+    bounds = (ox + col * size, oy + row * size, ox + (col + 1) * size, oy + (row + 1) * size)
+    return Tile(tid, col, row, bounds, grid["crs"], float(grid["resolution"]))
+
+
+def write_tiles(tiles: list[Tile], path: str | Path) -> None:
+    """Write the tiles to a GeoPackage layer ``tiles`` (id, col, row, grid parameters)."""
+    import geopandas as gpd
+
+    from .io import atomic_path
+
+    frame = gpd.GeoDataFrame(
+        {
+            "tile_id": [t.id for t in tiles],
+            "col": np.array([t.col for t in tiles], dtype=np.int32),
+            "row": np.array([t.row for t in tiles], dtype=np.int32),
+            "resolution": [t.resolution for t in tiles],
+            "width": [t.shape[1] for t in tiles],
+            "height": [t.shape[0] for t in tiles],
+        },
+        geometry=[t.geometry for t in tiles],
+        crs=tiles[0].crs,
+    )
+    with atomic_path(path) as tmp:
+        frame.to_file(tmp, layer="tiles", driver="GPKG")

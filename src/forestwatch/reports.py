@@ -1,0 +1,148 @@
+"""Per-tile report rasters and the mosaic VRTs over all tiles.
+
+Two single-band Cloud-optimised GeoTIFFs per tile (a GeoTIFF cannot mix uint8 and wider
+bands, and a palette only makes sense on the class layer):
+
+* ``mask``: uint8 nrt mask classes with a palette and class names, nodata 255;
+* ``detection_date``: int32 days since 1970-01-01 of the confirmed break, 0 = none
+  (declared nodata, so undisturbed pixels are transparent). int32 never overflows, unlike
+  the uint8 of nrt's deploy example, which wraps dates modulo 256.
+
+The mosaic is one VRT per layer, written as XML from the tiles' own metadata so that
+relative paths, band names, palette and class names survive (gdalbuildvrt drops them).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from .io import atomic_path
+
+#: nrt mask codes -> (name, RGBA)
+MASK_CLASSES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
+    0: ("not monitored (not forest)", (0, 0, 0, 0)),
+    1: ("forest, no break", (26, 150, 65, 255)),
+    2: ("unstable history", (253, 174, 97, 255)),
+    3: ("confirmed break", (215, 25, 28, 255)),
+    4: ("not enough observations", (150, 150, 150, 255)),
+}
+MASK_NODATA = 255
+DATE_NODATA = 0
+DATE_UNITS = "days since 1970-01-01"
+
+_COG = dict(driver="COG", compress="DEFLATE", blocksize=256, overviews="AUTO")
+
+
+def write_tile_reports(mask: np.ndarray, detection_date: np.ndarray | None, crs: str,
+                       transform: Affine, mask_path: str | Path, date_path: str | Path) -> None:
+    """Write the mask and detection-date COGs of one tile (atomically)."""
+    mask = np.asarray(mask).astype(np.uint8)
+    if detection_date is None:
+        detection_date = np.zeros(mask.shape, dtype=np.int32)
+    dates = np.asarray(detection_date).astype(np.int64)
+    if dates.min() < 0 or dates.max() > np.iinfo(np.int32).max:
+        raise ValueError("detection dates out of range for int32 days since 1970")
+    dates = np.where(mask == 3, dates, DATE_NODATA).astype(np.int32)
+    base = dict(height=mask.shape[0], width=mask.shape[1], count=1, crs=CRS.from_user_input(crs),
+                transform=transform)
+    with atomic_path(mask_path) as tmp, rasterio.open(
+        tmp, "w", dtype="uint8", nodata=MASK_NODATA, overview_resampling="nearest", **_COG, **base
+    ) as dst:
+        dst.write(mask, 1)
+        dst.write_colormap(1, {k: rgba for k, (_, rgba) in MASK_CLASSES.items()})
+        dst.set_band_description(1, "mask")
+        dst.update_tags(1, **{f"class_{k}": name for k, (name, _) in MASK_CLASSES.items()})
+    with atomic_path(date_path) as tmp, rasterio.open(
+        tmp, "w", dtype="int32", nodata=DATE_NODATA, overview_resampling="nearest", **_COG, **base
+    ) as dst:
+        dst.write(dates, 1)
+        dst.set_band_description(1, "detection_date")
+        dst.update_tags(1, units=DATE_UNITS)
+
+
+def build_vrt(sources: Sequence[str | Path], vrt_path: str | Path) -> None:
+    """Mosaic single-band rasters on one grid into a VRT with relative source paths,
+    keeping band description, nodata, palette, class names and units of the first source."""
+    vrt_path = Path(vrt_path)
+    if not sources:
+        raise ValueError("no tile rasters to mosaic")
+    metas = []
+    for src_path in sources:
+        with rasterio.open(src_path) as src:
+            metas.append({
+                "path": Path(src_path), "bounds": src.bounds, "shape": src.shape,
+                "res": src.res, "crs": src.crs, "dtype": src.dtypes[0], "nodata": src.nodata,
+                "desc": src.descriptions[0], "tags": src.tags(1),
+                "colormap": _colormap_or_none(src), "blocks": src.block_shapes[0],
+            })
+    first = metas[0]
+    for m in metas[1:]:
+        if m["crs"] != first["crs"] or m["res"] != first["res"] or m["dtype"] != first["dtype"]:
+            raise ValueError(f"{m['path']} does not share the first tile's CRS/resolution/type")
+    rx, ry = first["res"]
+    xmin = min(m["bounds"].left for m in metas)
+    ymax = max(m["bounds"].top for m in metas)
+    xmax = max(m["bounds"].right for m in metas)
+    ymin = min(m["bounds"].bottom for m in metas)
+    width, height = round((xmax - xmin) / rx), round((ymax - ymin) / ry)
+
+    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
+    ET.SubElement(root, "SRS").text = first["crs"].to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(
+        repr(float(v)) for v in (xmin, rx, 0.0, ymax, 0.0, -ry))
+    gdal_type = {"uint8": "Byte", "int16": "Int16", "uint16": "UInt16", "int32": "Int32",
+                 "float32": "Float32"}[first["dtype"]]
+    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band="1")
+    if first["desc"]:
+        ET.SubElement(band, "Description").text = first["desc"]
+    if first["nodata"] is not None:
+        ET.SubElement(band, "NoDataValue").text = _fmt(first["nodata"])
+    if "units" in first["tags"]:
+        ET.SubElement(band, "UnitType").text = first["tags"]["units"]
+    if first["colormap"]:
+        ET.SubElement(band, "ColorInterp").text = "Palette"
+        names = [first["tags"].get(f"class_{i}", "") for i in range(max(first["colormap"]) + 1)]
+        cats = ET.SubElement(band, "CategoryNames")
+        for name in names:
+            ET.SubElement(cats, "Category").text = name
+        table = ET.SubElement(band, "ColorTable")
+        for i in range(max(first["colormap"]) + 1):
+            r, g, b, a = first["colormap"].get(i, (0, 0, 0, 0))
+            ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
+    for m in metas:
+        rel = os.path.relpath(m["path"].resolve(), vrt_path.parent.resolve())
+        src = ET.SubElement(band, "ComplexSource")
+        ET.SubElement(src, "SourceFilename", relativeToVRT="1").text = Path(rel).as_posix()
+        ET.SubElement(src, "SourceBand").text = "1"
+        h, w = m["shape"]
+        bh, bw = m["blocks"]
+        ET.SubElement(src, "SourceProperties", RasterXSize=str(w), RasterYSize=str(h),
+                      DataType=gdal_type, BlockXSize=str(bw), BlockYSize=str(bh))
+        ET.SubElement(src, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
+        xoff = round((m["bounds"].left - xmin) / rx)
+        yoff = round((ymax - m["bounds"].top) / ry)
+        ET.SubElement(src, "DstRect", xOff=str(xoff), yOff=str(yoff), xSize=str(w), ySize=str(h))
+        if m["nodata"] is not None:
+            ET.SubElement(src, "NODATA").text = _fmt(m["nodata"])
+    ET.indent(root)
+    with atomic_path(vrt_path) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="unicode")
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _colormap_or_none(src) -> dict | None:
+    try:
+        return src.colormap(1)
+    except ValueError:
+        return None

@@ -1,0 +1,240 @@
+"""From STAC Items to a reflectance cube on a tile's GeoBox: one code path for every source.
+
+``search_items`` finds the items (a STAC API via pystac-client, or a local ItemCollection
+file filtered the same way); ``load_reflectance`` loads them with ``odc.stac.load`` onto
+the tile grid, converts DN to surface reflectance with each item's own scale/offset, and
+masks clouds with the SCL classes from config; ``spectral_index`` derives NDVI/NBR/NDMI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from shapely.geometry import box, shape
+
+log = logging.getLogger(__name__)
+
+#: logical band name -> asset key, per provider convention
+BAND_PRESETS: dict[str, dict[str, str]] = {
+    # the built-in synthetic archive and ESA/Planetary Computer naming
+    "synthetic": {"green": "B03", "red": "B04", "nir": "B8A", "swir16": "B11",
+                  "swir22": "B12", "scl": "SCL"},
+    # a stac-fastapi-pgstac deployment with the reference document's keys (20 m products)
+    "pgstac-cdse": {"green": "B03_20", "red": "B04_20", "nir": "B8A", "swir16": "B11",
+                    "swir22": "B12", "scl": "SCL"},
+    # Element84 Earth Search (sentinel-2-l2a / sentinel-2-c1-l2a)
+    "earth-search": {"green": "green", "red": "red", "nir": "nir08", "swir16": "swir16",
+                     "swir22": "swir22", "scl": "scl"},
+    # Microsoft Planetary Computer (sentinel-2-l2a)
+    "planetary-computer": {"green": "B03", "red": "B04", "nir": "B8A", "swir16": "B11",
+                           "swir22": "B12", "scl": "SCL"},
+}
+
+#: bands each index needs (logical names)
+INDEX_BANDS = {"NDVI": ("nir", "red"), "NBR": ("nir", "swir22"), "NDMI": ("nir", "swir16")}
+
+
+class NoDataError(RuntimeError):
+    """No acquisition matched the search; the message says what was searched."""
+
+
+def band_keys(stac_cfg: dict) -> dict[str, str]:
+    """Logical band name -> asset key: the preset, with per-band overrides from config."""
+    return BAND_PRESETS[stac_cfg["preset"]] | dict(stac_cfg.get("bands") or {})
+
+
+def _as_datetime(value: dt.date | dt.datetime | str, end: bool = False) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    t = dt.time(23, 59, 59, 999999) if end else dt.time(0, 0)
+    return dt.datetime.combine(value, t, tzinfo=dt.UTC)
+
+
+def search_items(
+    stac_cfg: dict,
+    bbox_lonlat: Sequence[float],
+    start: dt.date | str,
+    end: dt.date | str,
+    catalog_path: str | Path | None = None,
+) -> list[pystac.Item]:
+    """Items intersecting ``bbox_lonlat`` with start <= datetime <= end (whole days, UTC)
+    and ``eo:cloud_cover`` below the configured maximum, sorted by datetime then id.
+
+    ``catalog_path`` is the local ItemCollection for ``source: local|synthetic``.
+    """
+    t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
+    max_cc = stac_cfg["max_cloud_cover"]
+    if stac_cfg["source"] == "api":
+        from pystac_client import Client
+
+        client = Client.open(stac_cfg["url"])
+        search = client.search(
+            collections=[stac_cfg["collection"]],
+            bbox=list(bbox_lonlat),
+            datetime=[t0, t1],
+            query={"eo:cloud_cover": {"lt": max_cc}},
+            limit=200,
+        )
+        items = list(search.items())
+    else:
+        items = [
+            it for it in read_item_collection(catalog_path or stac_cfg["catalog"])
+            if _matches(it, bbox_lonlat, t0, t1, max_cc)
+        ]
+    items.sort(key=lambda it: (it.datetime, it.id))
+    log.info("STAC search %s..%s bbox=%s cloud<%s: %d items", t0.date(), t1.date(),
+             [round(v, 4) for v in bbox_lonlat], max_cc, len(items))
+    return items
+
+
+_ITEM_CACHE: dict[tuple[str, float], list[pystac.Item]] = {}
+
+
+def read_item_collection(path: str | Path) -> list[pystac.Item]:
+    """Read a local STAC ItemCollection; relative asset hrefs resolve against its folder."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"STAC item collection {str(path)!r} does not exist.")
+    key = (str(path), path.stat().st_mtime)
+    if key not in _ITEM_CACHE:
+        with open(path) as f:
+            features = json.load(f)["features"]
+        items = []
+        for feat in features:
+            item = pystac.Item.from_dict(feat, preserve_dict=False)
+            for asset in item.assets.values():
+                if "://" not in asset.href and not asset.href.startswith("/"):
+                    asset.href = (path.parent / asset.href).as_uri()
+            items.append(item)
+        _ITEM_CACHE.clear()
+        _ITEM_CACHE[key] = items
+    return _ITEM_CACHE[key]
+
+
+def _matches(item: pystac.Item, bbox, t0, t1, max_cc) -> bool:
+    if not (t0 <= item.datetime <= t1):
+        return False
+    if item.properties.get("eo:cloud_cover", 0) >= max_cc:
+        return False
+    return shape(item.geometry).intersects(box(*bbox))
+
+
+def solar_day(item: pystac.Item) -> dt.date:
+    """Local solar date of an acquisition (the key ``groupby='solar_day'`` uses)."""
+    lon = (item.bbox[0] + item.bbox[2]) / 2
+    return (item.datetime + dt.timedelta(seconds=lon * 240)).date()
+
+
+def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
+    """DN -> reflectance: ``raster:bands`` scale/offset if the asset has them, else the
+    processing-baseline rule (baseline >= 04.00 adds 1000 to DN)."""
+    asset = item.assets[asset_key]
+    bands = asset.extra_fields.get("raster:bands")
+    if bands and ("scale" in bands[0] or "offset" in bands[0]):
+        return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0))
+    baseline = str(item.properties.get("s2:processing_baseline", "99.99"))
+    return 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
+
+
+def group_by_day(items: Sequence[pystac.Item]) -> dict[dt.date, list[pystac.Item]]:
+    """Items per solar day, sorted by date. Where a day mixes processing baselines
+    (a reprocessed duplicate), only the newest baseline's items are kept."""
+    days: dict[dt.date, list[pystac.Item]] = defaultdict(list)
+    for it in items:
+        days[solar_day(it)].append(it)
+    out = {}
+    for day in sorted(days):
+        group = days[day]
+        baselines = {str(i.properties.get("s2:processing_baseline", "")) for i in group}
+        if len(baselines) > 1:
+            newest = max(baselines)
+            dropped = [i.id for i in group if str(i.properties.get("s2:processing_baseline", "")) != newest]
+            log.warning("%s: keeping baseline %s, dropping reprocessed duplicates %s", day, newest, dropped)
+            group = [i for i in group if str(i.properties.get("s2:processing_baseline", "")) == newest]
+        out[day] = group
+    return out
+
+
+def load_reflectance(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    bands: Sequence[str],
+    stac_cfg: dict,
+    threads: int | None = None,
+) -> xr.Dataset:
+    """Load ``bands`` (logical names) as surface reflectance on ``geobox``.
+
+    Returns a Dataset of float32 variables named by logical band, dims (time, y, x), one
+    time step per solar day (UTC midnight of that day), NaN where SCL is not in
+    ``valid_scl_classes``, where any band is nodata, or outside every footprint. The
+    variable ``clear`` (bool) says which pixels passed the cloud mask.
+    """
+    import odc.stac
+
+    keys = band_keys(stac_cfg)
+    missing = [b for b in list(bands) + ["scl"] if b not in keys]
+    if missing:
+        raise ValueError(f"no asset key configured for band(s) {missing}; set stac.bands.")
+    by_day = group_by_day(items)
+    if not by_day:
+        raise NoDataError("no items to load")
+    asset_keys = [keys[b] for b in bands] + [keys["scl"]]
+    resampling = {keys[b]: stac_cfg["resampling"]["reflectance"] for b in bands}
+    resampling[keys["scl"]] = stac_cfg["resampling"]["scl"]
+    valid_scl = np.asarray(stac_cfg["valid_scl_classes"], dtype=np.uint8)
+    threads = threads or 1
+
+    days = list(by_day)
+    day_items = [it for d in days for it in by_day[d]]
+    ds = odc.stac.load(
+        day_items, bands=asset_keys, geobox=geobox, groupby="solar_day",
+        resampling=resampling, fail_on_error=True, pool=threads,
+    )
+    if ds.sizes["time"] != len(days):  # odc-stac and group_by_day must agree on days
+        raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} days, expected {len(days)}")
+
+    shape_t = (len(days),) + tuple(geobox.shape)
+    out = {b: np.empty(shape_t, dtype=np.float32) for b in bands}
+    ok = np.isin(ds[keys["scl"]].values, valid_scl)
+    dn = {b: ds[keys[b]].values for b in bands}
+    for b in bands:
+        ok &= dn[b] != 0
+    for b in bands:
+        # per-day scale/offset: processing baselines change over an archive's life
+        scale = np.array([_scale_offset(by_day[d][0], keys[b])[0] for d in days], np.float32)
+        offset = np.array([_scale_offset(by_day[d][0], keys[b])[1] for d in days], np.float32)
+        np.multiply(dn[b], scale[:, None, None], out=out[b], casting="unsafe")
+        out[b] += offset[:, None, None]
+        out[b][~ok] = np.nan
+    clear = ok
+    coords = {
+        "time": np.array([np.datetime64(d, "ns") for d in days]),
+        "y": geobox.coords["y"].values,
+        "x": geobox.coords["x"].values,
+    }
+    data = {b: (("time", "y", "x"), out[b]) for b in bands}
+    data["clear"] = (("time", "y", "x"), clear)
+    cube = xr.Dataset(data, coords=coords)
+    cube.attrs["item_ids"] = json.dumps([it.id for d in days for it in by_day[d]])
+    return cube
+
+
+def spectral_index(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """Normalised difference index (float32, NaN where undefined; inf never survives)."""
+    a, b = INDEX_BANDS[name]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idx = (ds[a] - ds[b]) / (ds[a] + ds[b])
+    idx = idx.where(np.isfinite(idx)).astype(np.float32)
+    idx.name = name
+    return idx

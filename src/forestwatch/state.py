@@ -1,0 +1,207 @@
+"""A tile's monitoring state on disk: one NetCDF file, written atomically, verified on load.
+
+nrt's own ``to_netcdf``/``from_netcdf`` lose parameters (``fit_start``, EWMA's
+``threshold_outlier``, numpy-scalar parameters), return masked arrays, record no CRS,
+and open the target in clobber mode, so a crash mid-write leaves a truncated file that
+loads without error. This module writes every attribute of the monitor instead:
+
+* each numpy-array attribute becomes a variable (2-D ``(y, x)``; 3-D ``(<name>_layer, y, x)``),
+  ``x``/``y`` are coordinates;
+* every other attribute (python or numpy scalars, strings, ``None``) goes into the JSON
+  global attribute ``monitor_attributes``, so a reload restores exactly the same object;
+* global attributes record the CRS (WKT), the affine transform, the monitor class and
+  format version, and ``metadata`` (JSON: tile id, index, fit period, item ids, software
+  versions, the ledger of applied acquisitions);
+* ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
+  raises :class:`StateCorruptError` when a file was truncated or altered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from .config import monitor_class
+from .io import atomic_path
+
+FORMAT_VERSION = 1
+_COORD_ATTRS = ("x", "y")
+
+
+class StateCorruptError(RuntimeError):
+    """A state file is unreadable, truncated or fails its checksum."""
+
+
+@dataclass
+class TileState:
+    """A fitted nrt monitor and what the workflow knows about it.
+
+    ``metadata`` keys used by the workflow: ``tile_id``, ``index``, ``monitor`` (class name,
+    params, fit kwargs), ``history`` (start, end, item ids), ``applied`` (list of
+    ``{"day", "items"}`` in the order they were monitored), ``software``.
+    """
+
+    monitor: Any
+    crs: str
+    transform: Affine
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def applied_items(self) -> set[str]:
+        return {i for entry in self.metadata.get("applied", []) for i in entry["items"]}
+
+    @property
+    def last_day(self) -> str | None:
+        applied = self.metadata.get("applied", [])
+        return applied[-1]["day"] if applied else None
+
+
+def software_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("forestwatch", "nrt", "numpy", "xarray", "odc-stac", "rasterio", "numba"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _jsonable(value: Any, name: str) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    raise TypeError(f"monitor attribute {name!r} of type {type(value).__name__} cannot be saved")
+
+
+def _to_dataset(state: TileState) -> xr.Dataset:
+    attrs = vars(state.monitor)
+    x, y = np.asarray(attrs["x"]), np.asarray(attrs["y"])
+    data_vars = {}
+    scalars = {}
+    for name, value in attrs.items():
+        if name in _COORD_ATTRS:
+            continue
+        if isinstance(value, np.ndarray):
+            value = np.asarray(value)
+            if value.ndim == 2:
+                data_vars[name] = (("y", "x"), value)
+            elif value.ndim == 3:
+                data_vars[name] = ((f"{name}_layer", "y", "x"), value)
+            else:
+                raise TypeError(f"monitor attribute {name!r} has {value.ndim} dimensions")
+        else:
+            scalars[name] = _jsonable(value, name)
+    ds = xr.Dataset(data_vars, coords={"y": y, "x": x})
+    ds.attrs = {
+        "title": "forestwatch tile monitoring state",
+        "forestwatch_format_version": FORMAT_VERSION,
+        "monitor_class": type(state.monitor).__name__,
+        "crs": state.crs,
+        "transform": json.dumps(list(state.transform)[:6]),
+        "monitor_attributes": json.dumps(scalars, sort_keys=True),
+        "metadata": json.dumps(state.metadata, sort_keys=True, default=str),
+    }
+    return ds
+
+
+def _digest(ds: xr.Dataset) -> str:
+    h = hashlib.sha256()
+    for key in sorted(k for k in ds.attrs if k != "content_sha256"):
+        h.update(f"{key}={ds.attrs[key]}".encode())
+    for name in sorted(list(ds.data_vars) + list(ds.coords)):
+        arr = np.ascontiguousarray(ds[name].values)
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def save_state(state: TileState, path: str | Path) -> str:
+    """Write ``state`` to ``path`` atomically; return its content digest."""
+    ds = _to_dataset(state)
+    digest = _digest(ds)
+    ds.attrs["content_sha256"] = digest
+    encoding = {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    return digest
+
+
+def load_state(path: str | Path) -> TileState:
+    """Read a state file; raise :class:`StateCorruptError` if it is not intact."""
+    path = Path(path)
+    try:
+        with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
+                             decode_times=False) as src:
+            ds = src.load()
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # netCDF4/HDF5 raise assorted errors on truncated files
+        raise StateCorruptError(
+            f"state file {str(path)!r} cannot be read ({err}); it is truncated or not a state "
+            "file. Restore it from the previous state or rerun the fit for this tile."
+        ) from err
+    version = ds.attrs.get("forestwatch_format_version")
+    if version != FORMAT_VERSION:
+        raise StateCorruptError(
+            f"state file {str(path)!r} has format version {version!r}; this forestwatch "
+            f"reads version {FORMAT_VERSION}. Refit the tile."
+        )
+    expected = ds.attrs.get("content_sha256")
+    if expected != _digest(ds):
+        raise StateCorruptError(
+            f"state file {str(path)!r} fails its checksum: its content was altered or "
+            "partially written. Restore it from the previous state or refit the tile."
+        )
+    cls = monitor_class(ds.attrs["monitor_class"])
+    monitor = cls.__new__(cls)
+    attrs: dict[str, Any] = json.loads(ds.attrs["monitor_attributes"])
+    for name in ds.data_vars:
+        attrs[name] = np.ascontiguousarray(ds[name].values)
+    attrs["x"] = ds["x"].values.astype(np.float64)
+    attrs["y"] = ds["y"].values.astype(np.float64)
+    monitor.__dict__.update(attrs)
+    return TileState(
+        monitor=monitor,
+        crs=ds.attrs["crs"],
+        transform=Affine(*json.loads(ds.attrs["transform"])),
+        metadata=json.loads(ds.attrs["metadata"]),
+    )
+
+
+def monitors_equal(a: Any, b: Any) -> bool:
+    """True when two monitors have the same class and identical attributes (arrays
+    compared with NaN == NaN)."""
+    if type(a) is not type(b):
+        return False
+    va, vb = vars(a), vars(b)
+    if set(va) != set(vb):
+        return False
+    for k in va:
+        x, y = va[k], vb[k]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+                return False
+            if x.shape != y.shape or x.dtype != y.dtype:
+                return False
+            if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+                return False
+        elif x != y:
+            return False
+    return True
