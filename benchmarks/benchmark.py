@@ -1,0 +1,146 @@
+"""Where the time goes for one tile: per-stage wall time and peak memory, and the I/O floor.
+
+Each stage runs in a fresh Python process, as a Snakemake job would, so its time includes
+interpreter start-up and imports, and its peak RSS is its own (``os.wait4``). Ratios are
+computed from measurements taken in the same run, so a busy machine shifts them less than
+the absolute numbers.
+
+    python benchmarks/benchmark.py                 # default config, first tile
+    python benchmarks/benchmark.py --config tests/config/small.yaml --tile X3718_Y2537
+
+Results are printed as a Markdown table; BENCHMARKS.md keeps the last ones we wrote down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_stage(code: str, workdir: Path) -> tuple[float, float]:
+    """Run ``code`` in a fresh interpreter; return (wall seconds, peak RSS MiB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"stage failed ({proc.returncode}):\n{code}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def io_floor(cfg: dict, tile_id: str, catalog: str) -> dict:
+    """Time to read the history's input bytes for the tile, without warping or fitting:
+    (a) the whole asset files as bytes, (b) the decoded native-CRS windows over the tile."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import from_bounds
+
+    from forestwatch.grid import tile_by_id
+    from forestwatch.monitoring import needed_bands
+    from forestwatch.stac import band_keys, search_items
+
+    tile = tile_by_id(cfg, tile_id)
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
+                         cfg["history"]["end"], catalog)
+    keys = band_keys(cfg["stac"])
+    assets = [keys[b] for b in needed_bands(cfg)] + [keys["scl"]]
+    hrefs = [it.assets[a].href.removeprefix("file://") for it in items for a in assets]
+
+    t0 = time.perf_counter()
+    nbytes = 0
+    for h in hrefs:
+        with open(h, "rb") as f:
+            nbytes += len(f.read())
+    t_bytes = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pixels = 0
+    for it in items:
+        for a in assets:
+            with rasterio.open(it.assets[a].href) as src:
+                b = transform_bounds(tile.crs, src.crs, *tile.bounds)
+                win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
+                pixels += src.read(1, window=win, boundless=True, fill_value=0).size
+    t_decode = time.perf_counter() - t0
+    return {"items": len(items), "files": len(hrefs), "mib": nbytes / 2**20,
+            "read_bytes_s": t_bytes, "read_windows_s": t_decode, "pixels": pixels}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    ap.add_argument("--tile", default=None, help="tile id (default: the first tile)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    sys.path.insert(0, str(REPO / "src"))
+    from forestwatch.config import load_config
+    from forestwatch.grid import make_tiles
+
+    cfg = load_config(args.config)
+    tile_id = args.tile or make_tiles(cfg)[0].id
+    work = Path(tempfile.mkdtemp(prefix="forestwatch-bench-"))
+    catalog = REPO / cfg["synthetic"]["folder"] / "items.json"
+    cfg_json = json.dumps(cfg)
+    rows = []
+
+    if cfg["stac"]["source"] == "synthetic" and not catalog.exists():
+        code = (f"import json; from forestwatch import steps; "
+                f"steps.synthetic_archive(json.loads({cfg_json!r}), {str(catalog)!r})")
+        rows.append(("synthetic archive (whole AOI, once)", *run_stage(code, REPO)))
+    if cfg["stac"]["source"] != "synthetic":
+        catalog = Path(cfg["stac"]["catalog"]) if cfg["stac"]["catalog"] else None
+
+    prelude = f"import json; from forestwatch import steps; cfg = json.loads({cfg_json!r}); "
+    stages = [
+        ("python start-up + imports", "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray"),
+        ("forest mask (rule on history)" if cfg["forest_mask"]["method"] == "rule" else "forest mask",
+         prelude + f"steps.forest_mask(cfg, {tile_id!r}, {str(catalog)!r}, None, "
+         f"{str(work / 'mask.tif')!r}, threads={args.threads})"),
+        ("fit (load history + fit)",
+         prelude + f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, {str(work / 'mask.tif')!r}, "
+         f"{str(work / 'fitted.nc')!r}, threads={args.threads})"),
+        ("fast forward to fast_forward.until",
+         prelude + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, "
+         f"{str(work / 'fitted.nc')!r}, {str(work / 'current.nc')!r}, threads={args.threads})"),
+        ("tile report (2 COGs)",
+         prelude + f"steps.tile_report({str(work / 'current.nc')!r}, {str(work / 'm.tif')!r}, "
+         f"{str(work / 'd.tif')!r})"),
+    ]
+    for name, code in stages:
+        rows.append((name, *run_stage(code, REPO)))
+
+    floor = io_floor(cfg, tile_id, str(catalog))
+    startup = rows[-5][1] if len(rows) >= 5 else 0.0
+
+    from forestwatch.state import load_state
+
+    state = load_state(work / "current.nc")
+    n_hist = len(state.metadata["history"]["days"])
+    n_ff = len(state.metadata["applied"])
+    print(f"\nTile {tile_id}: {state.monitor.mask.shape[0]} x {state.monitor.mask.shape[1]} px, "
+          f"{n_hist} history days, {n_ff} fast-forward days, monitor {cfg['monitor']['class']} "
+          f"{cfg['monitor']['fit']}, threads {args.threads}, {os.cpu_count()} cores\n")
+    print("| stage | wall s | peak RSS MiB |")
+    print("|---|---:|---:|")
+    for name, wall, rss in rows:
+        print(f"| {name} | {wall:.1f} | {rss:.0f} |")
+    print(f"\nI/O floor for the fit's inputs: {floor['items']} items, {floor['files']} files, "
+          f"{floor['mib']:.0f} MiB; reading the bytes {floor['read_bytes_s']:.2f} s; decoding "
+          f"the native windows over the tile {floor['read_windows_s']:.1f} s.")
+    fit_wall = next(w for n, w, _ in rows if n.startswith("fit"))
+    print(f"fit / I/O floor (decoded windows): {fit_wall / floor['read_windows_s']:.1f}x; "
+          f"start-up share of the fit job: {100 * startup / fit_wall:.0f} %")
+
+
+if __name__ == "__main__":
+    main()
