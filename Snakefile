@@ -16,6 +16,12 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    tile=TILE_ID_PATTERN,
+
+
 include: "rules/archive.smk"
 include: "rules/grid.smk"
 include: "rules/forest_mask.smk"

@@ -21,12 +21,8 @@ SYNTHETIC = config["synthetic"]["folder"]
 TILES = [t.id for t in make_tiles(config)]
 
 
-wildcard_constraints:
-    tile=TILE_ID_PATTERN,
-
-
 def stage_config(*sections):
-    """The config sections one stage depends on, as a rule param: changing any of them
+    """The config sections one stage depends on, passed as params; changing any of them
     reruns that stage (and what depends on it), and nothing else."""
     return {s: copy.deepcopy(config[s]) for s in sections}
 

@@ -168,8 +168,6 @@ def test_nothing_detected(tmp_path, truth):
     assert "| Detected share of disturbed forest | 0.0 % |" in md
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: to_markdown prints 'None' for the lag rows "
-                   "when nothing was detected; shares print 'n/a' (accuracy.py, to_markdown)")
 def test_markdown_without_detections_says_na_for_lag(tmp_path, truth):
     mask, dates = _detections({})
     md = to_markdown(_assess(tmp_path, truth, mask, dates))

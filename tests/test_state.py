@@ -461,6 +461,11 @@ def test_atomic_path_success(tmp_path):
     assert target.read_text() == "new"
     assert not tmp.exists()
     assert os.listdir(target.parent) == ["out.tif"]
+    # the writer creates the file itself, so it gets ordinary permissions (not mkstemp's
+    # 0600): compare with a file created the ordinary way
+    reference = tmp_path / "reference"
+    reference.write_text("x")
+    assert target.stat().st_mode == reference.stat().st_mode
 
 
 def test_atomic_path_error_leaves_target_unchanged(tmp_path):

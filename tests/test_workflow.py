@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import REPO, SMALL_CONFIG
 
 pytestmark = pytest.mark.workflow

@@ -87,13 +87,16 @@ def to_markdown(metrics: dict) -> str:
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.1f} %"
 
+    def num(v):
+        return "n/a" if v is None else v
+
     rows = [
         ("Detected share of disturbed forest", pct(metrics["detected_share"])),
         ("  clear-cuts", pct(metrics["detected_share_clear_cut"])),
         ("  partial dieback", pct(metrics["detected_share_partial"])),
         ("False-alarm share of undisturbed forest", pct(metrics["false_alarm_share"])),
-        ("Median lag (days)", metrics["median_lag_days"]),
-        ("90th percentile lag (days)", metrics["p90_lag_days"]),
+        ("Median lag (days)", num(metrics["median_lag_days"])),
+        ("90th percentile lag (days)", num(metrics["p90_lag_days"])),
         ("Forest mask producer's accuracy", pct(metrics["forest_mask_producers_accuracy"])),
         ("Forest mask user's accuracy", pct(metrics["forest_mask_users_accuracy"])),
         ("Disturbed / undisturbed forest pixels assessed",

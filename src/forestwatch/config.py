@@ -226,7 +226,7 @@ def _check_monitor(mon: dict) -> None:
             )
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key 'monitor.params.{name}' must be a single value.")
-    for name, value in mon["fit"].items():
+    for name in mon["fit"]:
         if name not in FIT_KWARGS[mon["class"]]:
             raise ConfigError(
                 f"config key 'monitor.fit.{name}' is not a fit() argument of nrt's "

@@ -24,7 +24,6 @@ stands in for an existing tree-cover product (``forest_mask.method: file``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from scipy import ndimage

@@ -20,6 +20,8 @@ def setup_logging(log_path: str | None) -> None:
     # odc-geo/affine deprecation chatter drowns the useful lines
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # odc-loader reprojects in-memory arrays that carry no geotransform of their own
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     for noisy in ("numba", "rasterio", "urllib3", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
