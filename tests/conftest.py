@@ -12,14 +12,18 @@ from forestwatch.synthetic import SyntheticSpec, generate_archive
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "tests" / "config" / "small.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 
 def small_config(**overrides) -> dict:
-    """The validated small test config, with nested ``overrides`` merged in."""
+    """The validated small test config (config/config.yaml with tests/config/small.yaml
+    merged on top, as the workflow tests pass it), with nested ``overrides`` merged in."""
     from forestwatch.config import deep_update
 
-    with open(SMALL_CONFIG) as f:
+    with open(DEFAULT_CONFIG) as f:
         raw = yaml.safe_load(f)
+    with open(SMALL_CONFIG) as f:
+        raw = deep_update(raw, yaml.safe_load(f))
     return validate_config(deep_update(raw, overrides))
 
 

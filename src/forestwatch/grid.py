@@ -15,9 +15,9 @@ import numpy as np
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
+import shapely
 from shapely import box, unary_union
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shapely_transform
 
 TILE_ID_PATTERN = r"X-?[0-9]+_Y-?[0-9]+"
 
@@ -87,7 +87,7 @@ def aoi_geometry(aoi: dict, grid_crs: str) -> BaseGeometry:
     # densify so that the projected outline follows curved edges
     geom = geom.segmentize(max(geom.bounds[2] - geom.bounds[0], 1e-9) / 64)
     to_grid = Transformer.from_crs(source, target, always_xy=True).transform
-    return shapely_transform(to_grid, geom)
+    return shapely.transform(geom, lambda x, y: to_grid(x, y), interleaved=False)
 
 
 def make_tiles(cfg: dict) -> list[Tile]:
