@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
-import shapely
 from shapely import box, unary_union
 from shapely.geometry.base import BaseGeometry
 

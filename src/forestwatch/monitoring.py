@@ -94,6 +94,7 @@ def fit_tile(
     full: dict[str, np.ndarray] = {}
     scalars: dict[str, object] = {}
     fitted_blocks = 0
+    cloudy_blocks: list[tuple[slice, slice]] = []
     for rows, cols in _blocks(tile.shape, block):
         sub_mask = mask[rows, cols]
         if not (sub_mask == 1).any():
@@ -103,11 +104,28 @@ def fit_tile(
         index = spectral_index(cube, cfg["index"])
         index = index.copy(data=np.ascontiguousarray(index.values))  # nrt IQR needs C order
         monitor = build_monitor(cfg["monitor"], sub_mask)
-        monitor.fit(index, **_fit_kwargs(cfg, cube, threads))
+        try:
+            monitor.fit(index, **_fit_kwargs(cfg, cube, threads))
+        except ValueError as err:
+            if "no time-series with sufficient" not in str(err):
+                raise
+            # every forest pixel of the block is too cloudy to fit: nrt class 4
+            log.warning("tile %s: block rows %d-%d cols %d-%d has too few clear observations "
+                        "(%s); its forest pixels are marked 4 (not enough observations)",
+                        tile.id, rows.start, rows.stop, cols.start, cols.stop, err)
+            cloudy_blocks.append((rows, cols))
+            continue
         _place_block(full, scalars, monitor, rows, cols, tile.shape)
         fitted_blocks += 1
         log.info("tile %s: fitted block rows %d-%d cols %d-%d on %d dates", tile.id,
                  rows.start, rows.stop, cols.start, cols.stop, index.sizes["time"])
+    if fitted_blocks == 0 and cloudy_blocks:
+        raise NoDataError(
+            f"tile {tile.id}: no forest pixel has enough clear observations between "
+            f"{cfg['history']['start']} and {cfg['history']['end']} to fit the model "
+            f"({len(items)} items searched). The period is too cloudy or too short: widen "
+            "history, raise stac.max_cloud_cover, or check stac.valid_scl_classes."
+        )
     monitor = build_monitor(cfg["monitor"], mask)
     if fitted_blocks == 0:
         log.warning("tile %s: forest mask is empty, the state monitors no pixel", tile.id)
@@ -115,6 +133,9 @@ def fit_tile(
     else:
         monitor.__dict__.update(scalars)
         monitor.__dict__.update(full)
+        for rows, cols in cloudy_blocks:
+            block_mask = monitor.mask[rows, cols]
+            block_mask[mask[rows, cols] == 1] = 4
     monitor.x = tile.geobox.coords["x"].values.astype(np.float64)
     monitor.y = tile.geobox.coords["y"].values.astype(np.float64)
     by_day = group_by_day(items)

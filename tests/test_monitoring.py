@@ -1,0 +1,213 @@
+"""Fitting in blocks, cloudy and empty periods, fast-forward and its ledger, detection."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import from_bounds
+
+from forestwatch.config import deep_update, validate_config
+from forestwatch.forest_mask import mask_from_tree_cover
+from forestwatch.grid import make_tiles
+from forestwatch.monitoring import fast_forward, fit_tile
+from forestwatch.stac import NoDataError, group_by_day, search_items
+from forestwatch.state import monitors_equal
+
+
+def _cfg(base: dict, **overrides) -> dict:
+    return validate_config(deep_update(base, overrides))
+
+
+def _with_monitor(base: dict, monitor: dict, block_size: int) -> dict:
+    """``base`` with its monitor section replaced (not merged: params differ per class)."""
+    cfg = copy.deepcopy(base)
+    cfg["monitor"] = dict(monitor, block_size=block_size)
+    return validate_config(cfg)
+
+
+def _items(cfg, tile, start, end):
+    return search_items(cfg["stac"], tile.bbox_lonlat(), start, end, cfg["stac"]["catalog"])
+
+
+@pytest.fixture(scope="module")
+def tile_inputs(small_archive):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    mask = mask_from_tree_cover(tile, small_archive["folder"] / "truth" / "tree_cover.tif", 30)
+    hist = _items(cfg, tile, cfg["history"]["start"], cfg["history"]["end"])
+    new = _items(cfg, tile, cfg["history"]["end"], cfg["fast_forward"]["until"])
+    return cfg, tile, mask, hist, new
+
+
+def _slicing_loader(tile):
+    """Load the whole tile once and hand out block slices: isolates the block logic from
+    GDAL's approximate warp transformer, whose ~1e-5 differences depend on the window."""
+    from forestwatch.stac import load_reflectance
+
+    cache = {}
+
+    def loader(items, geobox, bands, stac_cfg, threads=1):
+        key = tuple(bands)
+        if key not in cache:
+            cache[key] = load_reflectance(items, tile.geobox, bands, stac_cfg, threads=2)
+        full = cache[key]
+        r0 = round((tile.bounds[3] - geobox.boundingbox.top) / tile.resolution)
+        c0 = round((geobox.boundingbox.left - tile.bounds[0]) / tile.resolution)
+        h, w = geobox.shape
+        return full.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
+
+    return loader
+
+
+@pytest.mark.parametrize(
+    "monitor",
+    [
+        {"class": "IQR", "params": {"trend": False, "harmonic_order": 2}, "fit": {"method": "OLS"}},
+        {"class": "MoSum", "params": {"trend": False}, "fit": {"method": "ROC"}},
+    ],
+)
+def test_block_fit_equals_whole_tile_fit(tile_inputs, monitor):
+    cfg, tile, mask, hist, _ = tile_inputs
+    loader = _slicing_loader(tile)
+    whole = fit_tile(tile, hist, mask, _with_monitor(cfg, monitor, 512), loader=loader)
+    # 60 x 60 px in blocks of 16: 16 blocks, the edge ones 12 px wide
+    blocks = fit_tile(tile, hist, mask, _with_monitor(cfg, monitor, 16), loader=loader)
+    a, b = vars(whole.monitor), vars(blocks.monitor)
+    assert set(a) == set(b)
+    np.testing.assert_array_equal(a["mask"], b["mask"])
+    # blocks without forest are not fitted: their (never read) values are zeros, where a
+    # whole-tile nrt fit may leave NaN; compare every array on the pixels nrt monitors
+    fitted = a["mask"] != 0
+    assert fitted.any()
+    for name in a:
+        x, y = a[name], b[name]
+        if name in ("x", "y"):
+            np.testing.assert_array_equal(x, y)
+        elif isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape[-2:] == y.shape[-2:], name
+            if x.ndim == 3:  # MoSum window depth: the longest window of a block; zero pad
+                depth = min(x.shape[0], y.shape[0])
+                assert not np.any(x[depth:][:, fitted]) and not np.any(y[depth:][:, fitted])
+                x, y = x[:depth], y[:depth]
+            np.testing.assert_array_equal(x[..., fitted], y[..., fitted], err_msg=name)
+        else:
+            assert x == y, name
+
+
+def test_block_fit_with_real_windowed_loads_is_close(tile_inputs):
+    cfg, tile, mask, hist, _ = tile_inputs
+    whole = fit_tile(tile, hist, mask, _cfg(cfg, monitor={"block_size": 512}))
+    blocks = fit_tile(tile, hist, mask, _cfg(cfg, monitor={"block_size": 32}))
+    np.testing.assert_array_equal(whole.monitor.mask, blocks.monitor.mask)
+    np.testing.assert_allclose(whole.monitor.beta, blocks.monitor.beta, atol=1e-3)
+
+
+def test_history_without_items_is_a_clear_error(tile_inputs):
+    cfg, tile, mask, _, _ = tile_inputs
+    cfg = _cfg(cfg, history={"start": "2010-01-01", "end": "2010-12-31"},
+               fast_forward={"until": "2011-06-30"})
+    items = _items(cfg, tile, cfg["history"]["start"], cfg["history"]["end"])
+    assert items == []
+    with pytest.raises(NoDataError) as err:
+        fit_tile(tile, items, mask, cfg)
+    msg = str(err.value)
+    assert tile.id in msg and "2010-01-01" in msg and "history" in msg
+
+
+def test_fully_cloudy_history_is_a_clear_error(tile_inputs):
+    cfg, tile, mask, hist, _ = tile_inputs
+    cloudy = _cfg(cfg, stac={"valid_scl_classes": [11]})  # snow only: nothing is clear
+    with pytest.raises(NoDataError, match="too cloudy or too short"):
+        fit_tile(tile, hist, mask, cloudy)
+
+
+def test_partly_cloudy_blocks_are_marked_not_enough_observations(tile_inputs):
+    cfg, tile, mask, hist, _ = tile_inputs
+    real = __import__("forestwatch.stac", fromlist=["load_reflectance"]).load_reflectance
+
+    def loader(items, geobox, bands, stac_cfg, threads=1):
+        cube = real(items, geobox, bands, stac_cfg, threads=threads)
+        if geobox.boundingbox.left == tile.bounds[0] and geobox.boundingbox.top == tile.bounds[3]:
+            for b in bands:  # the north-west block never sees the ground
+                cube[b].values[:] = np.nan
+        return cube
+
+    c = _cfg(cfg, monitor={"block_size": 32})
+    state = fit_tile(tile, hist, mask, c, loader=loader)
+    nw = state.monitor.mask[:32, :32]
+    assert set(np.unique(nw[mask[:32, :32] == 1])) == {4}
+    assert np.all(nw[mask[:32, :32] == 0] == 0)
+    assert (state.monitor.mask[32:, 32:] == 1).any()
+
+
+def test_empty_forest_mask_monitors_nothing(tile_inputs):
+    cfg, tile, _, hist, new = tile_inputs
+    state = fit_tile(tile, hist, np.zeros(tile.shape, np.uint8), cfg)
+    assert not state.monitor.mask.any()
+    added = fast_forward(state, new, tile, cfg)
+    assert added and all(e["valid_pixels"] == 0 for e in added)
+    assert not state.monitor.detection_date.any()
+
+
+@pytest.fixture(scope="module")
+def fitted(tile_inputs):
+    cfg, tile, mask, hist, _ = tile_inputs
+    return fit_tile(tile, hist, mask, cfg)
+
+
+def test_fit_records_its_inputs(fitted, tile_inputs):
+    cfg, tile, _, hist, _ = tile_inputs
+    meta = fitted.metadata
+    assert meta["tile_id"] == tile.id and meta["index"] == "NDVI"
+    assert meta["history"]["items"] == [it.id for d in group_by_day(hist).values() for it in d]
+    assert meta["monitor"]["params"] == cfg["monitor"]["params"]
+    assert meta["applied"] == []
+    assert fitted.crs == "EPSG:3035" and fitted.transform == tile.transform
+
+
+def test_fast_forward_applies_each_day_once_in_order(fitted, tile_inputs):
+    cfg, tile, _, _, new = tile_inputs
+    state = copy.deepcopy(fitted)
+    added = fast_forward(state, new, tile, cfg)
+    days = [e["day"] for e in added]
+    assert days == sorted(days) and len(days) == len(set(days)) == len(group_by_day(new))
+    assert days[0] > cfg["history"]["end"] and days[-1] <= cfg["fast_forward"]["until"]
+    assert state.metadata["applied"] == added
+    assert state.applied_items == {it.id for it in new}
+
+    before = copy.deepcopy(state.monitor)
+    assert fast_forward(state, new, tile, cfg) == []  # nothing new: nothing applied
+    assert monitors_equal(before, state.monitor)
+
+    # an acquisition older than the last applied day is reported, not applied
+    late = copy.deepcopy(new[0])
+    late.id = late.id + "_late"
+    skipped = fast_forward(state, [late], tile, cfg)
+    assert skipped == [{"day": days[0], "items": [late.id], "skipped": "older than last applied day"}]
+    assert monitors_equal(before, state.monitor)
+
+
+def test_detections_against_truth(fitted, tile_inputs, small_archive):
+    cfg, tile, mask, _, new = tile_inputs
+    state = copy.deepcopy(fitted)
+    fast_forward(state, new, tile, cfg)
+    truth = small_archive["folder"] / "truth"
+
+    def read(name):
+        with rasterio.open(truth / name) as src:
+            win = from_bounds(*tile.bounds, transform=src.transform)
+            return src.read(1, window=win.round_offsets().round_lengths())
+
+    forest, day = read("forest.tif") == 1, read("disturbance_date.tif")
+    until = (dt.date.fromisoformat(cfg["fast_forward"]["until"]) - dt.date(1970, 1, 1)).days
+    m, d = state.monitor.mask, state.monitor.detection_date.astype(np.int64)
+    disturbed = forest & (mask == 1) & (day > 0) & (day < until - 30)
+    stable = forest & (mask == 1) & (day == 0)
+    assert disturbed.sum() > 30
+    hit = (m == 3) & (d >= day)
+    assert hit[disturbed].mean() > 0.7
+    assert (m == 3)[stable].mean() < 0.05

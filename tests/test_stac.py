@@ -1,0 +1,133 @@
+"""Search, solar-day grouping, DN -> reflectance per item, cloud masking, indices."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from forestwatch.grid import make_tiles
+from forestwatch.stac import (
+    _scale_offset,
+    band_keys,
+    group_by_day,
+    load_reflectance,
+    read_item_collection,
+    search_items,
+    spectral_index,
+)
+
+
+@pytest.fixture(scope="module")
+def items(small_archive):
+    return read_item_collection(small_archive["catalog"])
+
+
+def test_search_filters_dates_cloud_and_bbox(small_archive, items):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    found = search_items(cfg["stac"], tile.bbox_lonlat(), "2021-03-02", "2021-03-31",
+                         small_archive["catalog"])
+    assert found and all("2021-03-02" <= it.datetime.date().isoformat() <= "2021-03-31" for it in found)
+    assert [(it.datetime, it.id) for it in found] == sorted((it.datetime, it.id) for it in found)
+    # whole days: an item at 10:20 on the end date is included
+    last = found[-1].datetime.date().isoformat()
+    again = search_items(cfg["stac"], tile.bbox_lonlat(), "2021-03-02", last, small_archive["catalog"])
+    assert [i.id for i in again] == [i.id for i in found]
+
+    strict = dict(cfg["stac"], max_cloud_cover=20)
+    clear = search_items(strict, tile.bbox_lonlat(), "2021-01-01", "2023-06-30", small_archive["catalog"])
+    expected = [it.id for it in items if it.properties["eo:cloud_cover"] < 20]
+    assert sorted(i.id for i in clear) == sorted(expected)
+
+    assert search_items(cfg["stac"], (100.0, 10.0, 100.1, 10.1), "2021-01-01", "2023-06-30",
+                        small_archive["catalog"]) == []
+
+
+def test_group_by_day_fuses_granules_and_drops_reprocessed_duplicates(items):
+    days = group_by_day(items[:10])
+    assert all(len(g) == 2 for g in days.values())
+    assert {g[0].properties["s2:mgrs_tile"] for g in days.values()} != {g[1].properties["s2:mgrs_tile"] for g in days.values()}
+    dup = copy.deepcopy(items[0])
+    dup.id += "_reprocessed"
+    dup.properties["s2:processing_baseline"] = "05.10"
+    grouped = group_by_day([items[0], items[1], dup])
+    (only,) = grouped.values()
+    assert [i.id for i in only] == [dup.id]
+
+
+def test_scale_offset_from_raster_bands_or_baseline(items):
+    old = next(i for i in items if i.properties["s2:processing_baseline"] == "03.01")
+    new = next(i for i in items if i.properties["s2:processing_baseline"] == "04.00")
+    assert _scale_offset(old, "B04") == (1e-4, 0.0)
+    assert _scale_offset(new, "B04") == (1e-4, -0.1)
+    for item, offset in ((old, 0.0), (new, -0.1)):
+        bare = copy.deepcopy(item)
+        bare.assets["B04"].extra_fields.pop("raster:bands")
+        assert _scale_offset(bare, "B04") == (1e-4, offset)
+
+
+@pytest.mark.parametrize("baseline", ["03.01", "04.00"])
+def test_reflectance_on_the_native_grid_is_dn_times_scale_plus_offset(small_archive, items, baseline):
+    item = next(i for i in items if i.properties["s2:processing_baseline"] == baseline
+                and 5 < i.properties["eo:cloud_cover"] < 60)
+    scl_asset = item.assets["SCL"]
+    h, w = scl_asset.extra_fields["proj:shape"]
+    gbox = GeoBox((h, w), Affine(*scl_asset.extra_fields["proj:transform"]),
+                  item.properties["proj:code"])
+    stac_cfg = dict(small_archive["cfg"]["stac"], resampling={"reflectance": "nearest", "scl": "nearest"})
+    cube = load_reflectance([item], gbox, ["nir", "swir22"], stac_cfg)
+    assert cube.sizes["time"] == 1
+    with rasterio.open(item.assets["B8A"].href) as src:
+        dn = src.read(1)
+    with rasterio.open(scl_asset.href) as src:
+        scl = src.read(1)
+    valid = np.isin(scl, stac_cfg["valid_scl_classes"]) & (dn != 0)
+    offset = -0.1 if baseline == "04.00" else 0.0
+    got = cube["nir"].values[0]
+    np.testing.assert_allclose(got[valid], dn[valid] * 1e-4 + offset, rtol=1e-6, atol=1e-6)
+    assert np.isnan(got[~valid]).all()
+    assert (~valid).any() and valid.any()
+    assert np.array_equal(cube["clear"].values[0], valid & (cube["swir22"].values[0] == cube["swir22"].values[0]))
+
+
+def test_tile_cube_has_one_step_per_day(small_archive):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[1]
+    found = search_items(cfg["stac"], tile.bbox_lonlat(), "2021-01-01", "2021-06-30",
+                         small_archive["catalog"])
+    cube = load_reflectance(found, tile.geobox, ["red", "nir"], cfg["stac"], threads=2)
+    assert cube.sizes["time"] == len({it.datetime.date() for it in found}) < len(found)
+    assert cube["red"].dtype == np.float32 and cube["red"].dims == ("time", "y", "x")
+    np.testing.assert_array_equal(cube.x.values, tile.geobox.coords["x"].values)
+    np.testing.assert_array_equal(cube.y.values, tile.geobox.coords["y"].values)
+    assert sorted(__import__("json").loads(cube.attrs["item_ids"])) == sorted(i.id for i in found)
+    # the tile straddles both granules: no all-NaN column strip where one granule ends
+    ndvi = spectral_index(cube, "NDVI")
+    assert np.isfinite(ndvi.values).any(axis=0).all()
+
+
+def test_spectral_indices_and_no_infinities():
+    ds = xr.Dataset({b: (("time", "y", "x"), np.full((1, 1, 3), v, np.float32)) for b, v in
+                     {"red": 0.05, "nir": 0.35, "swir16": 0.15, "swir22": 0.07}.items()})
+    assert float(spectral_index(ds, "NDVI")[0, 0, 0]) == pytest.approx(0.3 / 0.4)
+    assert float(spectral_index(ds, "NBR")[0, 0, 0]) == pytest.approx(0.28 / 0.42)
+    assert float(spectral_index(ds, "NDMI")[0, 0, 0]) == pytest.approx(0.2 / 0.5)
+    ds["nir"][0, 0, 0] = 0.0
+    ds["red"][0, 0, 0] = 0.0
+    ndvi = spectral_index(ds, "NDVI")
+    assert np.isnan(ndvi[0, 0, 0]) and not np.isinf(ndvi.values).any()
+
+
+def test_band_presets_and_overrides():
+    assert band_keys({"preset": "earth-search", "bands": {}})["nir"] == "nir08"
+    assert band_keys({"preset": "pgstac-cdse", "bands": {}})["red"] == "B04_20"
+    assert band_keys({"preset": "synthetic", "bands": {"red": "B04_20"}})["red"] == "B04_20"
+    with pytest.raises(ValueError, match="no asset key configured"):
+        load_reflectance([], GeoBox((2, 2), Affine(20, 0, 0, 0, -20, 0), "EPSG:3035"),
+                         ["blue"], {"preset": "synthetic", "bands": {}})
