@@ -14,7 +14,7 @@ from forestwatch.config import deep_update, validate_config
 from forestwatch.forest_mask import mask_from_tree_cover
 from forestwatch.grid import make_tiles
 from forestwatch.monitoring import fast_forward, fit_tile
-from forestwatch.stac import NoDataError, group_by_day, search_items
+from forestwatch.stac import NoDataError, group_by_day, load_reflectance, search_items
 from forestwatch.state import monitors_equal
 
 
@@ -211,3 +211,42 @@ def test_detections_against_truth(fitted, tile_inputs, small_archive):
     hit = (m == 3) & (d >= day)
     assert hit[disturbed].mean() > 0.7
     assert (m == 3)[stable].mean() < 0.05
+
+
+def test_windowed_nearest_load_equals_slice_of_tile_load(small_archive):
+    """With nearest resampling a block's load is exactly the block of the tile's load (the
+    block fit's premise); tile straddling both granules, a few days of each baseline."""
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    stac_cfg = dict(cfg["stac"], resampling={"reflectance": "nearest", "scl": "nearest"})
+    found = search_items(stac_cfg, tile.bbox_lonlat(), "2022-01-01", "2022-03-31",
+                         small_archive["catalog"])
+    assert {i.properties["s2:processing_baseline"] for i in found} == {"03.01", "04.00"}
+    whole = load_reflectance(found, tile.geobox, ["red", "nir"], stac_cfg)
+    for rows, cols in ((slice(0, 16), slice(0, 16)), (slice(16, 32), slice(44, 60)),
+                       (slice(48, 60), slice(0, 16))):
+        part = load_reflectance(found, tile.geobox[rows, cols], ["red", "nir"], stac_cfg)
+        for band in ("red", "nir", "clear"):
+            np.testing.assert_array_equal(part[band].values, whole[band].values[:, rows, cols])
+
+
+def test_fast_forward_in_two_runs_equals_one_run(small_archive):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    hist = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
+                        cfg["history"]["end"], small_archive["catalog"])
+    new = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["end"],
+                       cfg["fast_forward"]["until"], small_archive["catalog"])
+    mask = np.ones(tile.shape, np.uint8)
+    state = fit_tile(tile, hist, mask, cfg)
+    once, twice = copy.deepcopy(state), copy.deepcopy(state)
+    fast_forward(once, new, tile, cfg)
+    days = sorted({i.datetime.date() for i in new})
+    early = [i for i in new if i.datetime.date() <= days[len(days) // 2]]  # whole days only
+    first = fast_forward(twice, early, tile, cfg)
+    second = fast_forward(twice, new, tile, cfg)  # the first half again: already applied
+    assert first and second and "skipped" not in str(second)
+    assert [e["day"] for e in first + second] == [e["day"] for e in once.metadata["applied"]]
+    assert twice.metadata["applied"] == once.metadata["applied"]
+    assert monitors_equal(once.monitor, twice.monitor)
+    assert (once.monitor.mask == 3).any()  # the comparison covers detections

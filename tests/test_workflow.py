@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, SMALL_CONFIG
+from conftest import DEFAULT_CONFIG, REPO, SMALL_CONFIG
 
 pytestmark = pytest.mark.workflow
 
@@ -25,7 +25,7 @@ TILES = ["X3718_Y2537", "X3719_Y2537"]
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(SMALL_CONFIG), "--cores", "2", *args]
+           "--configfile", str(DEFAULT_CONFIG), str(SMALL_CONFIG), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -38,6 +38,19 @@ RESERVED_PARAMS = {
 
 CONFIG_HELP = "See config/README.md for every key and its allowed values."
 
+#: what ``monitor.params`` / ``monitor.fit`` default to, per class, when absent. IQR's set
+#: was chosen by measurement (BENCHMARKS.md); the others are nrt's defaults, except where
+#: the comparison showed a clear improvement (MoSum without trend; CCDC without the
+#: green/SWIR screening, which needs bands many archives lack).
+MONITOR_DEFAULTS: dict[str, dict[str, dict]] = {
+    "IQR": {"params": {"trend": False, "harmonic_order": 2, "sensitivity": 2.0, "boundary": 3},
+            "fit": {"method": "OLS"}},
+    "EWMA": {"params": {}, "fit": {"method": "OLS"}},
+    "CuSum": {"params": {}, "fit": {"method": "ROC"}},
+    "MoSum": {"params": {"trend": False}, "fit": {"method": "ROC"}},
+    "CCDC": {"params": {}, "fit": {"method": "CCDC-stable", "screen_outliers": None}},
+}
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid."""
@@ -99,6 +112,10 @@ def validate_config(config: dict) -> dict:
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.path), str(e.path)))
     if errors:
         raise ConfigError(_describe(errors[0]) + " " + CONFIG_HELP)
+    mon = cfg["monitor"]
+    for part in ("params", "fit"):
+        if part not in mon:
+            mon[part] = copy.deepcopy(MONITOR_DEFAULTS[mon["class"]][part])
     _check_semantics(cfg)
     return cfg
 

@@ -45,7 +45,7 @@ def harmonic_intercept(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel intercept of a first-order harmonic fit (mean level over the year),
     ignoring NaN. Returns (intercept float32, number of valid observations int32)."""
     t = pd.DatetimeIndex(da.time.values)
-    w = 2 * np.pi * (t.dayofyear.values / 365.25)
+    w = 2 * np.pi * (t.day_of_year.values / 365.25)
     X = np.stack([np.ones_like(w), np.cos(w), np.sin(w)], axis=1)  # (n, 3)
     y = da.values.reshape(da.shape[0], -1).astype(np.float64)
     valid = np.isfinite(y)

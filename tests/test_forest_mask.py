@@ -1,0 +1,191 @@
+"""Forest masks (forestwatch.forest_mask): harmonic intercept, tree-cover warping, the
+history rule, and the mask file round trip. The synthetic archive's truth/forest.tif is the
+reference; tree_cover.tif is the same landscape's tree-cover density in EPSG:4326."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+from rasterio.windows import from_bounds
+
+from forestwatch.forest_mask import (
+    harmonic_intercept,
+    mask_from_rule,
+    mask_from_tree_cover,
+    read_mask,
+    write_mask,
+)
+from forestwatch.grid import Tile, make_tiles
+from forestwatch.stac import NoDataError, search_items
+
+
+def _truth_on_tile(folder: Path, name: str, tile: Tile) -> np.ndarray:
+    with rasterio.open(Path(folder) / "truth" / f"{name}.tif") as src:
+        window = from_bounds(*tile.bounds, transform=src.transform)
+        data = src.read(1, window=window)
+    assert data.shape == tile.shape
+    return data
+
+
+# --------------------------------------------------------------------------- harmonic fit
+
+
+def _series(n_time=80, shape=(4, 5), seed=1):
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2021-01-03", periods=n_time, freq="9D")
+    w = 2 * np.pi * time.day_of_year.values / 365.25
+    a = rng.uniform(0.2, 0.9, shape)
+    b = rng.uniform(-0.3, 0.3, shape)
+    c = rng.uniform(-0.3, 0.3, shape)
+    values = (a[None] + b[None] * np.cos(w)[:, None, None] + c[None] * np.sin(w)[:, None, None])
+    return time, values, a
+
+
+def test_harmonic_intercept_recovers_mean_level_with_gaps():
+    time, clean, a = _series()
+    values = clean.copy()
+    rng = np.random.default_rng(7)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 0, :3] = np.nan
+    values[[5, 40], 0, 0] = clean[[5, 40], 0, 0]  # two observations: underdetermined
+    # pixel (0, 1) is never observed; pixel (0, 2) exactly three times: determined
+    values[[3, 30, 61], 0, 2] = clean[[3, 30, 61], 0, 2]
+    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"), coords={"time": time})
+    intercept, n = harmonic_intercept(da)
+
+    assert intercept.dtype == np.float32 and n.dtype == np.int32
+    assert intercept.shape == n.shape == (4, 5)
+    assert np.array_equal(n, np.isfinite(values).sum(axis=0))
+    assert n[0, 0] == 2 and n[0, 1] == 0 and n[0, 2] == 3
+    assert np.isnan(intercept[0, 0]) and np.isnan(intercept[0, 1])
+    assert intercept[0, 2] == pytest.approx(a[0, 2], abs=1e-4)
+    full = n >= 10
+    assert full.sum() == 17
+    np.testing.assert_allclose(intercept[full], a[full], atol=1e-5)
+
+
+def test_harmonic_intercept_is_not_the_plain_mean():
+    """Observations only in summer: the plain mean is biased, the harmonic intercept not."""
+    time, values, a = _series(n_time=120, seed=3)
+    summer = (time.month >= 5) & (time.month <= 8)
+    values[~summer] = np.nan
+    da = xr.DataArray(values, dims=("time", "y", "x"), coords={"time": time})
+    intercept, _ = harmonic_intercept(da)
+    np.testing.assert_allclose(intercept, a, atol=1e-4)
+    plain = np.nanmean(values, axis=0)
+    assert np.abs(plain - a).max() > 0.05
+
+
+# --------------------------------------------------------------------------- tree cover
+
+
+def test_mask_from_tree_cover_agrees_with_truth(small_archive):
+    folder = small_archive["folder"]
+    tiles = make_tiles(small_archive["cfg"])
+    assert len(tiles) == 2
+    for tile in tiles:
+        mask = mask_from_tree_cover(tile, folder / "truth" / "tree_cover.tif", 30)
+        truth = _truth_on_tile(folder, "forest", tile)
+        assert mask.dtype == np.uint8 and mask.shape == tile.shape
+        assert set(np.unique(mask)) <= {0, 1}
+        assert 0.2 < truth.mean() < 0.9  # both classes present: agreement is informative
+        assert (mask == truth).mean() >= 0.95, tile.id
+
+
+def _write_raster(path, data, crs, transform, nodata=None):
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1],
+                       count=1, dtype=data.dtype, crs=crs, transform=transform,
+                       nodata=nodata) as dst:
+        dst.write(data, 1)
+
+
+def test_mask_from_tree_cover_threshold_nodata_and_outside(tmp_path, small_archive):
+    """A tree-cover raster on the tile grid covering only the western half: 100 % in the
+    top-left quarter, 29 % / 30 % in the bottom-left quarter's left / right half, nodata in
+    one column. East of the raster nothing is forest."""
+    tile = make_tiles(small_archive["cfg"])[0]
+    h, w = tile.shape
+    cover = np.full((h, w // 2), 100, np.uint8)
+    cover[h // 2:, : w // 4] = 29
+    cover[h // 2:, w // 4:] = 30
+    cover[:, 3] = 255
+    path = tmp_path / "tcd.tif"
+    _write_raster(path, cover, tile.crs, tile.transform, nodata=255)
+
+    mask = mask_from_tree_cover(tile, path, 30, resampling="nearest")
+    expected = np.zeros(tile.shape, np.uint8)
+    expected[:, : w // 2] = cover >= 30
+    expected[:, 3] = 0
+    assert np.array_equal(mask, expected)
+
+
+def test_mask_from_tree_cover_without_crs(tmp_path, small_archive):
+    tile = make_tiles(small_archive["cfg"])[0]
+    path = tmp_path / "nocrs.tif"
+    _write_raster(path, np.full((10, 10), 80, np.uint8), None, Affine(20, 0, 0, 0, -20, 200))
+    with pytest.raises(ValueError, match="no CRS"):
+        mask_from_tree_cover(tile, path, 30)
+
+
+# --------------------------------------------------------------------------- rule
+
+
+def test_mask_from_rule_agrees_with_truth(small_archive):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
+                         cfg["history"]["end"], small_archive["catalog"])
+    assert items
+    mask = mask_from_rule(tile, items, cfg["forest_mask"]["rule"], cfg["stac"])
+    truth = _truth_on_tile(small_archive["folder"], "forest", tile)
+    assert mask.dtype == np.uint8 and mask.shape == tile.shape
+    assert (mask == truth).mean() >= 0.95
+
+
+def test_mask_from_rule_without_items(small_archive):
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    with pytest.raises(NoDataError, match=tile.id):
+        mask_from_rule(tile, [], cfg["forest_mask"]["rule"], cfg["stac"])
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_write_read_mask_round_trip(tmp_path, small_archive):
+    tiles = make_tiles(small_archive["cfg"])
+    tile, other = tiles[0], tiles[1]
+    rng = np.random.default_rng(0)
+    mask = (rng.random(tile.shape) < 0.6).astype(np.uint8)
+    path = tmp_path / "mask.tif"
+    write_mask(mask, tile, path, source="unit test")
+    back = read_mask(path, tile)
+    assert back.dtype == np.uint8
+    assert np.array_equal(back, mask)
+    with rasterio.open(path) as src:
+        assert src.crs.to_string() == tile.crs
+        assert src.transform.almost_equals(tile.transform)
+        assert src.nodata == 255
+        assert src.tags(1)["source"] == "unit test"
+
+    # the same shape but another tile's place on the grid
+    assert other.shape == tile.shape
+    with pytest.raises(ValueError, match=other.id):
+        read_mask(path, other)
+
+
+def test_read_mask_maps_everything_but_one_to_zero(tmp_path, small_archive):
+    tile = make_tiles(small_archive["cfg"])[0]
+    raw = np.zeros(tile.shape, np.uint8)
+    raw[0, :4] = [1, 2, 255, 3]
+    path = tmp_path / "mask.tif"
+    write_mask(raw, tile, path, source="unit test")
+    back = read_mask(path, tile)
+    assert back[0, :4].tolist() == [1, 0, 0, 0]
+    assert back.sum() == 1
