@@ -37,6 +37,14 @@ def get_catalog():
     return []
 
 
+def ancient_catalog():
+    """The catalog as an input that never triggers reruns by its timestamp: in operation it
+    grows every day, and new acquisitions are applied by `forestwatch daily`, not by
+    refitting. Pointing stac.catalog at another file still reruns (it is in params)."""
+    catalog = get_catalog()
+    return ancient(catalog) if catalog else []
+
+
 def get_tree_cover():
     """The tree-cover raster for forest_mask.method 'file'."""
     if config["forest_mask"]["method"] != "file":

@@ -3,12 +3,12 @@
 
 rule forest_mask:
     input:
-        catalog=get_catalog(),
+        catalog=ancient_catalog(),
         tree_cover=get_tree_cover(),
     output:
         f"{RUN}/forest_mask/{{tile}}.tif",
     params:
-        cfg=stage_config("grid", "stac", "history", "forest_mask"),
+        cfg=stage_config("grid", "stac", "synthetic", "history", "forest_mask"),
     threads: 2
     resources:
         mem_mb=2000,

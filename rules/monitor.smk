@@ -6,12 +6,12 @@
 
 rule fit:
     input:
-        catalog=get_catalog(),
+        catalog=ancient_catalog(),
         mask=f"{RUN}/forest_mask/{{tile}}.tif",
     output:
         f"{RUN}/state/fitted/{{tile}}.nc",
     params:
-        cfg=stage_config("grid", "stac", "history", "index", "monitor"),
+        cfg=stage_config("grid", "stac", "synthetic", "history", "index", "monitor"),
     threads: 2
     resources:
         mem_mb=3000,
@@ -27,12 +27,12 @@ rule fit:
 
 rule fast_forward:
     input:
-        catalog=get_catalog(),
+        catalog=ancient_catalog(),
         state=f"{RUN}/state/fitted/{{tile}}.nc",
     output:
         f"{RUN}/state/current/{{tile}}.nc",
     params:
-        cfg=stage_config("grid", "stac", "index", "fast_forward"),
+        cfg=stage_config("grid", "stac", "synthetic", "index", "fast_forward"),
     threads: 2
     resources:
         mem_mb=2000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp.unlink()  # let the writer create it (some drivers refuse to overwrite)
     try:
         yield tmp
+        _fault_injection(tmp)
         fsync_path(tmp)
         os.replace(tmp, target)
         fsync_path(target.parent)
@@ -49,6 +51,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _fault_injection(tmp: Path) -> None:
+    """Crash tests: ``FORESTWATCH_FAULT=kill-mid-write:<suffix>`` truncates the temporary
+    file to half and SIGKILLs the process; ``kill-before-rename:<suffix>`` SIGKILLs it
+    just before the rename. A real kill at an exact point, for targets ending in suffix."""
+    fault = os.environ.get("FORESTWATCH_FAULT", "")
+    if not fault:
+        return
+    kind, _, suffix = fault.partition(":")
+    if not tmp.name.endswith(suffix):
+        return
+    if kind == "kill-mid-write":
+        size = tmp.stat().st_size
+        with open(tmp, "r+b") as f:
+            f.truncate(size // 2)
+    if kind in ("kill-mid-write", "kill-before-rename"):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: str | Path, data: object) -> None:

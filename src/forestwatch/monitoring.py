@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 FF_BATCH_BUDGET = 256 * 1024**2
 
 
+def datatake_key(item: pystac.Item) -> str:
+    """Granule + sensing time: the same for an acquisition and its reprocessed versions."""
+    return f"{item.properties.get('s2:mgrs_tile', '')}@{item.datetime:%Y-%m-%dT%H:%M:%S}"
+
+
 def needed_bands(cfg: dict) -> list[str]:
     """Logical bands the fit needs: the index's, plus green and swir16 for CCDC screening."""
     bands = list(INDEX_BANDS[cfg["index"]])
@@ -198,6 +203,8 @@ def fast_forward(
     order); they are returned with ``"skipped": "older than last applied day"``.
     """
     applied = state.applied_items
+    applied_datatakes = {k for e in state.metadata.get("applied", []) for k in e.get("datatakes", [])}
+    items = [it for it in items if datatake_key(it) not in applied_datatakes]
     history_end = str(state.metadata["history"]["end"])
     by_day = group_by_day([it for it in items if it.id not in applied])
     last = state.last_day or history_end
@@ -223,7 +230,8 @@ def fast_forward(
             valid = int(np.isfinite(array[monitor.mask == 1]).sum())
             if valid:
                 monitor.monitor(array=array, date=dt.datetime(d.year, d.month, d.day))
-            entry = {"day": str(d), "items": [it.id for it in by_day[d]], "valid_pixels": valid}
+            entry = {"day": str(d), "items": [it.id for it in by_day[d]],
+                     "datatakes": [datatake_key(it) for it in by_day[d]], "valid_pixels": valid}
             state.metadata.setdefault("applied", []).append(entry)
             added.append(entry)
         log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
