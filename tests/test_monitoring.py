@@ -250,3 +250,19 @@ def test_fast_forward_in_two_runs_equals_one_run(small_archive):
     assert twice.metadata["applied"] == once.metadata["applied"]
     assert monitors_equal(once.monitor, twice.monitor)
     assert (once.monitor.mask == 3).any()  # the comparison covers detections
+
+
+def test_ccdc_with_green_and_swir_screening(tile_inputs):
+    """CCDC's default outlier screening needs the green and SWIR bands: the fit loads them."""
+    from forestwatch.monitoring import needed_bands
+
+    cfg, tile, mask, hist, new = tile_inputs
+    ccdc = _with_monitor(cfg, {"class": "CCDC", "params": {},
+                               "fit": {"method": "CCDC-stable", "screen_outliers": "CCDC_RIRLS"}},
+                         512)
+    assert needed_bands(ccdc) == ["nir", "red", "green", "swir16"]
+    state = fit_tile(tile, hist, mask, ccdc)
+    assert type(state.monitor).__name__ == "CCDC"
+    assert (state.monitor.mask == 1).sum() > 0.5 * (mask == 1).sum()
+    fast_forward(state, new, tile, ccdc)
+    assert state.monitor.detection_date is not None

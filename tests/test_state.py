@@ -488,3 +488,22 @@ def test_atomic_path_error_without_previous_target(tmp_path):
             raise KeyboardInterrupt
     assert not target.exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_path_stages_on_a_scratch_folder(tmp_path, monkeypatch):
+    from forestwatch.io import SCRATCH_ENV, atomic_path
+
+    scratch, out = tmp_path / "scratch", tmp_path / "shared" / "out.txt"
+    monkeypatch.setenv(SCRATCH_ENV, str(scratch))
+    seen = []
+    with atomic_path(out) as tmp:
+        seen.append(tmp.parent)
+        tmp.write_text("complete")
+    assert seen == [scratch]  # written on scratch first
+    assert out.read_text() == "complete"
+    assert list(scratch.iterdir()) == [] and [p.name for p in out.parent.iterdir()] == ["out.txt"]
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("killed")
+    assert out.read_text() == "complete"
+    assert list(scratch.iterdir()) == [] and [p.name for p in out.parent.iterdir()] == ["out.txt"]

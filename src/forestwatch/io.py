@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -25,31 +26,50 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+#: environment variable naming a local scratch folder to write outputs in first
+SCRATCH_ENV = "FORESTWATCH_SCRATCH"
+
+
+def _temp_name(folder: Path, target: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                dir=folder)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # let the writer create it (some drivers refuse to overwrite)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it into place atomically.
+    """Yield a temporary path; on success move it into place atomically at ``path``.
 
-    The temporary name keeps the target's suffix, so format drivers that look at the
-    extension (GPKG, GTiff, VRT) behave. On error the temporary file is removed and the
-    target is left untouched.
+    The temporary file lives beside the target (same filesystem, so the final rename is
+    atomic), or, when ``$FORESTWATCH_SCRATCH`` names a folder, on that local scratch disk
+    first: it is then copied beside the target, fsynced and renamed, so a network or
+    parallel filesystem only ever sees complete files. The temporary name keeps the
+    target's suffix, so format drivers that look at the extension (GPKG, GTiff, VRT)
+    behave. On error the temporary files are removed and the target is left untouched.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # let the writer create it (some drivers refuse to overwrite)
+    scratch = os.environ.get(SCRATCH_ENV)
+    if scratch:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    work = _temp_name(Path(scratch), target) if scratch else _temp_name(target.parent, target)
+    staged = _temp_name(target.parent, target) if scratch else work
     try:
-        yield tmp
-        _fault_injection(tmp)
-        fsync_path(tmp)
-        os.replace(tmp, target)
+        yield work
+        _fault_injection(work)
+        if scratch:
+            shutil.copyfile(work, staged)
+            work.unlink()
+        fsync_path(staged)
+        os.replace(staged, target)
         fsync_path(target.parent)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for tmp in {work, staged}:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         raise
 
 
