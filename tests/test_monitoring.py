@@ -183,9 +183,15 @@ def test_fast_forward_applies_each_day_once_in_order(fitted, tile_inputs):
     assert fast_forward(state, new, tile, cfg) == []  # nothing new: nothing applied
     assert monitors_equal(before, state.monitor)
 
-    # an acquisition older than the last applied day is reported, not applied
+    # a reprocessed copy of an applied acquisition (same granule and sensing time) is ignored
+    copy_of_applied = copy.deepcopy(new[0])
+    copy_of_applied.id += "_N0510"
+    assert fast_forward(state, [copy_of_applied], tile, cfg) == []
+    # another acquisition older than the last applied day is reported, not applied
     late = copy.deepcopy(new[0])
-    late.id = late.id + "_late"
+    late.id += "_late"
+    late.datetime = late.datetime + dt.timedelta(minutes=30)
+    late.properties["datetime"] = late.datetime.isoformat()
     skipped = fast_forward(state, [late], tile, cfg)
     assert skipped == [{"day": days[0], "items": [late.id], "skipped": "older than last applied day"}]
     assert monitors_equal(before, state.monitor)
