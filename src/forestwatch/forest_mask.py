@@ -102,12 +102,10 @@ def write_mask(mask: np.ndarray, tile: Tile, path: str | Path, source: str) -> N
     """Write the mask as a compressed GeoTIFF (uint8, 1 forest / 0 not, nodata 255)."""
     profile = dict(
         driver="GTiff", height=tile.shape[0], width=tile.shape[1], count=1, dtype="uint8",
-        crs=tile.crs, transform=tile.transform, nodata=255, compress="DEFLATE", tiled=True,
-        blockxsize=256, blockysize=256,
-    ) if tile.shape[0] >= 256 and tile.shape[1] >= 256 else dict(
-        driver="GTiff", height=tile.shape[0], width=tile.shape[1], count=1, dtype="uint8",
         crs=tile.crs, transform=tile.transform, nodata=255, compress="DEFLATE",
     )
+    if min(tile.shape) >= 256:  # GeoTIFF tiles must fit in the raster
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(mask.astype(np.uint8), 1)
         dst.set_band_description(1, "forest")
