@@ -74,7 +74,7 @@ def test_bad_values_name_the_key(cfg, fragment):
         ({"grid": {"crs": "EPSG:999999"}}, ["'grid.crs'", "not a known CRS"]),
         ({"aoi": {"bbox": [12.0, 50.0, 11.0, 51.0]}}, ["'aoi.bbox'", "xmin < xmax"]),
         ({"aoi": {"bbox": None}}, ["'aoi' needs either 'bbox' or 'file'"]),
-        ({"stac": {"source": "api"}}, ["'stac.url' is required"]),
+        ({"stac": {"source": "stac_api"}}, ["'stac.url' is required"]),
         ({"stac": {"source": "local"}}, ["'stac.catalog' is required"]),
         ({"synthetic": {"start": "2024-01-01", "end": "2023-01-01"}}, ["'synthetic.start'"]),
     ],
@@ -98,7 +98,7 @@ def test_missing_files_are_named(tmp_path):
 
 def test_file_mask_needs_a_path_outside_the_demo():
     with pytest.raises(ConfigError, match="'forest_mask.file.path' is required"):
-        validate_config({"stac": {"source": "api", "url": "http://127.0.0.1:1/"},
+        validate_config({"stac": {"source": "stac_api", "url": "http://127.0.0.1:1/"},
                          "forest_mask": {"method": "file"}})
     # the demo archive brings its own tree-cover raster
     assert validate_config({"forest_mask": {"method": "file"}})["forest_mask"]["file"]["path"] is None

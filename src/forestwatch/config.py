@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +173,16 @@ def _check_semantics(cfg: dict) -> None:
             )
 
     stac = cfg["stac"]
-    if stac["source"] == "api" and not stac["url"]:
+    if stac["source"] == "stac_api" and not stac["url"]:
         raise ConfigError(
-            "config key 'stac.url' is required when 'stac.source' is 'api' "
+            "config key 'stac.url' is required when 'stac.source' is 'stac_api' "
             "(the STAC API root, e.g. https://example.org/stac)."
+        )
+    sign = stac["auth"]["sign_url"]
+    if sign and sign != "planetary-computer" and not re.fullmatch(r"[\w.]+:\w+", sign):
+        raise ConfigError(
+            f"config key 'stac.auth.sign_url' is {sign!r}; use 'planetary-computer' or "
+            "'package.module:function' (a function taking and returning an href)."
         )
     if stac["source"] == "local":
         if not stac["catalog"]:

@@ -9,6 +9,7 @@ and feeds them to ``monitor()`` one solar day at a time, in date order.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -100,12 +101,14 @@ def fit_tile(
     scalars: dict[str, object] = {}
     fitted_blocks = 0
     cloudy_blocks: list[tuple[slice, slice]] = []
+    unreadable: list[dict] = []  # assets skipped by stac.on_unreadable_asset: skip
     for rows, cols in _blocks(tile.shape, block):
         sub_mask = mask[rows, cols]
         if not (sub_mask == 1).any():
             continue  # nothing to monitor here; arrays keep their zero fill
         gbox = tile.geobox[rows, cols]
         cube = loader(items, gbox, bands, cfg["stac"], threads=threads)
+        _collect_unreadable(unreadable, cube)
         index = spectral_index(cube, cfg["index"])
         index = index.copy(data=np.ascontiguousarray(index.values))  # nrt IQR needs C order
         monitor = build_monitor(cfg["monitor"], sub_mask)
@@ -154,12 +157,20 @@ def fit_tile(
             "end": str(cfg["history"]["end"]),
             "days": [str(d) for d in by_day],
             "items": [it.id for d in by_day for it in by_day[d]],
+            "unreadable": unreadable,
         },
         "applied": [],
         "software": software_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return TileState(monitor=monitor, crs=tile.crs, transform=tile.transform, metadata=meta)
+
+
+def _collect_unreadable(found: list[dict], cube: xr.Dataset) -> None:
+    """Add the cube's unreadable assets (``{"item", "asset", "reason"}``) to ``found``, once."""
+    for rec in json.loads(cube.attrs.get("unreadable", "[]")):
+        if not any(r["item"] == rec["item"] and r["asset"] == rec["asset"] for r in found):
+            found.append(rec)
 
 
 def _place_block(full: dict, scalars: dict, monitor, rows: slice, cols: slice,
@@ -224,6 +235,8 @@ def fast_forward(
         chunk = days[start : start + batch]
         cube = loader([it for d in chunk for it in by_day[d]], tile.geobox, bands, cfg["stac"],
                       threads=threads)
+        unreadable: list[dict] = []
+        _collect_unreadable(unreadable, cube)
         index = spectral_index(cube, cfg["index"])
         for i, d in enumerate(chunk):
             array = np.ascontiguousarray(index.values[i])
@@ -232,6 +245,9 @@ def fast_forward(
                 monitor.monitor(array=array, date=dt.datetime(d.year, d.month, d.day))
             entry = {"day": str(d), "items": [it.id for it in by_day[d]],
                      "datatakes": [datatake_key(it) for it in by_day[d]], "valid_pixels": valid}
+            day_ids = {it.id for it in by_day[d]}
+            if skipped := [r for r in unreadable if r["item"] in day_ids]:
+                entry["unreadable"] = skipped  # applied without them: pixels not observed
             state.metadata.setdefault("applied", []).append(entry)
             added.append(entry)
         log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])

@@ -238,6 +238,9 @@ def run_daily(cfg: dict, run_dir: str | Path, catalog: str | None, today: dt.dat
     """Discover and apply new acquisitions for every tile; write and return the run record."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
+    # a fresh acquisition whose asset cannot be read yet (publication lag, provider outage)
+    # fails its tile for this run and is retried by the next: skipping it would lose it
+    cfg = {**cfg, "stac": {**cfg["stac"], "on_unreadable_asset": "fail"}}
     tiles = make_tiles(cfg)
     missing = [t.id for t in tiles if not state_paths(run_dir, t.id)[0].exists()]
     if missing:

@@ -75,27 +75,52 @@ def search_items(
     """
     t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
     max_cc = stac_cfg["max_cloud_cover"]
-    if stac_cfg["source"] == "api":
-        from pystac_client import Client
-
-        client = Client.open(stac_cfg["url"])
-        search = client.search(
-            collections=[stac_cfg["collection"]],
-            bbox=list(bbox_lonlat),
-            datetime=[t0, t1],
-            query={"eo:cloud_cover": {"lt": max_cc}},
-            limit=200,
-        )
-        items = list(search.items())
+    if stac_cfg["source"] == "stac_api":
+        items, pages = _search_api(stac_cfg, bbox_lonlat, t0, t1)
+        where = f"{stac_cfg['url']} ({pages} page(s))"
     else:
         items = [
             it for it in read_item_collection(catalog_path or stac_cfg["catalog"])
             if _matches(it, bbox_lonlat, t0, t1, max_cc)
         ]
+        where = "local catalog"
     items.sort(key=lambda it: (it.datetime, it.id))
-    log.info("STAC search %s..%s bbox=%s cloud<%s: %d items", t0.date(), t1.date(),
-             [round(v, 4) for v in bbox_lonlat], max_cc, len(items))
+    log.info("STAC search %s..%s bbox=%s cloud<%s in %s: %d items", t0.date(), t1.date(),
+             [round(v, 4) for v in bbox_lonlat], max_cc, where, len(items))
     return items
+
+
+def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
+                ) -> tuple[list[pystac.Item], int]:
+    """(items, pages read) of a paginated STAC API search. Any failure after the retries
+    raises :class:`AccessError`: a partial result is never returned."""
+    from pystac_client import Client
+
+    from .access import AccessError, api_io, redact
+
+    url = stac_cfg["url"]
+    items: list[pystac.Item] = []
+    pages = 0
+    try:
+        client = Client.open(url, stac_io=api_io(stac_cfg))
+        search = client.search(
+            collections=[stac_cfg["collection"]], bbox=list(bbox_lonlat), datetime=[t0, t1],
+            query={"eo:cloud_cover": {"lt": stac_cfg["max_cloud_cover"]}},
+            limit=stac_cfg["page_size"],
+        )
+        for page in search.pages():
+            pages += 1
+            items.extend(page.items)
+    except AccessError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pystac-client wraps transport errors variously
+        raise AccessError(
+            f"STAC API search at {redact(url)} failed on page {pages + 1} after "
+            f"{stac_cfg['retries']} retries: {type(err).__name__}: {redact(str(err))}. "
+            "Check that the server is up and stac.url/stac.collection are right; "
+            "stac.retries, stac.retry_backoff_s and stac.timeout_s set the patience."
+        ) from None
+    return items, pages
 
 
 _ITEM_CACHE: dict[tuple[str, float], list[pystac.Item]] = {}
@@ -181,6 +206,9 @@ def load_reflectance(
     variable ``clear`` (bool) says which pixels passed the cloud mask.
     """
     import odc.stac
+    import rasterio
+
+    from .access import gdal_options, redact, url_signer
 
     keys = band_keys(stac_cfg)
     missing = [b for b in list(bands) + ["scl"] if b not in keys]
@@ -189,6 +217,7 @@ def load_reflectance(
     by_day = group_by_day(items)
     if not by_day:
         raise NoDataError("no items to load")
+    sign = stac_cfg["auth"]["sign_url"]
     asset_keys = [keys[b] for b in bands] + [keys["scl"]]
     resampling = {keys[b]: stac_cfg["resampling"]["reflectance"] for b in bands}
     resampling[keys["scl"]] = stac_cfg["resampling"]["scl"]
@@ -197,10 +226,18 @@ def load_reflectance(
 
     days = list(by_day)
     day_items = [it for d in days for it in by_day[d]]
-    ds = odc.stac.load(
-        day_items, bands=asset_keys, geobox=geobox, groupby="solar_day",
-        resampling=resampling, fail_on_error=True, pool=threads,
-    )
+    with _ReadFailures() as failures, rasterio.Env(**gdal_options(stac_cfg)):
+        try:
+            ds = odc.stac.load(
+                day_items, bands=asset_keys, geobox=geobox, groupby="solar_day",
+                resampling=resampling, pool=threads, patch_url=url_signer(sign),
+                fail_on_error=stac_cfg["on_unreadable_asset"] == "fail",
+            )
+        except rasterio.errors.RasterioError as err:
+            raise AssetReadError(
+                f"unreadable asset: {redact(str(err))}. The provider may be down or the item "
+                "broken; set stac.on_unreadable_asset: skip to go on without it (recorded)."
+            ) from None
     if ds.sizes["time"] != len(days):  # odc-stac and group_by_day must agree on days
         raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} days, expected {len(days)}")
 
@@ -227,7 +264,55 @@ def load_reflectance(
     data["clear"] = (("time", "y", "x"), clear)
     cube = xr.Dataset(data, coords=coords)
     cube.attrs["item_ids"] = json.dumps([it.id for d in days for it in by_day[d]])
+    cube.attrs["unreadable"] = json.dumps(_unreadable_items(failures.records, day_items, sign))
     return cube
+
+
+class AssetReadError(RuntimeError):
+    """An asset could not be read (after GDAL's retries) and ``on_unreadable_asset`` is
+    ``fail``; the message is redacted of secrets."""
+
+
+class _ReadFailures(logging.Handler):
+    """Collects odc-stac's "Ignoring read failure reading <uri>:<band> (reason: ...)" records
+    while a load runs (odc-stac has no other way of reporting what it skipped)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[tuple[str, str]] = []
+        self._logger = logging.getLogger("odc.loader._rio")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Ignoring read failure") and record.args:
+            self.records.append((str(record.args[0]), str(record.args[-1])))
+
+    def __enter__(self) -> _ReadFailures:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
+
+
+def _unreadable_items(failures: list[tuple[str, str]], items: Sequence[pystac.Item],
+                      sign: str | None) -> list[dict]:
+    """``[{"item", "asset", "reason"}]`` for each (uri, reason) odc-stac skipped, once per
+    asset, with secrets redacted. Their pixels are nodata, so masked as not observed."""
+    if not failures:
+        return []
+    by_href = {}
+    for it in items:
+        for key, asset in it.assets.items():
+            by_href[asset.href.split("?")[0]] = (it.id, key)
+    out, seen = [], set()
+    for uri, reason in failures:
+        item_id, key = by_href.get(uri.split("?")[0], ("?", redact(uri)))
+        if (item_id, key) in seen:
+            continue
+        seen.add((item_id, key))
+        out.append({"item": item_id, "asset": key, "reason": redact(reason)})
+        log.warning("skipped unreadable asset %s of item %s: %s", key, item_id, redact(reason))
+    return out
 
 
 def spectral_index(ds: xr.Dataset, name: str) -> xr.DataArray:

@@ -8,12 +8,16 @@ import time
 import warnings
 from collections.abc import Callable
 
+from .access import RedactSecrets
+
 
 def setup_logging(log_path: str | None) -> None:
     """Log to the rule's log file (and stderr), with timestamps."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w"))
+    for handler in handlers:  # no header value or signed URL ever reaches a log
+        handler.addFilter(RedactSecrets())
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)

@@ -1,0 +1,157 @@
+"""How the workflow talks to a data provider: auth headers, URL signing, retries, secrets.
+
+Secrets never live in config files: ``stac.auth.api_headers`` and ``stac.auth.asset_headers``
+map an HTTP header name to the *name* of an environment variable holding its value. Every
+resolved value is registered with :class:`RedactSecrets`, the logging filter that
+:func:`forestwatch.workflow.setup_logging` installs on every handler, so a header value
+(or a signed URL's query string) never reaches a log file.
+
+- STAC API requests (pystac-client): :func:`api_io` builds a ``StacApiIO`` with the headers,
+  a timeout, and urllib3 retries with exponential back-off on connection errors, timeouts
+  and HTTP 429/5xx; each retry is logged.
+- Asset reads (GDAL via odc-stac): :func:`gdal_options` sets the same policy for
+  ``/vsicurl/`` (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_TIMEOUT``, ``GDAL_HTTP_HEADERS``);
+  :func:`url_signer` returns the ``patch_url`` hook (``planetary-computer`` or any
+  ``package.module:function`` taking and returning an href).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses worth retrying: rate limiting and server-side failures
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+_SECRETS: set[str] = set()
+_URL_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
+
+
+class AccessError(RuntimeError):
+    """A provider could not be reached or refused us; the message says what to do."""
+
+
+def redact(text: str) -> str:
+    """``text`` with URL query strings (SAS tokens, signatures) and known secret values
+    replaced by ``***``."""
+    text = _URL_QUERY.sub(r"\1?***", text)
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Logging filter: redact secrets from the fully formatted message of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # tracebacks carry the exception text too; keep the type, drop the secret
+            err = record.exc_info[1]
+            if redact(str(err)) != str(err):
+                record.exc_info, record.exc_text = None, None
+                record.msg = f"{record.msg} [traceback withheld: it contained a secret]"
+        return True
+
+
+def resolve_headers(headers_env: dict[str, str], key: str) -> dict[str, str]:
+    """Header name -> value, read from the environment variables named in config
+    ``key`` (``stac.auth.api_headers`` or ``stac.auth.asset_headers``)."""
+    out = {}
+    for header, var in (headers_env or {}).items():
+        value = os.environ.get(var)
+        if not value:
+            raise AccessError(
+                f"environment variable {var} (config key '{key}.{header}') is not set or "
+                f"empty; export it in the environment that runs the workflow "
+                "(never put the secret itself in the config file)."
+            )
+        _SECRETS.add(value)
+        out[header] = value
+    return out
+
+
+class _LoggedRetry:
+    """Factory for a urllib3 ``Retry`` that logs each retry (the class is built lazily so
+    that importing this module does not import urllib3)."""
+
+    cls = None
+
+    @classmethod
+    def make(cls, **kwargs):
+        if cls.cls is None:
+            from urllib3.util.retry import Retry
+
+            class LoggedRetry(Retry):
+                def increment(self, method=None, url=None, response=None, error=None,
+                              _pool=None, _stacktrace=None):
+                    new = super().increment(method, url, response, error, _pool, _stacktrace)
+                    reason = f"HTTP {response.status}" if response is not None else repr(error)
+                    log.warning("STAC API %s %s: %s; retrying (%d left)", method,
+                                redact(str(url)), reason, new.total)
+                    return new
+
+            cls.cls = LoggedRetry
+        return cls.cls(**kwargs)
+
+
+def api_io(stac_cfg: dict):
+    """A pystac-client ``StacApiIO`` with auth headers, timeout and logged retries with
+    exponential back-off (``retry_backoff_s`` * 2**n seconds)."""
+    from pystac_client.stac_api_io import StacApiIO
+
+    retries = stac_cfg["retries"]
+    retry = _LoggedRetry.make(
+        total=retries, connect=retries, read=retries, status=retries,
+        backoff_factor=stac_cfg["retry_backoff_s"], status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # a search POST is a read: retry it like a GET
+        raise_on_status=True, respect_retry_after_header=True,
+    )
+    headers = resolve_headers(stac_cfg["auth"]["api_headers"], "stac.auth.api_headers")
+    return StacApiIO(headers=headers, timeout=stac_cfg["timeout_s"], max_retries=retry)
+
+
+def gdal_options(stac_cfg: dict) -> dict[str, str]:
+    """GDAL config options for reading assets over HTTP with the configured policy."""
+    opts = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no probing for .aux.xml sidecars
+        "GDAL_HTTP_MAX_RETRY": str(stac_cfg["retries"]),
+        "GDAL_HTTP_RETRY_DELAY": str(stac_cfg["retry_backoff_s"]),
+        "GDAL_HTTP_TIMEOUT": str(int(max(1, round(stac_cfg["timeout_s"])))),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(int(max(1, round(stac_cfg["timeout_s"])))),
+    }
+    headers = resolve_headers(stac_cfg["auth"]["asset_headers"], "stac.auth.asset_headers")
+    if headers:
+        opts["GDAL_HTTP_HEADERS"] = "\r\n".join(f"{k}: {v}" for k, v in headers.items())
+    return opts
+
+
+def url_signer(spec: str | None) -> Callable[[str], str] | None:
+    """The href-signing hook named by ``stac.auth.sign_url``: ``planetary-computer``
+    (needs the ``planetary-computer`` package) or ``package.module:function``."""
+    if not spec:
+        return None
+    target = "planetary_computer:sign" if spec == "planetary-computer" else spec
+    module_name, _, func_name = target.partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as err:
+        hint = ("pip install planetary-computer" if spec == "planetary-computer"
+                else "check the name, and that the module is importable in this environment")
+        raise AccessError(
+            f"config key 'stac.auth.sign_url' is {spec!r}, which cannot be loaded ({err}); "
+            f"{hint}."
+        ) from None
+    return func
+
+
+__all__ = ["AccessError", "RedactSecrets", "api_io", "gdal_options", "redact",
+           "resolve_headers", "url_signer"]
