@@ -9,27 +9,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import DEFAULT_CONFIG, REPO, SMALL_CONFIG
+from conftest import snakemake
 
 pytestmark = pytest.mark.workflow
 
 TILES = ["X3718_Y2537", "X3719_Y2537"]
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(DEFAULT_CONFIG), str(SMALL_CONFIG), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
@@ -54,11 +43,9 @@ def planned_outputs(workdir: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir)
-    return workdir
+@pytest.fixture
+def run(workflow_run) -> Path:
+    return workflow_run
 
 
 def test_run_produces_every_output(run):

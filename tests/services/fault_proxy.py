@@ -1,0 +1,74 @@
+"""A reverse proxy in front of a real STAC API that injects faults on request.
+
+The upstream answers everything for real; the proxy only replaces chosen responses with an
+HTTP error (or delays them), which a healthy server cannot be made to do on cue. The Host
+header is passed through, so the API's own links (next page, self) point at the proxy and
+every page goes through it.
+
+Run with ``uvicorn fault_proxy:create_app --factory`` and ``FAULT_PROXY_UPSTREAM`` set.
+``POST /_fault`` with ``{"rules": [{"match": "token", "status": 503, "times": 2}]}`` sets
+the rules (``match`` is a substring of "METHOD path?query body"; ``times`` -1 = always;
+``delay_s`` sleeps before answering); ``GET /_fault`` returns the rules and every request
+seen with what was done to it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import requests
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding",
+               "content-length", "upgrade"}
+
+
+def create_app():
+    upstream = os.environ["FAULT_PROXY_UPSTREAM"].rstrip("/")
+    state = {"rules": [], "seen": []}
+    lock = threading.Lock()
+    session = requests.Session()
+
+    async def control(request: Request):
+        if request.method == "POST":
+            body = await request.json()
+            with lock:
+                state["rules"] = [dict(r, used=0) for r in body.get("rules", [])]
+                state["seen"] = []
+        return JSONResponse(state)
+
+    async def proxy(request: Request):
+        body = await request.body()
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        signature = f"{request.method} {target} {body.decode(errors='replace')}"
+        rule = None
+        with lock:
+            for r in state["rules"]:
+                if r["match"] in signature and (r["times"] < 0 or r["used"] < r["times"]):
+                    r["used"] += 1
+                    rule = r
+                    break
+            state["seen"].append({"request": signature[:300],
+                                  "fault": rule.get("status") if rule else None})
+        if rule and rule.get("delay_s"):
+            time.sleep(rule["delay_s"])  # sync sleep: Starlette runs it off the event loop
+        if rule and rule.get("status"):
+            return JSONResponse({"code": "InjectedFault", "description": "fault proxy"},
+                                status_code=rule["status"])
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_HEADERS | {"accept-encoding"}}
+        resp = session.request(request.method, upstream + target, data=body,
+                               headers=headers, timeout=60, allow_redirects=False)
+        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
+        return Response(resp.content, status_code=resp.status_code, headers=out_headers)
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+    return Starlette(routes=[
+        Route("/_fault", control, methods=["GET", "POST"]),
+        Route("/{path:path}", proxy, methods=methods),
+    ])

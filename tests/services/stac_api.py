@@ -1,0 +1,223 @@
+"""Real STAC services on 127.0.0.1 for the integration tests, each a subprocess stopped by
+its PID:
+
+- PostgreSQL 15 + PostGIS with pgstac (``pypgstac migrate``), in a private data folder;
+- stac-fastapi-pgstac under uvicorn (the production stack behind eoAPI);
+- an HTTP file server for the archive's COGs that answers Range requests (206) and can
+  require an auth header;
+- a fault proxy in front of the API that injects HTTP errors or delays on request, for the
+  faults a healthy server cannot be made to produce on cue.
+
+The Debian packages come from ``install_postgis.sh``; the Python ones from the ``test``
+extra in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+PG_MAJOR = os.environ.get("PG_MAJOR", "15")
+PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def install_system_packages() -> None:
+    """PostgreSQL + PostGIS from Debian, through the project's script (no-op if present)."""
+    proc = subprocess.run(["bash", str(HERE / "install_postgis.sh")], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"installing PostgreSQL/PostGIS failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+class Service:
+    """A subprocess with its log file; :meth:`stop` ends it by PID (and waits)."""
+
+    def __init__(self, name: str, cmd: list[str], log: Path, stop_signal=signal.SIGTERM,
+                 **popen) -> None:
+        self.name, self.log, self.stop_signal = name, log, stop_signal
+        self._log_file = open(log, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True, **popen)
+        self.pid = self.proc.pid
+
+    def log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_http(self, url: str, timeout: float = 60) -> None:
+        """Poll ``url`` until it answers 200; fail with the log tail if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)  # a test may have paused it
+            os.kill(self.pid, self.stop_signal)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log_file.close()
+
+
+def _run(cmd: list[str], **kw) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+class PgStac:
+    """PostgreSQL (+ PostGIS, pgstac) on 127.0.0.1:<port>, data in a private folder.
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user the
+    Debian package creates; the data folder is made theirs.
+    """
+
+    def __init__(self, base: Path) -> None:
+        install_system_packages()
+        self.port = free_port()
+        # short path: the Unix socket path has a 107-byte limit
+        self.dir = Path(tempfile.mkdtemp(prefix="fw-pg-"))
+        user = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        data = self.dir / "data"
+        _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+              "-E", "UTF8", "--no-sync"], cwd=self.dir, **user)
+        self.server = Service(
+            "postgres",
+            [str(PG_BIN / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+             "-p", str(self.port), "-k", str(self.dir), "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            base / "postgres.log", stop_signal=signal.SIGINT, cwd=self.dir, **user)
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/pgstac"
+        self._wait_ready()
+        _run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+              "postgres", "pgstac"])
+        _run([_bin("pypgstac"), "migrate", "--dsn", self.dsn])
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited:\n{self.server.log_tail()}")
+            ok = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p",
+                                 str(self.port)], capture_output=True).returncode == 0
+            if ok:
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"postgres not ready after {timeout} s:\n{self.server.log_tail()}")
+
+    def load(self, collection: dict, items: list[dict], workdir: Path) -> None:
+        """Upsert a collection and its items (ndjson through ``pypgstac load``)."""
+        coll_path = workdir / "collection.json"
+        coll_path.write_text(json.dumps(collection))
+        items_path = workdir / "items.ndjson"
+        items_path.write_text("".join(json.dumps(it) + "\n" for it in items))
+        _run([_bin("pypgstac"), "load", "collections", str(coll_path), "--dsn", self.dsn,
+              "--method", "upsert"])
+        _run([_bin("pypgstac"), "load", "items", str(items_path), "--dsn", self.dsn,
+              "--method", "upsert"])
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _bin(name: str) -> str:
+    """A console script of the running environment (the venv the tests run in)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def start_stac_api(db: PgStac, base: Path) -> tuple[Service, str]:
+    """stac-fastapi-pgstac on 127.0.0.1 (factory app; its own run() binds 0.0.0.0)."""
+    port = free_port()
+    env = os.environ | {"PGUSER": "postgres", "PGPASSWORD": "unused", "PGHOST": "127.0.0.1",
+                        "PGPORT": str(db.port), "PGDATABASE": "pgstac",
+                        "POSTGRES_USER": "postgres", "POSTGRES_PASS": "unused",
+                        "POSTGRES_HOST_READER": "127.0.0.1", "POSTGRES_HOST_WRITER": "127.0.0.1",
+                        "POSTGRES_PORT": str(db.port), "POSTGRES_DBNAME": "pgstac"}
+    api = Service("stac-fastapi-pgstac",
+                  [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app",
+                   "--factory", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                   "warning"], base / "stac-api.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    api.wait_http(f"{url}/_mgmt/ping")
+    return api, url
+
+
+def start_file_server(root: Path, base: Path, required_header: str | None = None
+                      ) -> tuple[Service, str]:
+    """HTTP server for the files under ``root`` (Range requests answered with 206);
+    with ``required_header`` ("Name: value") other requests get 401."""
+    port = free_port()
+    env = os.environ | {"FILE_SERVER_ROOT": str(root),
+                        "FILE_SERVER_REQUIRED_HEADER": required_header or ""}
+    srv = Service("file server",
+                  [sys.executable, "-m", "uvicorn", "file_server:create_app", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(HERE)],
+                  base / "file-server.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    srv.wait_http(f"{url}/_ping")
+    return srv, url
+
+
+def start_fault_proxy(upstream: str, base: Path) -> tuple[Service, str]:
+    """A proxy in front of ``upstream`` that injects faults set through ``POST /_fault``."""
+    port = free_port()
+    env = os.environ | {"FAULT_PROXY_UPSTREAM": upstream}
+    srv = Service("fault proxy",
+                  [sys.executable, "-m", "uvicorn", "fault_proxy:create_app", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(HERE)],
+                  base / "fault-proxy.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    srv.wait_http(f"{url}/_fault")
+    return srv, url
+
+
+def http_items(catalog: Path, base_url: str) -> tuple[dict, list[dict]]:
+    """The synthetic archive's collection and items, asset hrefs made absolute URLs under
+    ``base_url`` (an API resolves a bare path against the item's own link, which 404s)."""
+    folder = catalog.parent
+    collection = json.loads((folder / "collection.json").read_text())
+    collection["links"] = []
+    items = json.loads(catalog.read_text())["features"]
+    for it in items:
+        it["links"] = []
+        for asset in it["assets"].values():
+            href = asset["href"]
+            if href.startswith("file://"):
+                href = str(Path(href[7:]).relative_to(folder))
+            asset["href"] = f"{base_url}/{href}"
+    return collection, items
