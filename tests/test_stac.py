@@ -72,6 +72,19 @@ def test_scale_offset_from_raster_bands_or_baseline(items):
         assert _scale_offset(bare, "B04") == (1e-4, offset)
 
 
+def test_scale_offset_from_stac_1_1_fields(items):
+    """STAC 1.1 providers put scale/offset on the asset or in ``bands``; those win over
+    the baseline rule (here deliberately different values, so a fallback would show)."""
+    item = copy.deepcopy(next(i for i in items if i.properties["s2:processing_baseline"] == "04.00"))
+    fields = item.assets["B04"].extra_fields
+    fields.pop("raster:bands")
+    fields.update({"raster:scale": 2e-4, "raster:offset": -0.2})
+    assert _scale_offset(item, "B04") == (2e-4, -0.2)
+    fields.pop("raster:scale"), fields.pop("raster:offset")
+    fields["bands"] = [{"name": "B04", "raster:scale": 3e-4}]
+    assert _scale_offset(item, "B04") == (3e-4, 0.0)
+
+
 @pytest.mark.parametrize("baseline", ["03.01", "04.00"])
 def test_reflectance_on_the_native_grid_is_dn_times_scale_plus_offset(small_archive, items, baseline):
     item = next(i for i in items if i.properties["s2:processing_baseline"] == baseline
@@ -127,6 +140,7 @@ def test_spectral_indices_and_no_infinities():
 def test_band_presets_and_overrides():
     assert band_keys({"preset": "earth-search", "bands": {}})["nir"] == "nir08"
     assert band_keys({"preset": "pgstac-cdse", "bands": {}})["red"] == "B04_20"
+    assert band_keys({"preset": "cdse", "bands": {}})["scl"] == "SCL_20m"
     assert band_keys({"preset": "synthetic", "bands": {"red": "B04_20"}})["red"] == "B04_20"
     with pytest.raises(ValueError, match="no asset key configured"):
         load_reflectance([], GeoBox((2, 2), Affine(20, 0, 0, 0, -20, 0), "EPSG:3035"),

@@ -21,6 +21,8 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from shapely.geometry import box, shape
 
+from .access import AccessError, api_io, gdal_options, redact, url_signer
+
 log = logging.getLogger(__name__)
 
 #: logical band name -> asset key, per provider convention
@@ -31,6 +33,9 @@ BAND_PRESETS: dict[str, dict[str, str]] = {
     # a stac-fastapi-pgstac deployment with the reference document's keys (20 m products)
     "pgstac-cdse": {"green": "B03_20", "red": "B04_20", "nir": "B8A", "swir16": "B11",
                     "swir22": "B12", "scl": "SCL"},
+    # Copernicus Data Space Ecosystem's own STAC (stac.dataspace.copernicus.eu/v1)
+    "cdse": {"green": "B03_20m", "red": "B04_20m", "nir": "B8A_20m", "swir16": "B11_20m",
+             "swir22": "B12_20m", "scl": "SCL_20m"},
     # Element84 Earth Search (sentinel-2-l2a / sentinel-2-c1-l2a)
     "earth-search": {"green": "green", "red": "red", "nir": "nir08", "swir16": "swir16",
                      "swir22": "swir22", "scl": "scl"},
@@ -96,13 +101,13 @@ def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
     raises :class:`AccessError`: a partial result is never returned."""
     from pystac_client import Client
 
-    from .access import AccessError, api_io, redact
 
     url = stac_cfg["url"]
     items: list[pystac.Item] = []
     pages = 0
     try:
-        client = Client.open(url, stac_io=api_io(stac_cfg))
+        # Client.open resets the StacApiIO's timeout to its own argument: pass it again
+        client = Client.open(url, stac_io=api_io(stac_cfg), timeout=stac_cfg["timeout_s"])
         search = client.search(
             collections=[stac_cfg["collection"]], bbox=list(bbox_lonlat), datetime=[t0, t1],
             query={"eo:cloud_cover": {"lt": stac_cfg["max_cloud_cover"]}},
@@ -162,12 +167,17 @@ def solar_day(item: pystac.Item) -> dt.date:
 
 
 def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
-    """DN -> reflectance: ``raster:bands`` scale/offset if the asset has them, else the
-    processing-baseline rule (baseline >= 04.00 adds 1000 to DN)."""
-    asset = item.assets[asset_key]
-    bands = asset.extra_fields.get("raster:bands")
+    """DN -> reflectance (``reflectance = DN * scale + offset``) from the asset's own
+    metadata, in the first form present: STAC 1.0 ``raster:bands[0]`` scale/offset,
+    STAC 1.1 asset-level ``raster:scale``/``raster:offset`` or ``bands[0]`` of them;
+    else the processing-baseline rule (baseline >= 04.00 adds 1000 to DN)."""
+    asset = item.assets[asset_key].extra_fields
+    bands = asset.get("raster:bands")
     if bands and ("scale" in bands[0] or "offset" in bands[0]):
         return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0))
+    for where in (asset, *(asset.get("bands") or [])[:1]):
+        if "raster:scale" in where or "raster:offset" in where:
+            return float(where.get("raster:scale", 1.0)), float(where.get("raster:offset", 0.0))
     baseline = str(item.properties.get("s2:processing_baseline", "99.99"))
     return 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
 
@@ -208,7 +218,6 @@ def load_reflectance(
     import odc.stac
     import rasterio
 
-    from .access import gdal_options, redact, url_signer
 
     keys = band_keys(stac_cfg)
     missing = [b for b in list(bands) + ["scl"] if b not in keys]
