@@ -1,7 +1,7 @@
 """Per-tile report rasters and mosaic VRTs (forestwatch.reports).
 
 nrt's own ``report()`` stamps EPSG:3035, writes no nodata and, with the uint8 of the
-reference deploy page, wraps detection dates modulo 256 (see /work/shared/notes/nrt.md).
+reference deploy page, wraps detection dates modulo 256.
 These tests read the files back with rasterio and check what a user of the rasters sees.
 """
 

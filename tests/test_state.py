@@ -3,7 +3,7 @@
 
 The state format exists because nrt 0.3.0's own to_netcdf/from_netcdf loses ``fit_start``,
 EWMA's ``threshold_outlier`` and numpy-scalar parameters, returns masked arrays and writes
-in clobber mode (see /work/shared/notes/nrt.md). Every monitor class is therefore fitted
+in clobber mode. Every monitor class is therefore fitted
 with NON-default parameters, saved, reloaded and then monitored side by side with the
 original: the reloaded monitor must behave exactly like the one that was never saved.
 """
