@@ -1,4 +1,5 @@
-"""A reverse proxy in front of a real STAC API that injects faults on request.
+"""A reverse proxy in front of a real server (the STAC API, or the file server) that
+injects faults on request.
 
 The upstream answers everything for real; the proxy only replaces chosen responses with an
 HTTP error (or delays them), which a healthy server cannot be made to do on cue. The Host
@@ -14,12 +15,13 @@ seen with what was done to it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-import time
 
 import requests
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -56,15 +58,19 @@ def create_app():
             state["seen"].append({"request": signature[:300],
                                   "fault": rule.get("status") if rule else None})
         if rule and rule.get("delay_s"):
-            time.sleep(rule["delay_s"])  # sync sleep: Starlette runs it off the event loop
+            await asyncio.sleep(rule["delay_s"])
         if rule and rule.get("status"):
             return JSONResponse({"code": "InjectedFault", "description": "fault proxy"},
                                 status_code=rule["status"])
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in HOP_HEADERS | {"accept-encoding"}}
-        resp = session.request(request.method, upstream + target, data=body,
-                               headers=headers, timeout=60, allow_redirects=False)
-        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
+        # blocking I/O off the event loop, so one slow upstream call does not stall the rest
+        resp = await run_in_threadpool(session.request, request.method, upstream + target,
+                                       data=body, headers=headers, timeout=60,
+                                       allow_redirects=False)
+        # a HEAD answer has no body: keep its Content-Length, which GDAL reads as the size
+        drop = HOP_HEADERS - ({"content-length"} if request.method == "HEAD" else set())
+        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
         return Response(resp.content, status_code=resp.status_code, headers=out_headers)
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]

@@ -193,14 +193,15 @@ def start_file_server(root: Path, base: Path, required_header: str | None = None
     return srv, url
 
 
-def start_fault_proxy(upstream: str, base: Path) -> tuple[Service, str]:
+def start_fault_proxy(upstream: str, base: Path, name: str = "fault-proxy"
+                      ) -> tuple[Service, str]:
     """A proxy in front of ``upstream`` that injects faults set through ``POST /_fault``."""
     port = free_port()
     env = os.environ | {"FAULT_PROXY_UPSTREAM": upstream}
-    srv = Service("fault proxy",
+    srv = Service(name,
                   [sys.executable, "-m", "uvicorn", "fault_proxy:create_app", "--factory",
                    "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(HERE)],
-                  base / "fault-proxy.log", env=env)
+                  base / f"{name}.log", env=env)
     url = f"http://127.0.0.1:{port}"
     srv.wait_http(f"{url}/_fault")
     return srv, url
