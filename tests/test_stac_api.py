@@ -95,22 +95,23 @@ class Faults:
         return requests.get(self.url, timeout=5).json()["seen"]
 
 
-@pytest.fixture
-def faults(stac):
-    """The fault proxy in front of the STAC API; rules cleared before and after."""
-    f = Faults(stac["proxy"])
+def _cleared_faults(proxy_url: str):
+    f = Faults(proxy_url)
     f()
     yield f
     f()
+
+
+@pytest.fixture
+def faults(stac):
+    """The fault proxy in front of the STAC API; rules cleared before and after."""
+    yield from _cleared_faults(stac["proxy"])
 
 
 @pytest.fixture
 def asset_faults(stac):
     """The fault proxy in front of the COG file server; rules cleared before and after."""
-    f = Faults(stac["asset_proxy"])
-    f()
-    yield f
-    f()
+    yield from _cleared_faults(stac["asset_proxy"])
 
 
 def api_cfg(stac: dict, url: str | None = None, **stac_overrides) -> dict:
