@@ -27,9 +27,10 @@ import requests
 import yaml
 from conftest import REPO, small_config, snakemake
 
-from forestwatch.access import AccessError
+from forestwatch.access import AccessError, clear_gdal_http_cache, gdal_options
 from forestwatch.grid import make_tiles
 from forestwatch.monitoring import fast_forward
+from forestwatch.operational import state_paths, update_tile
 from forestwatch.stac import AssetReadError, group_by_day, read_item_collection, search_items
 from forestwatch.state import load_state, monitors_equal
 
@@ -354,6 +355,50 @@ def test_asset_server_down_after_retries_is_skipped_and_recorded(stac, asset_fau
     recorded = sorted(u["item"] for e in added for u in e["unreadable"])
     assert recorded == sorted(it.id for it in items)
     assert all("503" in u["reason"] for e in added for u in e["unreadable"])
+
+
+def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
+    """GDAL caches a failed HTTP read for the life of the process: after the server is back,
+    a plain retry still fails; after clear_gdal_http_cache() it reads."""
+    cfg, _, items = _month(stac, "2023-01-01", "2023-01-31", through_asset_proxy=True)
+    url = items[0].assets["B12"].href
+    asset_faults({"match": url.removeprefix(stac["asset_proxy"]), "status": 503, "times": -1})
+    with rasterio.Env(**gdal_options({**cfg["stac"], "retries": 0})):
+        with pytest.raises(rasterio.RasterioIOError, match="503"):
+            rasterio.open(url)
+        asset_faults()  # the server is back
+        with pytest.raises(rasterio.RasterioIOError, match="503"):
+            rasterio.open(url)  # answered from GDAL's cache: no request reaches the server
+        assert not [s for s in asset_faults.seen() if s["fault"] is None]
+        assert clear_gdal_http_cache()
+        with rasterio.open(url) as ds:
+            assert ds.read(1).any()
+
+
+def test_daily_update_retry_reads_again_after_an_asset_outage(stac, asset_faults, tmp_path,
+                                                             monkeypatch):
+    """An asset outage that outlasts GDAL's retries fails a tile update's first attempt
+    after its first day was applied (one day per batch); the second attempt, in the same
+    process, asks the server again, applies the remaining days, and the update reports
+    every day, each applied once."""
+    monkeypatch.setattr("forestwatch.monitoring.FF_BATCH_BUDGET", 1)  # one day per load
+    cfg, tile, items = _month(stac, "2022-12-01", "2022-12-31", through_asset_proxy=True)
+    second_day = list(group_by_day(items).values())[1]
+    cfg["stac"].update(retries=1, on_unreadable_asset="fail")
+    cfg["operational"].update(retries=1, retry_delay_s=0.05)
+    current, _ = state_paths(tmp_path, tile.id)
+    current.parent.mkdir(parents=True)
+    shutil.copy(_fitted(stac), current)
+    path = second_day[0].assets["B8A"].href.removeprefix(stac["asset_proxy"])
+    # first try + stac.retries (1) = every request GDAL makes in the first attempt
+    asset_faults({"match": path, "status": 503, "times": 2})
+    result = update_tile(cfg, tmp_path, tile, items, None, dt.date(2023, 1, 1))
+    assert result.error is None
+    assert len([s for s in asset_faults.seen() if s["fault"] == 503]) == 2
+    assert sorted(result.applied_items) == sorted(it.id for it in items)
+    ledger = load_state(current).metadata["applied"]
+    assert sorted(i for e in ledger for i in e["items"]) == sorted(it.id for it in items)
+    assert all(e["valid_pixels"] > 0 and "unreadable" not in e for e in ledger)
 
 
 def test_daily_run_with_the_api_failing_retries_then_fails_without_state_change(

@@ -13,15 +13,19 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
   ``/vsicurl/`` (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_TIMEOUT``, ``GDAL_HTTP_HEADERS``);
   :func:`url_signer` returns the ``patch_url`` hook (``planetary-computer`` or any
   ``package.module:function`` taking and returning an href).
+- GDAL remembers a failed HTTP read for the life of the process; :func:`clear_gdal_http_cache`
+  makes it forget, so a retry in the same process really asks the server again.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -153,5 +157,34 @@ def url_signer(spec: str | None) -> Callable[[str], str] | None:
     return func
 
 
-__all__ = ["AccessError", "RedactSecrets", "api_io", "gdal_options", "redact",
+def clear_gdal_http_cache() -> bool:
+    """Make GDAL forget everything ``/vsicurl/`` cached in this process: file sizes, blocks
+    and failed requests (GDAL's ``VSICurlClearCache``).
+
+    Without it a retry in the same process gets GDAL's cached error even after the server
+    has recovered. rasterio exposes no call for it, so it is called in every GDAL library
+    mapped into the process (rasterio's, and e.g. pyogrio's own copy, which is harmless).
+    Returns False where none can be found (not Linux); then only a new process retries
+    for real.
+    """
+    import rasterio  # noqa: F401 - maps rasterio's GDAL into the process
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    libraries = {line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/libgdal" in line}
+    cleared = False
+    for path in sorted(libraries):
+        try:
+            ctypes.CDLL(path).VSICurlClearCache()  # same handle as the loaded copy (refcount)
+            cleared = True
+        except (OSError, AttributeError):
+            continue
+    if not cleared:
+        log.debug("no GDAL library found in this process; HTTP cache not cleared")
+    return cleared
+
+
+__all__ = ["AccessError", "RedactSecrets", "api_io", "clear_gdal_http_cache", "gdal_options", "redact",
            "resolve_headers", "url_signer"]

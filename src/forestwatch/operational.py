@@ -32,6 +32,7 @@ import pystac
 from shapely.geometry import box, shape
 from shapely.ops import unary_union
 
+from .access import clear_gdal_http_cache
 from .grid import Tile, make_tiles
 from .io import write_json
 from .monitoring import datatake_key, fast_forward
@@ -154,6 +155,7 @@ def _with_retries(call, op_cfg: dict, what: str):
             log.warning("%s failed (attempt %d/%d): %s; retrying in %.1f s", what, attempt,
                         attempts, err, delay)
             time.sleep(delay)
+            clear_gdal_http_cache()  # else GDAL answers the retry with its cached failure
             delay *= 2
 
 
@@ -196,6 +198,7 @@ def update_tile(cfg: dict, run_dir: Path, tile: Tile, items: Sequence[pystac.Ite
                            for it in late]
         return result
     before = int((state.monitor.mask == 3).sum())
+    n_applied = len(state.metadata.get("applied", []))
     added = _with_retries(lambda: fast_forward(state, new, tile, cfg), cfg["operational"],
                           f"tile {tile.id} load")
     for entry in added:
@@ -205,9 +208,10 @@ def update_tile(cfg: dict, run_dir: Path, tile: Tile, items: Sequence[pystac.Ite
                        "reason": f"late: {entry['skipped']} ({last})"}
                 result.skipped.append(rec)
                 state.metadata.setdefault("skipped", []).append(rec)
-        else:
-            result.applied_days.append(entry["day"])
-            result.applied_items += entry["items"]
+    # from the ledger, not `added`: days a failed earlier attempt applied are not in it
+    for entry in state.metadata.get("applied", [])[n_applied:]:
+        result.applied_days.append(entry["day"])
+        result.applied_items += entry["items"]
     result.new_breaks = int((state.monitor.mask == 3).sum()) - before
     if result.applied_days or result.skipped or recovered or result.replayed_from:
         commit_state(state, run_dir, tile.id, cfg["operational"]["keep_states"])
