@@ -35,6 +35,7 @@ from forestwatch.stac import AssetReadError, group_by_day, read_item_collection,
 from forestwatch.state import load_state, monitors_equal
 
 sys.path.insert(0, str(REPO / "tests" / "services"))
+import signing  # noqa: E402
 import stac_api as services  # noqa: E402
 
 pytestmark = pytest.mark.stac_api
@@ -355,6 +356,22 @@ def test_asset_server_down_after_retries_is_skipped_and_recorded(stac, asset_fau
     recorded = sorted(u["item"] for e in added for u in e["unreadable"])
     assert recorded == sorted(it.id for it in items)
     assert all("503" in u["reason"] for e in added for u in e["unreadable"])
+
+
+def test_url_signing_hook_signs_every_asset_read(stac, asset_faults):
+    """``sign_url: "module:function"`` patches every asset href before GDAL reads it; the
+    signature is redacted from what the state records."""
+    cfg, tile, items = _month(stac, "2023-02-01", "2023-02-28", through_asset_proxy=True)
+    cfg["stac"]["auth"]["sign_url"] = "signing:sign"
+    broken = items[0].assets["B8A"].href.removeprefix(stac["asset_proxy"])
+    asset_faults({"match": broken, "status": 404, "times": -1})
+    added = fast_forward(load_state(_fitted(stac)), items, tile, cfg)
+    reads = [s["request"] for s in asset_faults.seen()]
+    assert len(reads) >= 3 * len(items), "red, nir and SCL of every item were requested"
+    assert all(f"sig={signing.SIGNATURE}" in r for r in reads)
+    recorded = [u for e in added for u in e.get("unreadable", [])]
+    assert [u["item"] for u in recorded] == [items[0].id]
+    assert signing.SIGNATURE not in json.dumps(added)
 
 
 def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
