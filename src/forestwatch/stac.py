@@ -245,7 +245,8 @@ def load_reflectance(
         except rasterio.errors.RasterioError as err:
             raise AssetReadError(
                 f"unreadable asset: {redact(str(err))}. The provider may be down or the item "
-                "broken; set stac.on_unreadable_asset: skip to go on without it (recorded)."
+                "broken. The daily run retries it on its next run; in the workflow, "
+                "stac.on_unreadable_asset: skip goes on without it and records it."
             ) from None
     if ds.sizes["time"] != len(days):  # odc-stac and group_by_day must agree on days
         raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} days, expected {len(days)}")
