@@ -57,7 +57,16 @@ def slurm_env(tmp_path_factory) -> dict:
     if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
         pytest.skip("SLURM is not installed and this is not a Debian-like system")
     base = tmp_path_factory.mktemp("slurm")
-    ports = {"SLURM_CTLD_PORT": str(free_port()), "SLURM_SLURMD_PORT": str(free_port())}
+    ctld_port = free_port()
+    slurmd_port = free_port()
+    while slurmd_port == ctld_port:
+        slurmd_port = free_port()
+    ports = {"SLURM_CTLD_PORT": str(ctld_port), "SLURM_SLURMD_PORT": str(slurmd_port)}
+    # a test session that itself runs inside a SLURM job must not look like one to the
+    # plugin (it would run the jobs in place) nor to our daemons
+    scrub = pytest.MonkeyPatch()
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        scrub.delenv(name)
     proc = subprocess.run(["bash", str(SLURM_SH), "start", str(base)], capture_output=True,
                           text=True, env=os.environ | ports, timeout=900)
     pid_files = [base / "slurm" / "slurmd.pid", base / "slurm" / "slurmctld.pid",
@@ -76,6 +85,7 @@ def slurm_env(tmp_path_factory) -> dict:
     finally:
         stop = subprocess.run(["bash", str(SLURM_SH), "stop", str(base)], capture_output=True,
                               text=True, timeout=120)
+        scrub.undo()
         left = [pid for pid in pids if pid_alive(pid)]
         assert stop.returncode == 0, f"stopping SLURM failed:\n{stop.stdout}\n{stop.stderr}"
         assert not left, f"SLURM daemons still running: {left}"

@@ -17,7 +17,7 @@
 # - the jobstep plugin removes SLURM_CONF before calling srun inside a job: an srun
 #   wrapper in BASE/bin re-exports it (nothing is written to /etc);
 # - munged's socket folder must be mode 0755 and every folder above it searchable by all
-#   (pytest's temporary folders are 0700): the socket lives in /tmp, named after BASE;
+#   (pytest's temporary folders are 0700): the socket lives in /run, named after BASE;
 # - without DefMemPerCPU a job without --mem is given all the node's memory.
 set -euo pipefail
 
@@ -42,7 +42,7 @@ install_packages() {
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # munged's socket folder for BASE (same BASE, same folder: start stays idempotent)
-socket_dir() { echo "/tmp/forestwatch-munge-$(printf %s "$1" | md5sum | cut -c1-12)"; }
+socket_dir() { echo "/run/forestwatch-munge-$(printf %s "$1" | md5sum | cut -c1-12)"; }
 
 start() {
   local base=$1 node=localhost addr=127.0.0.1
