@@ -12,6 +12,7 @@ output exists (empty stand-ins), i.e. checking that nothing is pending.
     python benchmarks/dag_scale.py                     # 100, 1,000, 10,000 tiles
     python benchmarks/dag_scale.py --tiles 100 1000    # a subset
     python benchmarks/dag_scale.py --profile 10000     # cProfile of one dry-run, top 25
+    python benchmarks/dag_scale.py --tiles 10000 --with profiles/slurm   # as submitted to SLURM
 
 Results are printed as Markdown tables; BENCHMARKS.md keeps the last ones written down.
 """
@@ -110,7 +111,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiles", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--profile", type=int, metavar="N", help="cProfile one dry-run of N tiles")
+    ap.add_argument("--with", dest="smk_profile", metavar="PROFILE",
+                    help="also pass --profile PROFILE to snakemake (e.g. profiles/slurm)")
     args = ap.parse_args()
+    extra = ("--profile", str(Path(args.smk_profile).resolve())) if args.smk_profile else ()
     sys.path.insert(0, str(REPO / "src"))
     from forestwatch.config import validate_config
     from forestwatch.grid import make_tiles
@@ -139,22 +143,26 @@ def main() -> None:
     rows = []
     for n in args.tiles:
         cfg = write_config(work, n)
-        wall, rss, out = timed(snakemake_cmd(work / f"w{n}", cfg, "-n", "--quiet", "rules"), work)
+        wall, rss, out = timed(snakemake_cmd(work / f"w{n}", cfg, "-n", "--quiet", "rules", *extra),
+                               work)
         # what the Snakemake inside every cluster job does before running its jobs: parse
         # the workflow (config, all N tiles) and plan one tile's chain
         tiles = [t.id for t in make_tiles(validate_config(scale_config(n)))]
         target = f"results/scale{n}/reports/{tiles[0]}/mask.tif"
-        one, _, _ = timed(snakemake_cmd(work / f"w{n}", cfg, target, "-n", "--quiet", "rules"), work)
+        one, _, _ = timed(snakemake_cmd(work / f"w{n}", cfg, target, "-n", "--quiet", "rules",
+                                        *extra), work)
         # and once everything exists: the check that nothing is pending
         fake_outputs(work / f"w{n}", f"scale{n}", tiles)
-        done, _, out_done = timed(snakemake_cmd(work / f"w{n}", cfg, "-n", "--quiet", "rules"),
-                                  work)
+        done, _, out_done = timed(snakemake_cmd(work / f"w{n}", cfg, "-n", "--quiet", "rules",
+                                                *extra), work)
         assert "Nothing to be done" in out_done, out_done[-2000:]
         rows.append((n, job_count(out), wall, rss, one, done))
         print(f"{n} tiles: {wall:.1f} s; one tile's chain {one:.1f} s; up to date {done:.1f} s",
               file=sys.stderr)
 
-    print(f"\n{os.cpu_count()} cores; each row a fresh `snakemake -n --quiet rules`\n")
+    with_profile = f" --profile {args.smk_profile}" if args.smk_profile else ""
+    print(f"\n{os.cpu_count()} cores; each row a fresh `snakemake -n --quiet rules"
+          f"{with_profile}`\n")
     print("| tiles | jobs | dry-run wall s | peak RSS MiB | ms per job | one tile's chain s "
           "| all outputs present s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
