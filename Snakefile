@@ -29,6 +29,23 @@ include: "rules/monitor.smk"
 include: "rules/report.smk"
 
 
+# quick bookkeeping steps: under a cluster executor they run on the submitting host
+localrules:
+    all,
+    tiles,
+    mosaic,
+    accuracy,
+
+
+onstart:
+    # cluster jobs: compile nrt's numba kernels once, here, into the (shared) numba cache
+    # (NUMBA_CACHE_DIR), instead of once per job on a cold cache (~30 s each)
+    if not workflow.local_exec:
+        from forestwatch.monitoring import warm_numba_cache
+
+        logger.info(f"numba cache warmed in {warm_numba_cache(config):.1f} s")
+
+
 rule all:
     input:
         get_final_outputs,

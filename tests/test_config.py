@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+from conftest import REPO
 
 from forestwatch.config import ConfigError, deep_update, load_config, load_schema, validate_config
 
@@ -152,3 +156,23 @@ def test_deep_update_merges_nested_dicts():
     out = deep_update(base, {"a": {"c": {"f": 3}}, "e": [2]})
     assert out == {"a": {"b": 1, "c": {"d": 2, "f": 3}}, "e": [2]}
     assert base == {"a": {"b": 1, "c": {"d": 2}}, "e": [1]}
+
+
+def test_monitor_parameters_read_from_source_match_nrt():
+    """The config check reads nrt's signatures without importing nrt (numba costs ~2 s at
+    every workflow parse); what it reads must be what nrt accepts."""
+    import inspect
+
+    from forestwatch.config import MONITOR_CLASSES, monitor_class, monitor_init_params
+
+    for name in MONITOR_CLASSES:
+        params = inspect.signature(monitor_class(name).__init__).parameters
+        expected = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        assert set(monitor_init_params(name)) == expected, name
+
+
+def test_validating_a_config_does_not_import_nrt():
+    code = ("import sys, yaml; from forestwatch.config import validate_config; "
+            f"validate_config(yaml.safe_load(open({str(REPO / 'config' / 'config.yaml')!r}))); "
+            "assert 'nrt' not in sys.modules and 'numba' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,8 +7,11 @@ key is documented in ``config/README.md``.
 
 from __future__ import annotations
 
+import ast
 import copy
 import datetime as dt
+import functools
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -230,15 +233,40 @@ def _check_semantics(cfg: dict) -> None:
     _check_monitor(cfg["monitor"])
 
 
-def _check_monitor(mon: dict) -> None:
-    import nrt.monitor as _  # noqa: F401  (fail early with a clear error if nrt is missing)
+@functools.cache
+def monitor_init_params(name: str) -> frozenset[str]:
+    """The arguments of nrt's ``<name>.__init__``, read from nrt's source with ``ast``.
 
-    cls = monitor_class(mon["class"])
-    accepted = {
-        name
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if p.kind is not inspect.Parameter.VAR_KEYWORD
-    }
+    Not imported: importing nrt pulls in numba (~2 s), and the config is validated each
+    time Snakemake parses the workflow - in every dry-run and in every cluster job. Falls
+    back to importing nrt if its source is not laid out as expected.
+    """
+    if name not in MONITOR_CLASSES:
+        monitor_class(name)  # raises the ConfigError listing the allowed names
+    spec = importlib.util.find_spec("nrt")
+    if spec is None:
+        raise ConfigError("the nrt package is not installed: pip install -e . installs it.")
+    for folder in spec.submodule_search_locations or []:
+        path = Path(folder) / "monitor" / f"{name.lower()}.py"
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                for fn in node.body:
+                    if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                        a = fn.args
+                        return frozenset(x.arg for x in a.posonlyargs + a.args + a.kwonlyargs)
+    return frozenset(
+        arg
+        for arg, p in inspect.signature(monitor_class(name).__init__).parameters.items()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    )
+
+
+def _check_monitor(mon: dict) -> None:
+    accepted = set(monitor_init_params(mon["class"]))
     # BaseNrt keyword arguments reach every subclass through **kwargs
     accepted |= {"update_mask", "save_fit_start"}
     accepted -= RESERVED_PARAMS

@@ -1,0 +1,150 @@
+"""The workflow through a real single-node SLURM cluster with ``--profile profiles/slurm``.
+
+``tests/services/slurm.sh`` installs Debian's slurm-wlm and munge if missing (root, ~30 s
+once), then starts munged, slurmctld and slurmd under a temporary folder, bound to
+127.0.0.1; the module's fixture stops them by PID and checks that none is left. The run
+must produce the same states and reports as the local run (``workflow_run``), through
+SLURM jobs (one for the synthetic archive, one batch for both tiles' 8 jobs), and a job
+that fails inside SLURM must fail the run instead of hanging it.
+
+Run only these: ``python -m pytest -m slurm`` (about 3 min); ``-m "not slurm"`` skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import REPO, snakemake
+
+from forestwatch.state import load_state, monitors_equal
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+SLURM_SH = REPO / "tests" / "services" / "slurm.sh"
+TILES = ["X3718_Y2537", "X3719_Y2537"]
+# the cluster has no accounting database: poll squeue, soon and often (the profile's 20 s
+# first wait is meant for a real cluster's load)
+SLURM_ARGS = ("--profile", str(REPO / "profiles" / "slurm"),
+              "--slurm-init-seconds-before-status-checks", "3")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory) -> dict:
+    """A running single-node SLURM; yields the environment variables that point sbatch,
+    squeue and srun at it (and a numba cache shared by the submit host and the jobs)."""
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("SLURM is not installed and this is not a Debian-like system")
+    base = tmp_path_factory.mktemp("slurm")
+    ctld_port = free_port()
+    slurmd_port = free_port()
+    while slurmd_port == ctld_port:
+        slurmd_port = free_port()
+    ports = {"SLURM_CTLD_PORT": str(ctld_port), "SLURM_SLURMD_PORT": str(slurmd_port)}
+    # a test session that itself runs inside a SLURM job must not look like one to the
+    # plugin (it would run the jobs in place) nor to our daemons
+    scrub = pytest.MonkeyPatch()
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        scrub.delenv(name)
+    proc = subprocess.run(["bash", str(SLURM_SH), "start", str(base)], capture_output=True,
+                          text=True, env=os.environ | ports, timeout=900)
+    pid_files = [base / "slurm" / "slurmd.pid", base / "slurm" / "slurmctld.pid",
+                 base / "munge" / "munged.pid"]
+    pids = [int(p.read_text()) for p in pid_files if p.exists()]
+    try:
+        assert proc.returncode == 0, f"SLURM did not start:\n{proc.stdout}\n{proc.stderr}"
+        assert len(pids) == 3
+        env = {
+            "SLURM_CONF": str(base / "slurm" / "slurm.conf"),
+            # srun wrapper first: the jobstep plugin strips SLURM_CONF before calling srun
+            "PATH": f"{base / 'bin'}:{os.environ['PATH']}",
+            "NUMBA_CACHE_DIR": str(base / "numba_cache"),
+        }
+        yield env
+    finally:
+        stop = subprocess.run(["bash", str(SLURM_SH), "stop", str(base)], capture_output=True,
+                              text=True, timeout=120)
+        scrub.undo()
+        left = [pid for pid in pids if pid_alive(pid)]
+        assert stop.returncode == 0, f"stopping SLURM failed:\n{stop.stdout}\n{stop.stderr}"
+        assert not left, f"SLURM daemons still running: {left}"
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_env, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    workdir = tmp_path_factory.mktemp("slurm_workflow")
+    proc = snakemake(workdir, *SLURM_ARGS, env=slurm_env)
+    return workdir, proc
+
+
+def slurm_job_ids(output: str) -> list[str]:
+    return re.findall(r"submitted with SLURM jobid (\d+)", output)
+
+
+def test_jobs_ran_as_slurm_jobs_in_one_batch(slurm_run, slurm_env):
+    workdir, proc = slurm_run
+    out = proc.stdout + proc.stderr
+    # the archive, and one batch holding both tiles' mask, fit, fast-forward and report
+    assert len(slurm_job_ids(out)) == 2, out
+    assert "group_tiles" in out
+    # the submit host compiled nrt's kernels once, into the cache the jobs then used
+    assert "numba cache warmed" in out
+    assert any(Path(slurm_env["NUMBA_CACHE_DIR"]).rglob("*.nbi"))
+    for tile in TILES:
+        log = workdir / "results/small/logs/fit" / f"{tile}.log"
+        assert "done in" in log.read_text()
+
+
+def test_results_equal_the_local_run(slurm_run, workflow_run):
+    workdir, _ = slurm_run
+    for tile in TILES:
+        for stage in ("fitted", "current"):
+            a = load_state(workflow_run / f"results/small/state/{stage}/{tile}.nc")
+            b = load_state(workdir / f"results/small/state/{stage}/{tile}.nc")
+            assert monitors_equal(a.monitor, b.monitor), (stage, tile)
+            assert a.metadata["applied"] == b.metadata["applied"]
+        for layer in ("mask", "detection_date"):
+            with rasterio.open(workflow_run / f"results/small/reports/{tile}/{layer}.tif") as x, \
+                    rasterio.open(workdir / f"results/small/reports/{tile}/{layer}.tif") as y:
+                assert x.profile == y.profile
+                assert np.array_equal(x.read(), y.read()), (tile, layer)
+    assert (workdir / "results/small/mosaic/mask.vrt").exists()
+
+
+def test_a_failed_slurm_job_fails_the_run(slurm_run, slurm_env):
+    """A job that fails inside SLURM ends the run with an error (no hang, no success)."""
+    workdir, _ = slurm_run
+    state = workdir / f"results/small/state/current/{TILES[0]}.nc"
+    report = f"results/small/reports/{TILES[0]}/mask.tif"
+    data = state.read_bytes()
+    try:
+        state.write_bytes(data[: len(data) // 2])  # the report job cannot load this state
+        proc = snakemake(workdir, *SLURM_ARGS, "--forcerun", "tile_report", report,
+                         check=False, env=slurm_env)
+    finally:
+        state.write_bytes(data)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert len(slurm_job_ids(out)) == 1, out
+    assert "Error in rule tile_report" in out or "failed" in out.lower(), out
