@@ -124,7 +124,7 @@ def main() -> None:
     if args.profile:
         cfg = write_config(work, args.profile)
         stats = work / "dryrun.prof"
-        cmd = snakemake_cmd(work, cfg, "-n", "--quiet")
+        cmd = snakemake_cmd(work, cfg, "-n", "--quiet", *extra)
         cmd[1:3] = ["-m", "cProfile", "-o", str(stats), "-m", "snakemake"]
         timed(cmd, work)
         import pstats
