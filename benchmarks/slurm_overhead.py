@@ -20,7 +20,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SH = REPO / "tests" / "services" / "slurm.sh"
 CONFIGS = [str(REPO / "config" / "config.yaml"), str(REPO / "tests" / "config" / "small.yaml")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO / "tests" / "services"))
+from ports import free_port  # noqa: E402
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> tuple[float, str]:

@@ -16,6 +16,8 @@ from forestwatch.synthetic import SyntheticSpec, generate_archive
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "tests" / "config" / "small.yaml"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+# the real services the integration tests start (tests/services/*.py, imported by name)
+sys.path.insert(0, str(REPO / "tests" / "services"))
 
 
 def small_config(**overrides) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import REPO, snakemake
+from ports import free_port
 
 from forestwatch.state import load_state, monitors_equal
 
@@ -34,12 +34,6 @@ TILES = ["X3718_Y2537", "X3719_Y2537"]
 # first wait is meant for a real cluster's load)
 SLURM_ARGS = ("--profile", str(REPO / "profiles" / "slurm"),
               "--slurm-init-seconds-before-status-checks", "3")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pid_alive(pid: int) -> bool:

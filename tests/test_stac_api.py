@@ -24,8 +24,10 @@ import numpy as np
 import pytest
 import rasterio
 import requests
+import signing
+import stac_api as services
 import yaml
-from conftest import REPO, small_config, snakemake
+from conftest import small_config, snakemake
 
 from forestwatch.access import AccessError, clear_gdal_http_cache, gdal_options
 from forestwatch.grid import make_tiles
@@ -33,10 +35,6 @@ from forestwatch.monitoring import fast_forward
 from forestwatch.operational import state_paths, update_tile
 from forestwatch.stac import AssetReadError, group_by_day, read_item_collection, search_items
 from forestwatch.state import load_state, monitors_equal
-
-sys.path.insert(0, str(REPO / "tests" / "services"))
-import signing  # noqa: E402
-import stac_api as services  # noqa: E402
 
 pytestmark = pytest.mark.stac_api
 
@@ -269,6 +267,19 @@ def test_hung_server_times_out_with_a_clear_message(stac):
     assert search_items(cfg["stac"], tile.bbox_lonlat(), "2022-01-01", "2022-01-31")
 
 
+def _month(stac, start: str, end: str, through_asset_proxy: bool = False):
+    """The first tile's items from ``start`` to ``end``, assets optionally read through the
+    asset proxy. Each test takes its own month: GDAL caches what it read per URL."""
+    cfg = api_cfg(stac)
+    tile = make_tiles(cfg)[0]
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), start, end)
+    if through_asset_proxy:
+        for it in items:
+            for asset in it.assets.values():
+                asset.href = asset.href.replace(stac["files"], stac["asset_proxy"])
+    return cfg, tile, items
+
+
 def _fitted(stac) -> Path:
     return stac["catalog"].parents[2] / "results" / "small" / "state" / "fitted" / f"{TILES[0]}.nc"
 
@@ -276,9 +287,7 @@ def _fitted(stac) -> Path:
 def _first_days_with_a_404(stac, n_days: int = 3):
     """The items of the first ``n_days`` monitored days; on the second day (which may hold
     two granules) every B8A asset points at a file the server does not have."""
-    cfg = api_cfg(stac)
-    tile = make_tiles(cfg)[0]
-    items = search_items(cfg["stac"], tile.bbox_lonlat(), "2022-10-01", "2022-11-30")
+    cfg, tile, items = _month(stac, "2022-10-01", "2022-11-30")
     days = list(group_by_day(items).values())[:n_days]
     broken = days[1]
     for it in broken:
@@ -310,19 +319,6 @@ def test_unreadable_asset_fails_when_configured(stac):
     with pytest.raises(AssetReadError, match="on_unreadable_asset: skip"):
         fast_forward(state, [it for day in days for it in day], tile, cfg)
     assert state.metadata["applied"] == before
-
-
-def _month(stac, start: str, end: str, through_asset_proxy: bool = False):
-    """The first tile's items from ``start`` to ``end``, assets optionally read through the
-    asset proxy. Each test takes its own month: GDAL caches what it read per URL."""
-    cfg = api_cfg(stac)
-    tile = make_tiles(cfg)[0]
-    items = search_items(cfg["stac"], tile.bbox_lonlat(), start, end)
-    if through_asset_proxy:
-        for it in items:
-            for asset in it.assets.values():
-                asset.href = asset.href.replace(stac["files"], stac["asset_proxy"])
-    return cfg, tile, items
 
 
 def test_asset_server_errors_are_retried_by_gdal(stac, asset_faults):
@@ -428,11 +424,7 @@ def test_daily_run_with_the_api_failing_retries_then_fails_without_state_change(
     overrides = {"stac": {"source": "stac_api", "url": stac["proxy"], "retries": 2,
                           "retry_backoff_s": 0.05},
                  "operational": {"retries": 1, "retry_delay_s": 0.1}}
-    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    from forestwatch.config import deep_update
-    raw = deep_update(raw, yaml.safe_load((REPO / "tests" / "config" / "small.yaml").read_text()))
-    raw = deep_update(raw, overrides)
-    (run / "config.yaml").write_text(yaml.safe_dump(raw))
+    (run / "config.yaml").write_text(yaml.safe_dump(small_config(**overrides)))
     states = sorted((run / "results" / "small" / "state").rglob("*.nc"))
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in states}
     faults({"match": "/search", "status": 503, "times": -1})

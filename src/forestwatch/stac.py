@@ -101,7 +101,6 @@ def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
     raises :class:`AccessError`: a partial result is never returned."""
     from pystac_client import Client
 
-
     url = stac_cfg["url"]
     items: list[pystac.Item] = []
     pages = 0
@@ -217,7 +216,6 @@ def load_reflectance(
     """
     import odc.stac
     import rasterio
-
 
     keys = band_keys(stac_cfg)
     missing = [b for b in list(bands) + ["scl"] if b not in keys]

@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,11 @@ import time
 from pathlib import Path
 
 import requests
+from ports import free_port
 
 HERE = Path(__file__).resolve().parent
 PG_MAJOR = os.environ.get("PG_MAJOR", "15")
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def install_system_packages() -> None:
