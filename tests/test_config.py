@@ -58,6 +58,15 @@ def test_nested_unknown_key_names_its_section():
         ({"stac": {"max_cloud_cover": 120}}, "config key 'stac.max_cloud_cover'"),
         ({"stac": {"bands": {"redd": "B04"}}}, "config key 'stac.bands'"),
         ({"aoi": {"bbox": [1, 2, 3]}}, "config key 'aoi.bbox'"),
+        ({"forest_mask": {"file": {"threshold": 120}}},
+         "config key 'forest_mask.file.threshold': 120 is greater than the maximum of 100"),
+        ({"forest_mask": {"file": {"threshold": -1}}}, "config key 'forest_mask.file.threshold'"),
+        ({"forest_mask": {"rule": {"ndvi_min": 1.5}}}, "config key 'forest_mask.rule.ndvi_min'"),
+        ({"forest_mask": {"rule": {"ndvi_min": -1.1}}}, "config key 'forest_mask.rule.ndvi_min'"),
+        ({"forest_mask": {"rule": {"swir_max": -0.1}}}, "config key 'forest_mask.rule.swir_max'"),
+        ({"forest_mask": {"rule": {"swir_max": 12}}}, "config key 'forest_mask.rule.swir_max'"),
+        ({"forest_mask": {"rule": {"swir_max": "0.1"}}},
+         "config key 'forest_mask.rule.swir_max': '0.1' is not of type 'number'"),
     ],
 )
 def test_bad_values_name_the_key(cfg, fragment):
@@ -81,6 +90,21 @@ def test_bad_values_name_the_key(cfg, fragment):
         ({"stac": {"source": "stac_api"}}, ["'stac.url' is required"]),
         ({"stac": {"source": "local"}}, ["'stac.catalog' is required"]),
         ({"synthetic": {"start": "2024-01-01", "end": "2023-01-01"}}, ["'synthetic.start'"]),
+        ({"synthetic": {"disturbance_start": "2021-09-01"}},
+         ["'synthetic.start' (2021-10-01) must be before 'synthetic.disturbance_start' (2021-09-01)"]),
+        ({"synthetic": {"disturbance_start": "2024-10-01"}},
+         ["'synthetic.disturbance_start' (2024-10-01) must be before 'synthetic.end' (2024-09-30)"]),
+        ({"history": {"start": "2021-01-01"}},
+         ["'history.start' (2021-01-01) is outside the synthetic archive",
+          "'synthetic.start' (2021-10-01)", "move 'history.start'"]),
+        ({"history": {"start": "2025-01-01", "end": "2025-06-30"}, "fast_forward": {"until": "2025-12-31"}},
+         ["'history.start' (2025-01-01) is outside the synthetic archive"]),
+        ({"fast_forward": {"until": "2024-12-31"}},
+         ["'fast_forward.until' (2024-12-31) is outside", "'synthetic.end' (2024-09-30)",
+          "move 'fast_forward.until'"]),
+        ({"grid": {"tile_size": 300}},
+         ["'grid.tile_size' (300) is 15 pixels of 'grid.resolution' (20) a side",
+          "at least 16 pixels (320)", "multiply the number of jobs"]),
     ],
 )
 def test_semantic_errors_say_what_to_do(cfg, fragments):
@@ -88,6 +112,22 @@ def test_semantic_errors_say_what_to_do(cfg, fragments):
         validate_config(cfg)
     for fragment in fragments:
         assert fragment in str(err.value)
+
+
+def test_dates_and_tiles_at_the_limits_pass(tmp_path):
+    cfg = validate_config({"grid": {"tile_size": 320},
+                           "history": {"start": "2021-10-01"}, "fast_forward": {"until": "2024-09-30"}})
+    assert cfg["grid"]["tile_size"] == 320
+    # outside the synthetic archive's dates is fine for other sources
+    catalog = tmp_path / "items.json"
+    catalog.write_text("{}")
+    validate_config({"stac": {"source": "local", "catalog": str(catalog)},
+                     "history": {"start": "2015-01-01"}, "fast_forward": {"until": "2025-12-31"}})
+
+
+def test_forest_mask_values_at_the_limits_pass():
+    validate_config({"forest_mask": {"file": {"threshold": 100}, "rule": {"ndvi_min": -1, "swir_max": 1}}})
+    validate_config({"forest_mask": {"file": {"threshold": 0}, "rule": {"ndvi_min": 1, "swir_max": 0}}})
 
 
 def test_missing_files_are_named(tmp_path):
@@ -127,6 +167,69 @@ def test_monitor_parameters_are_checked_against_nrt(monitor, fragment):
     assert fragment in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "monitor, fragment",
+    [
+        ({"class": "IQR", "params": {"sensitivity": -1}},
+         "config key 'monitor.params.sensitivity' is -1; it must be a number > 0."),
+        ({"class": "IQR", "params": {"sensitivity": 0}}, "'monitor.params.sensitivity' is 0;"),
+        ({"class": "IQR", "params": {"sensitivity": "2"}},
+         "'monitor.params.sensitivity' is '2', a string; it must be a number > 0."),
+        ({"class": "IQR", "params": {"sensitivity": True}},
+         "'monitor.params.sensitivity' is True; it must be a number"),
+        ({"class": "IQR", "params": {"sensitivity": None}},
+         "'monitor.params.sensitivity' is None; it must be a number"),
+        ({"class": "CuSum", "params": {"sensitivity": 1.5}},
+         "'monitor.params.sensitivity' is 1.5; it must be a number in (0, 1)"),
+        ({"class": "MoSum", "params": {"sensitivity": 0.1}},
+         "'monitor.params.sensitivity' is 0.1; it must be a number in [0.001, 0.05]"),
+        ({"class": "IQR", "params": {"boundary": 0}},
+         "'monitor.params.boundary' is 0; it must be an integer >= 1"),
+        ({"class": "CCDC", "params": {"boundary": 2.5}}, "'monitor.params.boundary' is 2.5; it must be an integer"),
+        ({"class": "IQR", "params": {"harmonic_order": -1}},
+         "'monitor.params.harmonic_order' is -1; it must be an integer >= 0."),
+        ({"class": "EWMA", "params": {"harmonic_order": 2.0}}, "'monitor.params.harmonic_order' is 2.0;"),
+        ({"class": "IQR", "params": {"trend": "yes"}},
+         "'monitor.params.trend' is 'yes', a string; it must be true or false."),
+        ({"class": "IQR", "params": {"update_mask": 1}}, "'monitor.params.update_mask' is 1; it must be true or false."),
+        ({"class": "IQR", "params": {"save_fit_start": "no"}}, "'monitor.params.save_fit_start'"),
+        ({"class": "EWMA", "params": {"lambda_": 0}}, "'monitor.params.lambda_' is 0; it must be a number in (0, 1]"),
+        ({"class": "EWMA", "params": {"lambda_": 1.2}}, "'monitor.params.lambda_' is 1.2;"),
+        ({"class": "EWMA", "params": {"threshold_outlier": 0}},
+         "'monitor.params.threshold_outlier' is 0; it must be a number > 0"),
+        ({"class": "MoSum", "params": {"h": 0.3}}, "'monitor.params.h' is 0.3; it must be a number in {0.25, 0.5, 1}"),
+        ({"class": "MoSum", "params": {"h": 1.0}}, "1, not 1.0"),
+        ({"class": "CuSum", "fit": {"alpha": 1}}, "'monitor.fit.alpha' is 1; it must be a number in (0, 1)"),
+        ({"class": "MoSum", "fit": {"alpha": 0}}, "'monitor.fit.alpha' is 0;"),
+        ({"class": "IQR", "fit": {"method": "RIRLS", "maxiter": 0}},
+         "'monitor.fit.maxiter' is 0; it must be an integer >= 1."),
+        ({"class": "IQR", "fit": {"method": "RIRLS", "maxiter": "5"}}, "'monitor.fit.maxiter' is '5', a string;"),
+        ({"class": "EWMA", "fit": {"L": -3}}, "'monitor.fit.L' is -3; it must be a number > 0"),
+        ({"class": "CCDC", "fit": {"scaling_factor": 0}}, "'monitor.fit.scaling_factor' is 0; it must be a number > 0."),
+    ],
+)
+def test_monitor_values_are_checked_for_sense(monitor, fragment):
+    with pytest.raises(ConfigError) as err:
+        validate_config({"monitor": monitor})
+    assert fragment in str(err.value)
+
+
+def test_every_nrt_argument_has_a_value_rule():
+    """A parameter a newer nrt adds must get its type and range in MONITOR_VALUES."""
+    from forestwatch.config import (
+        FIT_KWARGS,
+        MONITOR_CLASSES,
+        MONITOR_VALUES,
+        RESERVED_PARAMS,
+        monitor_init_params,
+    )
+
+    for cls in MONITOR_CLASSES:
+        names = (set(monitor_init_params(cls)) - RESERVED_PARAMS) | FIT_KWARGS[cls]
+        missing = names - {"method", "screen_outliers"} - set(MONITOR_VALUES)
+        assert not missing, (cls, missing)
+
+
 def test_every_monitor_class_accepts_its_own_parameters():
     for monitor in (
         {"class": "EWMA", "params": {"lambda_": 0.2, "threshold_outlier": 6}, "fit": {"method": "OLS"}},
@@ -134,6 +237,12 @@ def test_every_monitor_class_accepts_its_own_parameters():
         {"class": "MoSum", "params": {"h": 0.5, "trend": False}, "fit": {"method": "ROC"}},
         {"class": "CCDC", "params": {"sensitivity": 2.5}, "fit": {"method": "CCDC-stable", "screen_outliers": None}},
         {"class": "IQR", "params": {"save_fit_start": True, "update_mask": True}, "fit": {"method": "RIRLS", "maxiter": 5}},
+        {"class": "IQR", "params": {"harmonic_order": 0, "sensitivity": 1, "boundary": 1}, "fit": {"method": "OLS"}},
+        {"class": "EWMA", "params": {"lambda_": 1}, "fit": {"method": "OLS", "L": 3.5}},
+        {"class": "CuSum", "params": {"sensitivity": 0.999}, "fit": {"method": "ROC", "alpha": 0.001}},
+        {"class": "MoSum", "params": {"h": 1, "sensitivity": 0.001}, "fit": {"method": "ROC"}},
+        {"class": "MoSum", "params": {"h": 0.25, "sensitivity": 0.05}, "fit": {"method": "ROC"}},
+        {"class": "CCDC", "params": {"trend": True}, "fit": {"method": "CCDC-stable", "scaling_factor": 10000}},
     ):
         assert validate_config({"monitor": monitor})["monitor"]["class"] == monitor["class"]
 

@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,40 @@ RESERVED_PARAMS = {
 }
 
 CONFIG_HELP = "See config/README.md for every key and its allowed values."
+
+#: the smallest tile side, in pixels: smaller tiles give nrt too few pixels per job and
+#: multiply the number of jobs.
+MIN_TILE_PIXELS = 16
+
+#: what a value of each type must be (its name in messages) and how to tell.
+VALUE_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "integer": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+}
+
+#: type and range of every nrt monitor argument (``monitor.params`` and ``monitor.fit``),
+#: read from nrt 0.3.0's sources: name, or ``Class.name`` where one class differs ->
+#: (type, test of the range or None, the range as the message states it).
+MONITOR_VALUES: dict[str, tuple[str, Callable[[Any], bool] | None, str]] = {
+    "trend": ("bool", None, ""),
+    "update_mask": ("bool", None, ""),
+    "save_fit_start": ("bool", None, ""),
+    "harmonic_order": ("integer", lambda v: v >= 0, ">= 0"),
+    "boundary": ("integer", lambda v: v >= 1, ">= 1 (consecutive outliers that flag a break)"),
+    "sensitivity": ("number", lambda v: v > 0, "> 0"),
+    "CuSum.sensitivity": ("number", lambda v: 0 < v < 1, "in (0, 1) (a significance level)"),
+    "MoSum.sensitivity": ("number", lambda v: 0.001 <= v <= 0.05,
+                          "in [0.001, 0.05] (the significance levels of nrt's MoSum table)"),
+    "lambda_": ("number", lambda v: 0 < v <= 1, "in (0, 1] (the weight of the newest value)"),
+    "threshold_outlier": ("number", lambda v: v > 0, "> 0 (in residual standard deviations)"),
+    "h": ("number", lambda v: str(v) in ("0.25", "0.5", "1"),
+          "in {0.25, 0.5, 1} (nrt looks it up as written: 1, not 1.0)"),
+    "alpha": ("number", lambda v: 0 < v < 1, "in (0, 1) (a significance level)"),
+    "maxiter": ("integer", lambda v: v >= 1, ">= 1"),
+    "L": ("number", lambda v: v > 0, "> 0 (in residual standard deviations)"),
+    "scaling_factor": ("number", lambda v: v > 0, "> 0"),
+}
 
 #: what ``monitor.params`` / ``monitor.fit`` default to, per class, when absent. IQR's set
 #: was chosen by measurement (BENCHMARKS.md); the others are nrt's defaults, except where
@@ -158,6 +193,13 @@ def _check_semantics(cfg: dict) -> None:
             f"config key 'grid.tile_size' ({grid['tile_size']}) must be a whole multiple of "
             f"'grid.resolution' ({grid['resolution']})."
         )
+    if round(ratio) < MIN_TILE_PIXELS:
+        raise ConfigError(
+            f"config key 'grid.tile_size' ({grid['tile_size']}) is {round(ratio)} pixels of "
+            f"'grid.resolution' ({grid['resolution']}) a side; make it at least "
+            f"{MIN_TILE_PIXELS} pixels ({MIN_TILE_PIXELS * grid['resolution']:g}): smaller "
+            "tiles give nrt too few pixels per job and multiply the number of jobs."
+        )
 
     aoi = cfg["aoi"]
     if aoi["file"] is None and aoi["bbox"] is None:
@@ -198,25 +240,34 @@ def _check_semantics(cfg: dict) -> None:
                 f"config key 'stac.catalog' points to {stac['catalog']!r}, which does not exist."
             )
 
-    h_start = parse_date(cfg["history"]["start"], "history.start")
-    h_end = parse_date(cfg["history"]["end"], "history.end")
-    if h_start >= h_end:
+    day = {}
+    for key in ("history.start", "history.end", "fast_forward.until",
+                "synthetic.start", "synthetic.disturbance_start", "synthetic.end"):
+        section, name = key.split(".")
+        day[key] = parse_date(cfg[section][name], key)
+    for earlier, later in (("history.start", "history.end"),
+                           ("synthetic.start", "synthetic.disturbance_start"),
+                           ("synthetic.disturbance_start", "synthetic.end")):
+        if day[earlier] >= day[later]:
+            raise ConfigError(
+                f"config key '{earlier}' ({day[earlier]}) must be before '{later}' "
+                f"({day[later]})."
+            )
+    if day["fast_forward.until"] <= day["history.end"]:
         raise ConfigError(
-            f"config key 'history.start' ({h_start}) must be before 'history.end' ({h_end})."
+            f"config key 'fast_forward.until' ({day['fast_forward.until']}) must be after "
+            f"'history.end' ({day['history.end']})."
         )
-    until = parse_date(cfg["fast_forward"]["until"], "fast_forward.until")
-    if until <= h_end:
-        raise ConfigError(
-            f"config key 'fast_forward.until' ({until}) must be after 'history.end' ({h_end})."
-        )
-    syn = cfg["synthetic"]
-    s_start = parse_date(syn["start"], "synthetic.start")
-    s_end = parse_date(syn["end"], "synthetic.end")
-    parse_date(syn["disturbance_start"], "synthetic.disturbance_start")
-    if s_start >= s_end:
-        raise ConfigError(
-            f"config key 'synthetic.start' ({s_start}) must be before 'synthetic.end' ({s_end})."
-        )
+    if stac["source"] == "synthetic":
+        first, last = day["synthetic.start"], day["synthetic.end"]
+        for key in ("history.start", "fast_forward.until"):  # history.end lies between
+            if not first <= day[key] <= last:
+                raise ConfigError(
+                    f"config key '{key}' ({day[key]}) is outside the synthetic archive "
+                    f"('stac.source' is 'synthetic'), which runs from 'synthetic.start' ({first}) "
+                    f"to 'synthetic.end' ({last}); there is no data there: move '{key}' into "
+                    "that period, or widen the archive's dates."
+                )
 
     fm = cfg["forest_mask"]
     if fm["method"] == "file":
@@ -278,12 +329,14 @@ def _check_monitor(mon: dict) -> None:
             )
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key 'monitor.params.{name}' must be a single value.")
-    for name in mon["fit"]:
+        _check_monitor_value(mon["class"], f"monitor.params.{name}", value)
+    for name, value in mon["fit"].items():
         if name not in FIT_KWARGS[mon["class"]]:
             raise ConfigError(
                 f"config key 'monitor.fit.{name}' is not a fit() argument of nrt's "
                 f"{mon['class']}; allowed: {', '.join(sorted(FIT_KWARGS[mon['class']]))}."
             )
+        _check_monitor_value(mon["class"], f"monitor.fit.{name}", value)
     method = mon["fit"].get("method")
     if method is not None and method not in FIT_METHODS:
         raise ConfigError(
@@ -300,6 +353,20 @@ def _check_monitor(mon: dict) -> None:
             "config key 'monitor.fit.method' is 'CCDC-stable', which needs "
             "'monitor.params.trend: true'."
         )
+
+
+def _check_monitor_value(cls: str, key: str, value: Any) -> None:
+    """Check ``value`` of the monitor argument ``key`` against :data:`MONITOR_VALUES`."""
+    name = key.rsplit(".", 1)[1]
+    rule = MONITOR_VALUES.get(f"{cls}.{name}") or MONITOR_VALUES.get(name)
+    if rule is None:  # method and screen_outliers: checked by _check_monitor
+        return
+    kind, in_range, allowed = rule
+    type_name, is_type = VALUE_TYPES[kind]
+    if not is_type(value) or (in_range is not None and not in_range(value)):
+        got = f"{value!r}, a string" if isinstance(value, str) else repr(value)
+        must = f"{type_name} {allowed}".strip()
+        raise ConfigError(f"config key '{key}' is {got}; it must be {must}.")
 
 
 def monitor_class(name: str) -> type:
