@@ -3,9 +3,11 @@
 #   snakemake --cores 2            run the whole chain on config/config.yaml
 #   snakemake -n                   list the pending jobs, per tile
 #
-# Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report.
-# A tile's monitoring state is written by rules/monitor.smk to
-# results/<run_name>/state/{fitted,current}/<tile>.nc (format: src/forestwatch/state.py).
+# Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report;
+# daily (update_tile) is run by `forestwatch daily`. Every path under results/<run_name>/
+# comes from forestwatch.layout.RunLayout (RUN in rules/common.smk). A tile's state:
+# state/fitted/<tile>.nc is written by rule fit, state/current/<tile>.nc only by
+# forestwatch.state.TileStateStore (rules fast_forward and update_tile).
 
 from snakemake.utils import min_version
 
@@ -20,6 +22,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     tile=TILE_ID_PATTERN,
+    run=r"\d{8}T\d{12}_\d{4}-\d{2}-\d{2}",
 
 
 include: "rules/archive.smk"
@@ -27,6 +30,7 @@ include: "rules/grid.smk"
 include: "rules/forest_mask.smk"
 include: "rules/monitor.smk"
 include: "rules/report.smk"
+include: "rules/daily.smk"
 
 
 # quick bookkeeping steps: under a cluster executor they run on the submitting host
@@ -38,10 +42,18 @@ localrules:
 
 
 onstart:
+    # one process at a time changes this run's states: take the run lock (a daily run
+    # that started this Snakemake holds it already); dry-runs never get here
+    from forestwatch.runlock import RunLocked, lock_for_workflow
+
+    try:
+        lock_for_workflow(RUN.lock(), wait_s=config["operational"]["lock_wait_s"])
+    except RunLocked as err:
+        raise WorkflowError(str(err)) from None
     # cluster jobs: compile nrt's numba kernels once, here, into the (shared) numba cache
     # (NUMBA_CACHE_DIR), instead of once per job on a cold cache (~30 s each)
     if not workflow.local_exec:
-        from forestwatch.monitoring import warm_numba_cache
+        from forestwatch.monitor import warm_numba_cache
 
         logger.info(f"numba cache warmed in {warm_numba_cache(config):.1f} s")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def io_floor(cfg: dict, tile_id: str, catalog: str) -> dict:
     from rasterio.windows import from_bounds
 
     from forestwatch.grid import tile_by_id
-    from forestwatch.monitoring import needed_bands
+    from forestwatch.monitor import needed_bands
     from forestwatch.stac import band_keys, search_items
 
     tile = tile_by_id(cfg, tile_id)
@@ -100,59 +101,67 @@ def main() -> None:
     if cfg["stac"]["source"] != "synthetic":
         catalog = Path(cfg["stac"]["catalog"]) if cfg["stac"]["catalog"] else None
 
+    from forestwatch.layout import RunLayout
+
+    run = RunLayout(work / "run")
+    mask, fitted, current = (run.forest_mask(tile_id), run.fitted_state(tile_id),
+                             run.current_state(tile_id))
     prelude = f"import json; from forestwatch import steps; cfg = json.loads({cfg_json!r}); "
     stages = [
         ("python start-up + imports", "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray"),
         ("forest mask (rule on history)" if cfg["forest_mask"]["method"] == "rule" else "forest mask",
-         prelude + f"steps.forest_mask(cfg, {tile_id!r}, {str(catalog)!r}, None, "
-         f"{str(work / 'mask.tif')!r}, threads={args.threads})"),
+         prelude + f"steps.forest_mask(cfg, {tile_id!r}, {str(catalog)!r}, None, {mask!r}, "
+         f"threads={args.threads})"),
         ("fit (load history + fit)",
-         prelude + f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, {str(work / 'mask.tif')!r}, "
-         f"{str(work / 'fitted.nc')!r}, threads={args.threads})"),
+         prelude + f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, {mask!r}, {fitted!r}, "
+         f"threads={args.threads})"),
         ("fast forward to fast_forward.until",
-         prelude + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, "
-         f"{str(work / 'fitted.nc')!r}, {str(work / 'current.nc')!r}, threads={args.threads})"),
+         prelude + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, {str(run.root)!r}, "
+         f"{current!r}, threads={args.threads})"),
         ("tile report (2 COGs)",
-         prelude + f"steps.tile_report({str(work / 'current.nc')!r}, {str(work / 'm.tif')!r}, "
+         prelude + f"steps.tile_report({current!r}, {str(work / 'm.tif')!r}, "
          f"{str(work / 'd.tif')!r})"),
     ]
     for name, code in stages:
         rows.append((name, *run_stage(code, REPO)))
 
     # the daily case: a state one acquisition behind, updated with that one acquisition
+    # (the daily run's update_tile step, on the discovery of that one acquisition)
     from forestwatch.state import load_state as _load
 
-    days = _load(work / "current.nc").metadata["applied"]
+    days = [e.day for e in _load(current).ledger.applied]
     if len(days) >= 2:
         behind = json.loads(cfg_json)
-        behind["fast_forward"]["until"] = days[-2]["day"]
+        behind["fast_forward"]["until"] = days[-2]
+        daily_run = RunLayout(work / "daily")
+        Path(daily_run.fitted_state(tile_id)).parent.mkdir(parents=True)
+        shutil.copy(fitted, daily_run.fitted_state(tile_id))
         run_stage(prelude.replace(repr(cfg_json), repr(json.dumps(behind)))
                   + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, "
-                  f"{str(work / 'fitted.nc')!r}, {str(work / 'behind.nc')!r}, threads={args.threads})",
-                  REPO)
-        daily = (prelude + "import datetime, shutil; from pathlib import Path; "
-                 "from forestwatch.grid import tile_by_id; "
-                 "from forestwatch.operational import update_tile; "
-                 f"run = Path({str(work / 'daily')!r}); "
-                 "(run / 'state' / 'current').mkdir(parents=True, exist_ok=True); "
-                 f"shutil.copy({str(work / 'behind.nc')!r}, run / 'state' / 'current' / '{tile_id}.nc'); "
-                 "from forestwatch.stac import search_items; "
-                 f"t = tile_by_id(cfg, {tile_id!r}); "
-                 f"items = search_items(cfg['stac'], t.bbox_lonlat(), {days[-2]['day']!r}, "
-                 f"cfg['fast_forward']['until'], {str(catalog)!r}); "
-                 "cfg['operational']['keep_states'] = 2; "
-                 f"r = update_tile(cfg, run, t, items, {str(catalog)!r}, datetime.date.today()); "
-                 "assert len(r.applied_days) == 1, r")
-        rows.append(("daily update: 1 new acquisition", *run_stage(daily, REPO)))
+                  f"{str(daily_run.root)!r}, {daily_run.current_state(tile_id)!r}, "
+                  f"threads={args.threads})", REPO)
+        run_id = f"20000101T000000000000_{days[-1]}"
+        daily = (prelude + "import datetime; from forestwatch.daily.discover import "
+                 "discover, write_discovery; from forestwatch.grid import make_tiles, tile_by_id; "
+                 "from forestwatch.layout import RunLayout; "
+                 f"layout = RunLayout({str(daily_run.root)!r}); "
+                 f"tiles = [tile_by_id(cfg, {tile_id!r})]; "
+                 f"disc, items = discover(cfg, layout, tiles, run={run_id!r}, "
+                 f"today=datetime.date.fromisoformat({days[-1]!r}), catalog={str(catalog)!r}); "
+                 "write_discovery(layout, disc, items); "
+                 f"r = steps.update_tile(cfg, {tile_id!r}, layout.root, {run_id!r}, "
+                 f"{str(catalog)!r}, layout.tile_record({run_id!r}, {tile_id!r})); "
+                 "assert len(r['applied_days']) == 1, r")
+        rows.append(("daily update: discovery + 1 new acquisition", *run_stage(daily, REPO)))
 
     floor = io_floor(cfg, tile_id, str(catalog))
     startup = next(w for n, w, _ in rows if n.startswith("python start-up"))
 
     from forestwatch.state import load_state
 
-    state = load_state(work / "current.nc")
-    n_hist = len(state.metadata["history"]["days"])
-    n_ff = len(state.metadata["applied"])
+    state = load_state(current)
+    n_hist = len(state.ledger.fit.days)
+    n_ff = len(state.ledger.applied)
     print(f"\nTile {tile_id}: {state.monitor.mask.shape[0]} x {state.monitor.mask.shape[1]} px, "
           f"{n_hist} history days, {n_ff} fast-forward days, monitor {cfg['monitor']['class']} "
           f"{cfg['monitor']['fit']}, threads {args.threads}, {os.cpu_count()} cores\n")

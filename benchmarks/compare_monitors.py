@@ -48,7 +48,7 @@ def main() -> None:
     from forestwatch.config import load_config
     from forestwatch.forest_mask import mask_from_rule
     from forestwatch.grid import make_tiles
-    from forestwatch.monitoring import fast_forward, fit_tile
+    from forestwatch.monitor import fit_tile, forward_items
     from forestwatch.reports import build_vrt, write_tile_reports
     from forestwatch.stac import load_reflectance, search_items
 
@@ -87,7 +87,7 @@ def main() -> None:
         masks, dates = [], []
         for tile, hist, new, mask in inputs.values():
             state = fit_tile(tile, hist, mask, run_cfg, loader=cached_loader, threads=2)
-            fast_forward(state, new, tile, run_cfg, loader=cached_loader)
+            forward_items(state, new, tile, run_cfg, loader=cached_loader)
             m = state.monitor
             masks.append(out / f"{tile.id}_mask.tif")
             dates.append(out / f"{tile.id}_date.tif")

@@ -10,7 +10,7 @@ rule synthetic_archive:
         truth=expand(f"{SYNTHETIC}/truth/{{layer}}.tif", layer=TRUTH_LAYERS),
         summary=f"{SYNTHETIC}/truth/truth.json",
     params:
-        cfg=stage_config("aoi", "grid", "synthetic"),
+        cfg=config_slice("aoi", "grid", "synthetic"),
     log:
         f"{SYNTHETIC}/synthetic_archive.log",
     conda:

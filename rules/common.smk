@@ -1,9 +1,11 @@
-# Config validation, the tile list, and input functions shared by every stage.
+# Config validation, the run layout, the tile list, and input functions shared by every stage.
 
 import copy
 
 from forestwatch.config import ConfigError, validate_config
+from forestwatch.daily.discover import Discovery
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
+from forestwatch.layout import RunLayout
 
 try:
     _validated = validate_config(config)
@@ -12,19 +14,35 @@ except ConfigError as err:
 config.clear()
 config.update(_validated)
 
-RUN = f"results/{config['run_name']}"
-LOGS = f"{RUN}/logs"
-BENCH = f"{RUN}/benchmarks"
+# every path under results/<run_name>/ comes from here (forestwatch.layout)
+RUN = RunLayout(f"results/{config['run_name']}")
 SYNTHETIC = config["synthetic"]["folder"]
 
 # tiles are derived from aoi + grid alone, so the DAG is known without a checkpoint
 TILES = [t.id for t in make_tiles(config)]
 
+# the configuration of the data source: the synthetic archive's settings only matter when
+# it is the source
+SOURCE = ["stac", "synthetic"] if config["stac"]["source"] == "synthetic" else ["stac"]
 
-def stage_config(*sections):
-    """The config sections one stage depends on, passed as params; changing any of them
-    reruns that stage (and what depends on it), and nothing else."""
-    return {s: copy.deepcopy(config[s]) for s in sections}
+# set by `forestwatch daily` (--config daily_run=<run id>): the run whose tile updates this
+# Snakemake run makes, and the tiles its discovery gave work
+DAILY_RUN = config["daily_run"]
+DAILY_TILES = list(Discovery.read(RUN.discovery(DAILY_RUN)).tiles) if DAILY_RUN else []
+
+
+def config_slice(*keys):
+    """The config keys one rule reads, passed as its params: changing any of them reruns
+    that rule (and what depends on it), and nothing else. Dotted keys pick one entry of a
+    section ("operational.keep_states")."""
+    out = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        src, dst = config, out
+        for part in parents:
+            src, dst = src[part], dst.setdefault(part, {})
+        dst[leaf] = copy.deepcopy(src[leaf])
+    return out
 
 
 def get_catalog():
@@ -67,15 +85,11 @@ def get_truth_summary(wildcards):
 
 
 def get_tile_reports(layer):
-    return expand(f"{RUN}/reports/{{tile}}/{layer}.tif", tile=TILES)
+    return [RUN.report(tile, layer) for tile in TILES]
 
 
 def get_final_outputs(wildcards):
-    outputs = [
-        f"{RUN}/grid/tiles.gpkg",
-        f"{RUN}/mosaic/mask.vrt",
-        f"{RUN}/mosaic/detection_date.vrt",
-    ]
+    outputs = [RUN.tiles(), RUN.mosaic("mask"), RUN.mosaic("detection_date")]
     if get_truth_folder():
-        outputs.append(f"{RUN}/accuracy/summary.json")
+        outputs.append(RUN.accuracy("json"))
     return outputs

@@ -6,16 +6,16 @@ rule forest_mask:
         catalog=ancient_catalog(),
         tree_cover=get_tree_cover(),
     output:
-        f"{RUN}/forest_mask/{{tile}}.tif",
+        RUN.forest_mask("{tile}"),
     params:
-        cfg=stage_config("grid", "stac", "synthetic", "history", "forest_mask"),
+        cfg=config_slice("grid", *SOURCE, "history", "forest_mask"),
     threads: 2
     resources:
         mem_mb=2000,
     log:
-        f"{LOGS}/forest_mask/{{tile}}.log",
+        RUN.log("forest_mask", "{tile}"),
     benchmark:
-        f"{BENCH}/forest_mask/{{tile}}.tsv"
+        RUN.benchmark("forest_mask", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
     script:

@@ -3,11 +3,11 @@
 
 rule tiles:
     output:
-        f"{RUN}/grid/tiles.gpkg",
+        RUN.tiles(),
     params:
-        cfg=stage_config("aoi", "grid"),
+        cfg=config_slice("aoi", "grid"),
     log:
-        f"{LOGS}/tiles.log",
+        RUN.log("tiles"),
     conda:
         "../envs/forestwatch.yaml"
     script:

@@ -1,24 +1,27 @@
-# Where a tile's monitoring state is made and moved forward:
+# Where a tile's monitoring state is made and brought forward:
 #   fit           history period          -> state/fitted/{tile}.nc
-#   fast_forward  fitted state + new data -> state/current/{tile}.nc
-# Both files are written atomically (forestwatch.state.save_state).
+#   fast_forward  fitted state + new data -> state/current/{tile}.nc, up to fast_forward.until
+# The current state is updated in place (update()): the daily run's update_tile brings it
+# further, and a rerun of fast_forward continues from it, never from the fit again unless
+# the fit itself changed (forestwatch.monitor.advance). Its one writer is
+# forestwatch.state.TileStateStore.commit.
 
 
 rule fit:
     input:
         catalog=ancient_catalog(),
-        mask=f"{RUN}/forest_mask/{{tile}}.tif",
+        mask=RUN.forest_mask("{tile}"),
     output:
-        f"{RUN}/state/fitted/{{tile}}.nc",
+        RUN.fitted_state("{tile}"),
     params:
-        cfg=stage_config("grid", "stac", "synthetic", "history", "index", "monitor"),
+        cfg=config_slice("grid", *SOURCE, "history", "index", "monitor"),
     threads: 2
     resources:
         mem_mb=3000,
     log:
-        f"{LOGS}/fit/{{tile}}.log",
+        RUN.log("fit", "{tile}"),
     benchmark:
-        f"{BENCH}/fit/{{tile}}.tsv"
+        RUN.benchmark("fit", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
     script:
@@ -28,18 +31,29 @@ rule fit:
 rule fast_forward:
     input:
         catalog=ancient_catalog(),
-        state=f"{RUN}/state/fitted/{{tile}}.nc",
+        state=RUN.fitted_state("{tile}"),
     output:
-        f"{RUN}/state/current/{{tile}}.nc",
+        update(RUN.current_state("{tile}")),
     params:
-        cfg=stage_config("grid", "stac", "synthetic", "index", "fast_forward"),
+        cfg=config_slice(
+            "grid",
+            *SOURCE,
+            "index",
+            "fast_forward",
+            "operational.late_items",
+            "operational.reprocessed_items",
+            "operational.keep_states",
+            "operational.retries",
+            "operational.retry_delay_s",
+        ),
+        run_dir=str(RUN.root),
     threads: 2
     resources:
         mem_mb=2000,
     log:
-        f"{LOGS}/fast_forward/{{tile}}.log",
+        RUN.log("fast_forward", "{tile}"),
     benchmark:
-        f"{BENCH}/fast_forward/{{tile}}.tsv"
+        RUN.benchmark("fast_forward", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
     script:

@@ -1,14 +1,23 @@
 # Reports per tile, the mosaic VRTs, and (with a known truth) the accuracy summary.
 
 
+def get_tile_report_input(wildcards):
+    """The tile's current state; in a daily run also its update, so that the report is
+    made after it (and only for the tiles that had work)."""
+    inputs = {"state": RUN.current_state(wildcards.tile)}
+    if wildcards.tile in DAILY_TILES:
+        inputs["tile_update"] = RUN.tile_record(DAILY_RUN, wildcards.tile)
+    return inputs
+
+
 rule tile_report:
     input:
-        f"{RUN}/state/current/{{tile}}.nc",
+        unpack(get_tile_report_input),
     output:
-        mask=f"{RUN}/reports/{{tile}}/mask.tif",
-        detection_date=f"{RUN}/reports/{{tile}}/detection_date.tif",
+        mask=RUN.report("{tile}", "mask"),
+        detection_date=RUN.report("{tile}", "detection_date"),
     log:
-        f"{LOGS}/tile_report/{{tile}}.log",
+        RUN.log("tile_report", "{tile}"),
     conda:
         "../envs/forestwatch.yaml"
     script:
@@ -19,14 +28,14 @@ rule tile_report:
 # the set of tiles: ancient() keeps tile updates from rebuilding it.
 rule mosaic:
     input:
-        tiles=f"{RUN}/grid/tiles.gpkg",
+        tiles=RUN.tiles(),
         mask=[ancient(f) for f in get_tile_reports("mask")],
         detection_date=[ancient(f) for f in get_tile_reports("detection_date")],
     output:
-        mask=f"{RUN}/mosaic/mask.vrt",
-        detection_date=f"{RUN}/mosaic/detection_date.vrt",
+        mask=RUN.mosaic("mask"),
+        detection_date=RUN.mosaic("detection_date"),
     log:
-        f"{LOGS}/mosaic.log",
+        RUN.log("mosaic"),
     conda:
         "../envs/forestwatch.yaml"
     script:
@@ -35,21 +44,21 @@ rule mosaic:
 
 rule accuracy:
     input:
-        mask_vrt=f"{RUN}/mosaic/mask.vrt",
-        date_vrt=f"{RUN}/mosaic/detection_date.vrt",
+        mask_vrt=RUN.mosaic("mask"),
+        date_vrt=RUN.mosaic("detection_date"),
         reports=get_tile_reports("mask") + get_tile_reports("detection_date"),
         truth=get_truth_summary,
     output:
-        json=f"{RUN}/accuracy/summary.json",
+        json=RUN.accuracy("json"),
         markdown=report(
-            f"{RUN}/accuracy/summary.md",
+            RUN.accuracy("md"),
             category="Accuracy",
             caption="captions/accuracy.rst",
         ),
     params:
-        cfg=stage_config("history", "fast_forward"),
+        cfg=config_slice("history", "fast_forward", "accuracy"),
     log:
-        f"{LOGS}/accuracy.log",
+        RUN.log("accuracy"),
     conda:
         "../envs/forestwatch.yaml"
     script:

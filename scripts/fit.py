@@ -1,4 +1,4 @@
-"""Snakemake adapter: fit the monitor on one tile's history -> fitted state (forestwatch.monitoring)."""
+"""Snakemake adapter: fit the monitor on one tile's history -> fitted state (forestwatch.monitor)."""
 
 from forestwatch import steps
 from forestwatch.workflow import run_step

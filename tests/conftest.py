@@ -44,6 +44,14 @@ def small_archive(tmp_path_factory) -> dict:
     return {"cfg": cfg, "folder": folder, "catalog": catalog}
 
 
+def forward(state, items, tile, cfg) -> list:
+    """Monitor the new days of ``items`` on an in-memory ``state``; their ledger entries
+    (:class:`forestwatch.state.AppliedDay`)."""
+    from forestwatch.monitor import forward_items
+
+    return forward_items(state, items, tile, cfg)[1]
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, configfiles: tuple = (),
               env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the workflow on the small config (plus ``configfiles``) in ``workdir``."""

@@ -10,12 +10,18 @@ import pytest
 import rasterio
 from rasterio.windows import from_bounds
 
+from forestwatch.acquisitions import by_solar_day
 from forestwatch.config import deep_update, validate_config
 from forestwatch.forest_mask import mask_from_tree_cover
 from forestwatch.grid import make_tiles
-from forestwatch.monitoring import fast_forward, fit_tile
-from forestwatch.stac import NoDataError, group_by_day, load_reflectance, search_items
+from forestwatch.monitor import fit_tile, forward_items
+from forestwatch.stac import NoDataError, load_reflectance, search_items
 from forestwatch.state import monitors_equal
+
+
+def fast_forward(state, items, tile, cfg):
+    """The days of ``items`` monitored on ``state`` (in memory): their ledger entries."""
+    return forward_items(state, items, tile, cfg)[1]
 
 
 def _cfg(base: dict, **overrides) -> dict:
@@ -149,7 +155,7 @@ def test_empty_forest_mask_monitors_nothing(tile_inputs):
     state = fit_tile(tile, hist, np.zeros(tile.shape, np.uint8), cfg)
     assert not state.monitor.mask.any()
     added = fast_forward(state, new, tile, cfg)
-    assert added and all(e["valid_pixels"] == 0 for e in added)
+    assert added and all(e.valid_pixels == 0 for e in added)
     assert not state.monitor.detection_date.any()
 
 
@@ -161,11 +167,10 @@ def fitted(tile_inputs):
 
 def test_fit_records_its_inputs(fitted, tile_inputs):
     cfg, tile, _, hist, _ = tile_inputs
-    meta = fitted.metadata
-    assert meta["tile_id"] == tile.id and meta["index"] == "NDVI"
-    assert meta["history"]["items"] == [it.id for d in group_by_day(hist).values() for it in d]
-    assert meta["monitor"]["params"] == cfg["monitor"]["params"]
-    assert meta["applied"] == []
+    assert fitted.tile_id == tile.id and fitted.index == "NDVI"
+    assert fitted.ledger.fit.items == [it.id for d in by_solar_day(hist).values() for it in d]
+    assert fitted.monitor_config["params"] == cfg["monitor"]["params"]
+    assert fitted.ledger.applied == [] and fitted.ledger.fitted_from is None
     assert fitted.crs == "EPSG:3035" and fitted.transform == tile.transform
 
 
@@ -173,28 +178,36 @@ def test_fast_forward_applies_each_day_once_in_order(fitted, tile_inputs):
     cfg, tile, _, _, new = tile_inputs
     state = copy.deepcopy(fitted)
     added = fast_forward(state, new, tile, cfg)
-    days = [e["day"] for e in added]
-    assert days == sorted(days) and len(days) == len(set(days)) == len(group_by_day(new))
+    days = [e.day for e in added]
+    assert days == sorted(days) and len(days) == len(set(days)) == len(by_solar_day(new))
     assert days[0] > cfg["history"]["end"] and days[-1] <= cfg["fast_forward"]["until"]
-    assert state.metadata["applied"] == added
-    assert state.applied_items == {it.id for it in new}
+    assert state.ledger.applied == added
+    assert state.ledger.applied_item_ids == {it.id for it in new}
+    assert all(e.run == "fast_forward" and len(e.acquisitions) == len(e.items) for e in added)
 
     before = copy.deepcopy(state.monitor)
     assert fast_forward(state, new, tile, cfg) == []  # nothing new: nothing applied
     assert monitors_equal(before, state.monitor)
 
-    # a reprocessed copy of an applied acquisition (same granule and sensing time) is ignored
-    copy_of_applied = copy.deepcopy(new[0])
-    copy_of_applied.id += "_N0510"
-    assert fast_forward(state, [copy_of_applied], tile, cfg) == []
-    # another acquisition older than the last applied day is reported, not applied
+    # a reprocessed version of an applied acquisition (same granule and sensing time,
+    # newer baseline) is not applied on an in-memory state: it is recorded as skipped
+    reprocessed = copy.deepcopy(new[0])
+    reprocessed.id += "_N0510"
+    reprocessed.properties["s2:processing_baseline"] = "05.10"
+    assert fast_forward(state, [reprocessed], tile, cfg) == []
+    skip = next(s for s in state.ledger.skipped if s.item == reprocessed.id)
+    assert "reprocessed version of applied " + new[0].id in skip.reason
+    # another acquisition older than the last applied day is recorded, not applied
     late = copy.deepcopy(new[0])
     late.id += "_late"
     late.datetime = late.datetime + dt.timedelta(minutes=30)
     late.properties["datetime"] = late.datetime.isoformat()
-    skipped = fast_forward(state, [late], tile, cfg)
-    assert skipped == [{"day": days[0], "items": [late.id], "skipped": "older than last applied day"}]
+    assert fast_forward(state, [late], tile, cfg) == []
+    skip = next(s for s in state.ledger.skipped if s.item == late.id)
+    assert skip.reason.startswith("late:") and skip.day == days[0]
     assert monitors_equal(before, state.monitor)
+    with pytest.raises(ValueError, match="not after the last monitored day"):
+        state.ledger.record_day(added[0])  # the ledger itself refuses disorder
 
 
 def test_detections_against_truth(fitted, tile_inputs, small_archive):
@@ -251,16 +264,16 @@ def test_fast_forward_in_two_runs_equals_one_run(small_archive):
     early = [i for i in new if i.datetime.date() <= days[len(days) // 2]]  # whole days only
     first = fast_forward(twice, early, tile, cfg)
     second = fast_forward(twice, new, tile, cfg)  # the first half again: already applied
-    assert first and second and "skipped" not in str(second)
-    assert [e["day"] for e in first + second] == [e["day"] for e in once.metadata["applied"]]
-    assert twice.metadata["applied"] == once.metadata["applied"]
+    assert first and second and not twice.ledger.skipped
+    assert [e.day for e in first + second] == [e.day for e in once.ledger.applied]
+    assert twice.ledger.applied == once.ledger.applied
     assert monitors_equal(once.monitor, twice.monitor)
     assert (once.monitor.mask == 3).any()  # the comparison covers detections
 
 
 def test_ccdc_with_green_and_swir_screening(tile_inputs):
     """CCDC's default outlier screening needs the green and SWIR bands: the fit loads them."""
-    from forestwatch.monitoring import needed_bands
+    from forestwatch.monitor import needed_bands
 
     cfg, tile, mask, hist, new = tile_inputs
     ccdc = _with_monitor(cfg, {"class": "CCDC", "params": {},

@@ -117,7 +117,7 @@ def test_results_equal_the_local_run(slurm_run, workflow_run):
             a = load_state(workflow_run / f"results/small/state/{stage}/{tile}.nc")
             b = load_state(workdir / f"results/small/state/{stage}/{tile}.nc")
             assert monitors_equal(a.monitor, b.monitor), (stage, tile)
-            assert a.metadata["applied"] == b.metadata["applied"]
+            assert a.ledger.applied == b.ledger.applied
         for layer in ("mask", "detection_date"):
             with rasterio.open(workflow_run / f"results/small/reports/{tile}/{layer}.tif") as x, \
                     rasterio.open(workdir / f"results/small/reports/{tile}/{layer}.tif") as y:

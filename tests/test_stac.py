@@ -15,7 +15,6 @@ from forestwatch.grid import make_tiles
 from forestwatch.stac import (
     _scale_offset,
     band_keys,
-    group_by_day,
     load_reflectance,
     read_item_collection,
     search_items,
@@ -47,18 +46,6 @@ def test_search_filters_dates_cloud_and_bbox(small_archive, items):
 
     assert search_items(cfg["stac"], (100.0, 10.0, 100.1, 10.1), "2021-01-01", "2023-06-30",
                         small_archive["catalog"]) == []
-
-
-def test_group_by_day_fuses_granules_and_drops_reprocessed_duplicates(items):
-    days = group_by_day(items[:10])
-    assert all(len(g) == 2 for g in days.values())
-    assert {g[0].properties["s2:mgrs_tile"] for g in days.values()} != {g[1].properties["s2:mgrs_tile"] for g in days.values()}
-    dup = copy.deepcopy(items[0])
-    dup.id += "_reprocessed"
-    dup.properties["s2:processing_baseline"] = "05.10"
-    grouped = group_by_day([items[0], items[1], dup])
-    (only,) = grouped.values()
-    assert [i.id for i in only] == [dup.id]
 
 
 def test_scale_offset_from_raster_bands_or_baseline(items):

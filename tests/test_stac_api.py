@@ -27,14 +27,16 @@ import requests
 import signing
 import stac_api as services
 import yaml
+from conftest import forward as fast_forward
 from conftest import small_config, snakemake
 
 from forestwatch.access import AccessError, clear_gdal_http_cache, gdal_options
+from forestwatch.acquisitions import by_solar_day
 from forestwatch.grid import make_tiles
-from forestwatch.monitoring import fast_forward
-from forestwatch.operational import state_paths, update_tile
-from forestwatch.stac import AssetReadError, group_by_day, read_item_collection, search_items
-from forestwatch.state import load_state, monitors_equal
+from forestwatch.layout import RunLayout
+from forestwatch.monitor import UnreadablePolicy, advance_tile
+from forestwatch.stac import AssetReadError, read_item_collection, search_items
+from forestwatch.state import TileStateStore, load_state, monitors_equal
 
 pytestmark = pytest.mark.stac_api
 
@@ -185,17 +187,16 @@ def test_workflow_through_the_api_equals_the_local_run(api_run, workflow_run, st
         a = load_state(local / "state" / "current" / f"{tile}.nc")
         b = load_state(remote / "state" / "current" / f"{tile}.nc")
         assert monitors_equal(a.monitor, b.monitor)
-        assert a.metadata["history"]["items"] == b.metadata["history"]["items"]
-        assert [e["items"] for e in a.metadata["applied"]] == \
-               [e["items"] for e in b.metadata["applied"]]
-        assert len(b.metadata["history"]["items"]) > 20 and b.metadata["applied"]
+        assert a.ledger.fit.items == b.ledger.fit.items
+        assert [e.items for e in a.ledger.applied] == [e.items for e in b.ledger.applied]
+        assert len(b.ledger.fit.items) > 20 and b.ledger.applied
         for layer in ("mask", "detection_date"):
             with rasterio.open(local / "reports" / tile / f"{layer}.tif") as x, \
                  rasterio.open(remote / "reports" / tile / f"{layer}.tif") as y:
                 assert np.array_equal(x.read(), y.read())
         # the search through the API found the local catalog's count, in pages
         log = (remote / "logs" / "fit" / f"{tile}.log").read_text()
-        n = len(b.metadata["history"]["items"])
+        n = len(b.ledger.fit.items)
         assert f"{stac['api']} (" in log and f"page(s)): {n} items" in log
     summary = json.loads((remote / "accuracy" / "summary.json").read_text())
     assert summary == json.loads((local / "accuracy" / "summary.json").read_text())
@@ -288,7 +289,7 @@ def _first_days_with_a_404(stac, n_days: int = 3):
     """The items of the first ``n_days`` monitored days; on the second day (which may hold
     two granules) every B8A asset points at a file the server does not have."""
     cfg, tile, items = _month(stac, "2022-10-01", "2022-11-30")
-    days = list(group_by_day(items).values())[:n_days]
+    days = list(by_solar_day(items).values())[:n_days]
     broken = days[1]
     for it in broken:
         it.assets["B8A"].href = it.assets["B8A"].href.replace("B8A.tif", "B8A-gone.tif")
@@ -301,24 +302,24 @@ def test_unreadable_asset_is_skipped_and_recorded(stac):
     cfg, tile, days, broken = _first_days_with_a_404(stac)
     state = load_state(_fitted(stac))
     added = fast_forward(state, [it for day in days for it in day], tile, cfg)
-    assert [sorted(e["items"]) for e in added] == [sorted(it.id for it in day) for day in days]
+    assert [sorted(e.items) for e in added] == [sorted(it.id for it in day) for day in days]
     entry = added[1]
-    assert sorted(u["item"] for u in entry["unreadable"]) == sorted(it.id for it in broken)
-    assert {u["asset"] for u in entry["unreadable"]} == {"B8A"}
-    assert all("404" in u["reason"] or "not" in u["reason"].lower() for u in entry["unreadable"])
-    assert entry["valid_pixels"] == 0, "a day without its NIR band has no valid index"
-    assert "unreadable" not in added[0] and "unreadable" not in added[2]
-    assert added[0]["valid_pixels"] > 0 or added[2]["valid_pixels"] > 0
+    assert sorted(u["item"] for u in entry.unreadable) == sorted(it.id for it in broken)
+    assert {u["asset"] for u in entry.unreadable} == {"B8A"}
+    assert all("404" in u["reason"] or "not" in u["reason"].lower() for u in entry.unreadable)
+    assert entry.valid_pixels == 0, "a day without its NIR band has no valid index"
+    assert not added[0].unreadable and not added[2].unreadable
+    assert added[0].valid_pixels > 0 or added[2].valid_pixels > 0
 
 
 def test_unreadable_asset_fails_when_configured(stac):
     cfg, tile, days, broken = _first_days_with_a_404(stac)
     cfg["stac"]["on_unreadable_asset"] = "fail"
     state = load_state(_fitted(stac))
-    before = state.metadata["applied"][:]
+    before = list(state.ledger.applied)
     with pytest.raises(AssetReadError, match="on_unreadable_asset: skip"):
         fast_forward(state, [it for day in days for it in day], tile, cfg)
-    assert state.metadata["applied"] == before
+    assert state.ledger.applied == before
 
 
 def test_asset_server_errors_are_retried_by_gdal(stac, asset_faults):
@@ -332,9 +333,8 @@ def test_asset_server_errors_are_retried_by_gdal(stac, asset_faults):
     got = fast_forward(proxied, items, tile, cfg)
     assert len([s for s in asset_faults.seen() if s["fault"] == 503]) == 2
     assert any("B8A.tif" in s["request"] and s["fault"] is None for s in asset_faults.seen())
-    assert [(e["day"], e["valid_pixels"]) for e in got] == \
-           [(e["day"], e["valid_pixels"]) for e in expected]
-    assert not any("unreadable" in e for e in got)
+    assert [(e.day, e.valid_pixels) for e in got] == [(e.day, e.valid_pixels) for e in expected]
+    assert not any(e.unreadable for e in got)
     assert monitors_equal(direct.monitor, proxied.monitor)
 
 
@@ -348,10 +348,10 @@ def test_asset_server_down_after_retries_is_skipped_and_recorded(stac, asset_fau
     added = fast_forward(load_state(_fitted(stac)), items, tile, cfg)
     faulted = [s for s in asset_faults.seen() if s["fault"] == 503]
     assert len(faulted) >= 3 * len(items), "each B8A request: first try + 2 retries"
-    assert [e["valid_pixels"] for e in added] == [0] * len(added)
-    recorded = sorted(u["item"] for e in added for u in e["unreadable"])
+    assert [e.valid_pixels for e in added] == [0] * len(added)
+    recorded = sorted(u["item"] for e in added for u in e.unreadable)
     assert recorded == sorted(it.id for it in items)
-    assert all("503" in u["reason"] for e in added for u in e["unreadable"])
+    assert all("503" in u["reason"] for e in added for u in e.unreadable)
 
 
 def test_url_signing_hook_signs_every_asset_read(stac, asset_faults):
@@ -365,9 +365,9 @@ def test_url_signing_hook_signs_every_asset_read(stac, asset_faults):
     reads = [s["request"] for s in asset_faults.seen()]
     assert len(reads) >= 3 * len(items), "red, nir and SCL of every item were requested"
     assert all(f"sig={signing.SIGNATURE}" in r for r in reads)
-    recorded = [u for e in added for u in e.get("unreadable", [])]
+    recorded = [u for e in added for u in e.unreadable]
     assert [u["item"] for u in recorded] == [items[0].id]
-    assert signing.SIGNATURE not in json.dumps(added)
+    assert signing.SIGNATURE not in json.dumps([vars(e) for e in added])
 
 
 def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
@@ -388,30 +388,34 @@ def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
             assert ds.read(1).any()
 
 
-def test_daily_update_retry_reads_again_after_an_asset_outage(stac, asset_faults, tmp_path,
-                                                             monkeypatch):
-    """An asset outage that outlasts GDAL's retries fails a tile update's first attempt
-    after its first day was applied (one day per batch); the second attempt, in the same
-    process, asks the server again, applies the remaining days, and the update reports
-    every day, each applied once."""
-    monkeypatch.setattr("forestwatch.monitoring.FF_BATCH_BUDGET", 1)  # one day per load
+def test_daily_update_reads_again_after_an_asset_outage(stac, asset_faults, tmp_path,
+                                                       monkeypatch):
+    """An asset outage that outlasts GDAL's retries: the daily update's first read of that
+    day fails, its in-run retry (operational.retries) asks the server again - GDAL's
+    memory of the failure cleared - and the update applies every day, each once."""
+    monkeypatch.setattr("forestwatch.monitor.forward.FF_BATCH_BUDGET", 1)  # one day per load
     cfg, tile, items = _month(stac, "2022-12-01", "2022-12-31", through_asset_proxy=True)
-    second_day = list(group_by_day(items).values())[1]
-    cfg["stac"].update(retries=1, on_unreadable_asset="fail")
+    second_day = list(by_solar_day(items).values())[1]
+    cfg["stac"].update(retries=1)
     cfg["operational"].update(retries=1, retry_delay_s=0.05)
-    current, _ = state_paths(tmp_path, tile.id)
-    current.parent.mkdir(parents=True)
-    shutil.copy(_fitted(stac), current)
+    layout = RunLayout(tmp_path)
+    Path(layout.fitted_state(tile.id)).parent.mkdir(parents=True)
+    shutil.copy(_fitted(stac), layout.fitted_state(tile.id))
+    store = TileStateStore(layout, tile.id)
     path = second_day[0].assets["B8A"].href.removeprefix(stac["asset_proxy"])
-    # first try + stac.retries (1) = every request GDAL makes in the first attempt
+    # first try + stac.retries (1) = every request GDAL makes in the first read
     asset_faults({"match": path, "status": 503, "times": 2})
-    result = update_tile(cfg, tmp_path, tile, items, None, dt.date(2023, 1, 1))
-    assert result.error is None
+    policy = UnreadablePolicy(mode="grace", today=dt.date(2023, 1, 1), grace_days=2,
+                              grace_runs=2, retries=1, retry_delay_s=0.05)
+    result = advance_tile(store, tile, cfg, run="20230101T020000000000_2023-01-01",
+                          until=dt.date(2023, 1, 1), policy=policy, items=items,
+                          search=lambda start, end: [])
     assert len([s for s in asset_faults.seen() if s["fault"] == 503]) == 2
+    assert not result.waiting_since and not result.assets_skipped and policy.register == {}
     assert sorted(result.applied_items) == sorted(it.id for it in items)
-    ledger = load_state(current).metadata["applied"]
-    assert sorted(i for e in ledger for i in e["items"]) == sorted(it.id for it in items)
-    assert all(e["valid_pixels"] > 0 and "unreadable" not in e for e in ledger)
+    ledger = store.load_current()[0].ledger.applied
+    assert sorted(i for e in ledger for i in e.items) == sorted(it.id for it in items)
+    assert all(e.valid_pixels > 0 and not e.unreadable for e in ledger)
 
 
 def test_daily_run_with_the_api_failing_retries_then_fails_without_state_change(
@@ -441,7 +445,7 @@ def test_daily_run_with_the_api_failing_retries_then_fails_without_state_change(
     assert sorted((run / "results" / "small" / "state").rglob("*.nc")) == states
     for p, (data, mtime) in before.items():
         assert p.read_bytes() == data and p.stat().st_mtime_ns == mtime, p
-    assert not list((run / "results" / "small").glob("runs/*.json"))
+    assert not list((run / "results" / "small").glob("runs/*/record.json"))
 
 
 def test_local_catalog_items_keep_file_hrefs(stac):

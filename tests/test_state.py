@@ -28,10 +28,14 @@ from forestwatch.config import monitor_class
 from forestwatch.io import atomic_path
 from forestwatch.state import (
     FORMAT_VERSION,
+    AppliedDay,
+    FitRecord,
+    Ledger,
     StateCorruptError,
     TileState,
     load_state,
     monitors_equal,
+    read_ledger,
     save_state,
 )
 
@@ -137,16 +141,25 @@ def _fit(name: str, params: dict, fit_kwargs: dict, ndvi: xr.DataArray, mask: np
     return monitor
 
 
-def _metadata() -> dict:
-    return {
-        "tile_id": "E4461N3045",
-        "index": "ndvi",
-        "monitor": {"class": "X", "params": {"sensitivity": 2.5}},
-        "history": {"start": "2021-01-01", "end": "2022-12-31", "items": ["S2A_1", "S2B_2"]},
-        "applied": [{"day": "2023-01-05", "items": ["S2A_9", "S2B_9"]},
-                    {"day": "2023-01-13", "items": ["S2A_10"]}],
-        "software": {"nrt": "0.3.0"},
-    }
+def _ledger() -> Ledger:
+    return Ledger(
+        fit=FitRecord(start="2021-01-01", end="2022-12-31", days=["2021-01-02"],
+                      items=["S2A_1", "S2B_2"]),
+        applied=[AppliedDay(day="2023-01-05", items=["S2A_9", "S2B_9"],
+                            acquisitions=["32UQB@2023-01-05T10:20:21", "33UUS@2023-01-05T10:20:30"],
+                            valid_pixels=12, run="fast_forward"),
+                 AppliedDay(day="2023-01-13", items=["S2A_10"],
+                            acquisitions=["32UQB@2023-01-13T10:20:21"], valid_pixels=0,
+                            unreadable=[{"item": "S2A_10", "asset": "B8A", "reason": "404"}],
+                            run="20230113T020000_2023-01-13")],
+        fitted_from="ab" * 32)
+
+
+def _state(monitor, crs: str = CRS, tile_id: str = "X3718_Y2537") -> TileState:
+    return TileState(monitor, crs=crs, transform=TRANSFORM, tile_id=tile_id, index="NDVI",
+                     monitor_config={"class": type(monitor).__name__,
+                                     "params": {"sensitivity": 2.5}, "fit": {}},
+                     ledger=_ledger(), software={"nrt": "0.3.0"}, created="2023-01-13")
 
 
 def _new_acquisitions() -> list[tuple[np.ndarray, dt.datetime]]:
@@ -197,7 +210,7 @@ def _assert_same_vars(original, loaded) -> None:
 @pytest.mark.parametrize("name, params, fit_kwargs, expected", CASES)
 def test_roundtrip_after_fit(tmp_path, ndvi, forest_mask, name, params, fit_kwargs, expected):
     monitor = _fit(name, params, fit_kwargs, ndvi, forest_mask)
-    state = TileState(monitor, crs=CRS, transform=TRANSFORM, metadata=_metadata())
+    state = _state(monitor)
     path = tmp_path / "state.nc"
     digest = save_state(state, path)
     assert isinstance(digest, str) and len(digest) == 64
@@ -233,9 +246,11 @@ def test_roundtrip_after_fit(tmp_path, ndvi, forest_mask, name, params, fit_kwar
 
     assert loaded.crs == CRS
     assert loaded.transform == TRANSFORM
-    assert loaded.metadata == _metadata()
-    assert loaded.applied_items == {"S2A_9", "S2B_9", "S2A_10"}
-    assert loaded.last_day == "2023-01-13"
+    assert loaded.metadata() == state.metadata()
+    assert loaded.ledger == _ledger()
+    assert loaded.ledger.applied_item_ids == {"S2A_9", "S2B_9", "S2A_10"}
+    assert loaded.ledger.last_day == dt.date(2023, 1, 13)
+    assert read_ledger(path) == (_ledger(), digest)  # attributes only, the same ledger
 
 
 @pytest.mark.parametrize("name, params, fit_kwargs, expected", CASES)
@@ -243,7 +258,7 @@ def test_reloaded_monitor_behaves_like_original(tmp_path, ndvi, forest_mask, nam
                                                 fit_kwargs, expected):
     original = _fit(name, params, fit_kwargs, ndvi, forest_mask)
     path = tmp_path / "state.nc"
-    save_state(TileState(original, CRS, TRANSFORM, {"tile_id": "t"}), path)
+    save_state(_state(original), path)
     reloaded = load_state(path).monitor
 
     _monitor_all(original)
@@ -267,7 +282,7 @@ def test_reloaded_monitor_behaves_like_original(tmp_path, ndvi, forest_mask, nam
 
     # save again now that detection_date and process are filled in
     path2 = tmp_path / "state2.nc"
-    save_state(TileState(reloaded, CRS, TRANSFORM, {"tile_id": "t"}), path2)
+    save_state(_state(reloaded), path2)
     again = load_state(path2).monitor
     assert monitors_equal(original, again)
     _assert_same_vars(original, again)
@@ -313,7 +328,7 @@ def saved(tmp_path, ndvi, forest_mask) -> tuple[Path, object]:
     monitor = _fit("EWMA", dict(sensitivity=3.5, lambda_=0.2, threshold_outlier=6.0),
                    dict(method="OLS", screen_outliers="Shewhart"), ndvi, forest_mask)
     path = tmp_path / "tile_state.nc"
-    save_state(TileState(monitor, CRS, TRANSFORM, _metadata()), path)
+    save_state(_state(monitor), path)
     load_state(path)  # intact before we damage it
     return path, monitor
 
@@ -429,7 +444,7 @@ def test_failed_save_keeps_previous_state(saved, ndvi, forest_mask, monkeypatch)
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", crash)
     with pytest.raises(OSError, match="No space left"):
-        save_state(TileState(other, CRS, TRANSFORM, {}), path)
+        save_state(_state(other), path)
 
     assert len(written) == 1
     assert written[0] != path and written[0].parent == path.parent  # written beside, not over
@@ -442,10 +457,10 @@ def test_failed_save_keeps_previous_state(saved, ndvi, forest_mask, monkeypatch)
 def test_save_over_existing_state_replaces_it(saved, ndvi, forest_mask):
     path, _ = saved
     other = _fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask)
-    save_state(TileState(other, "EPSG:32633", TRANSFORM, {"tile_id": "new"}), path)
+    save_state(_state(other, crs="EPSG:32633", tile_id="new"), path)
     loaded = load_state(path)
     assert monitors_equal(loaded.monitor, other)
-    assert loaded.crs == "EPSG:32633" and loaded.metadata == {"tile_id": "new"}
+    assert loaded.crs == "EPSG:32633" and loaded.tile_id == "new"
     assert sorted(os.listdir(path.parent)) == [path.name]
 
 
@@ -507,3 +522,99 @@ def test_atomic_path_stages_on_a_scratch_folder(tmp_path, monkeypatch):
         raise RuntimeError("killed")
     assert out.read_text() == "complete"
     assert list(scratch.iterdir()) == [] and [p.name for p in out.parent.iterdir()] == ["out.txt"]
+
+
+# --------------------------------------------------------------------------- format 1
+
+
+def test_a_format_1_state_still_loads_with_its_ledger(tmp_path, ndvi, forest_mask):
+    """Format 1 kept the ledger inside ``metadata`` (history, applied with datatakes,
+    skipped); such a file loads, converted, and is written back as the current format."""
+    from forestwatch.state._netcdf import _digest, _to_dataset
+
+    monitor = _fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask)
+    ds = _to_dataset(_state(monitor))
+    ds.attrs.pop("ledger")
+    ds.attrs["forestwatch_format_version"] = 1
+    ds.attrs["metadata"] = json.dumps({
+        "tile_id": "X1_Y1", "index": "NDVI", "monitor": {"class": "IQR"}, "software": {},
+        "history": {"start": "2021-01-01", "end": "2022-12-31", "days": ["2021-01-02"],
+                    "items": ["S2A_1"], "unreadable": []},
+        "applied": [{"day": "2023-01-05", "items": ["S2A_9"],
+                     "datatakes": ["32UQB@2023-01-05T10:20:21"], "valid_pixels": 7}],
+        "skipped": [{"item": "S2A_8", "reason": "late"}]})
+    ds.attrs["content_sha256"] = _digest(ds)
+    path = tmp_path / "v1.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+
+    state = load_state(path)
+    assert state.tile_id == "X1_Y1" and monitors_equal(state.monitor, monitor)
+    ledger = state.ledger
+    assert ledger.fit.end == "2022-12-31" and ledger.fit.items == ["S2A_1"]
+    assert [(e.day, e.items, e.acquisitions, e.valid_pixels) for e in ledger.applied] == [
+        ("2023-01-05", ["S2A_9"], ["32UQB@2023-01-05T10:20:21"], 7)]
+    assert ledger.is_known("S2A_8") and ledger.is_known("S2A_1") and not ledger.is_known("x")
+    assert ledger.descends_from("any digest")  # format 1 did not record its fit
+    assert read_ledger(path)[0] == ledger
+    save_state(state, path)
+    with netCDF4.Dataset(path) as nc:
+        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 2
+    assert load_state(path).ledger == ledger
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def _store(tmp_path, keep=3):
+    from forestwatch.layout import RunLayout
+    from forestwatch.state import TileStateStore
+
+    return TileStateStore(RunLayout(tmp_path / "run"), "X1_Y1", keep=keep)
+
+
+def test_store_keeps_previous_states_and_prunes(tmp_path, ndvi, forest_mask):
+    store = _store(tmp_path, keep=3)
+    monitor = _fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask)
+    state = _state(monitor)
+    digests = []
+    for n in range(5):
+        state.ledger.applied.append(AppliedDay(day=f"2023-02-0{n + 1}", items=[f"S{n}"],
+                                               acquisitions=[f"A{n}"], valid_pixels=1))
+        digests.append(store.commit(state))
+    kept = store.kept()
+    assert len(kept) == 3  # pruned to operational.keep_states
+    # each kept file is one of the states replaced, newest first, intact
+    assert [read_ledger(p)[0].last_day.isoformat() for p in kept] == [
+        "2023-02-04", "2023-02-03", "2023-02-02"]
+    assert [read_ledger(p)[1] for p in kept] == digests[3:0:-1]
+    assert load_state(store.current_path).ledger.last_day == dt.date(2023, 2, 5)
+
+
+def test_store_never_keeps_a_corrupt_state_and_recovers_from_a_kept_one(tmp_path, ndvi,
+                                                                       forest_mask):
+    store = _store(tmp_path)
+    state = _state(_fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask))
+    store.commit(state)
+    state.ledger.applied.append(AppliedDay(day="2023-02-01", items=["S9"], acquisitions=["A9"],
+                                           valid_pixels=1))
+    store.commit(state)
+    data = store.current_path.read_bytes()
+    store.current_path.write_bytes(data[: len(data) // 2])  # truncated in place
+    fresh = _store(tmp_path)  # a new process: nothing verified yet
+    recovered, name = fresh.load_current()
+    assert name == fresh.kept()[0].name
+    assert recovered.ledger.last_day == dt.date(2023, 1, 13)
+    fresh.commit(recovered)
+    assert len(fresh.kept()) == 1  # the corrupt file was not kept
+
+
+def test_store_removes_what_a_killed_write_left(tmp_path, ndvi, forest_mask):
+    store = _store(tmp_path)
+    state = _state(_fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask))
+    store.commit(state)
+    debris = store.current_path.parent / f".{store.current_path.stem}.k2j4.tmp.nc"
+    debris.write_bytes(b"half a state")
+    other = store.current_path.parent / ".X2_Y2.k2j4.tmp.nc"  # another tile's: not ours
+    other.write_bytes(b"x")
+    store.commit(state)
+    assert not debris.exists() and other.exists()

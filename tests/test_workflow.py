@@ -21,9 +21,9 @@ pytestmark = pytest.mark.workflow
 TILES = ["X3718_Y2537", "X3719_Y2537"]
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, configfiles: tuple = ()) -> dict[str, int]:
     """Job counts per rule of a dry-run ({} when nothing is to be done)."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args, configfiles=configfiles)
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}
@@ -115,9 +115,11 @@ def test_changing_fast_forward_config_reruns_only_that_stage(run):
     assert jobs == {"fast_forward": 2, "tile_report": 2, "accuracy": 1, "all": 1}
 
 
-def test_changing_the_monitor_refits_without_touching_masks(run):
-    jobs = planned_jobs(run, "--config",
-                        "monitor={'class': 'IQR', 'params': {'sensitivity': 3.0}}")
+def test_changing_the_monitor_refits_without_touching_masks(run, tmp_path):
+    # a config file, not --config: Snakemake passes nested --config values as strings
+    overlay = tmp_path / "monitor.yaml"
+    overlay.write_text("monitor: {class: IQR, params: {sensitivity: 3.0}}\n")
+    jobs = planned_jobs(run, configfiles=(overlay,))
     assert jobs.get("forest_mask", 0) == 0 and jobs.get("synthetic_archive", 0) == 0
     assert jobs["fit"] == 2 and jobs["fast_forward"] == 2
 

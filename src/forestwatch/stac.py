@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry import box, shape
 
 from .access import AccessError, api_io, gdal_options, redact, url_signer
+from .acquisitions import by_solar_day
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +159,6 @@ def _matches(item: pystac.Item, bbox, t0, t1, max_cc) -> bool:
     return shape(item.geometry).intersects(box(*bbox))
 
 
-def solar_day(item: pystac.Item) -> dt.date:
-    """Local solar date of an acquisition (the key ``groupby='solar_day'`` uses)."""
-    lon = (item.bbox[0] + item.bbox[2]) / 2
-    return (item.datetime + dt.timedelta(seconds=lon * 240)).date()
-
-
 def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
     """DN -> reflectance (``reflectance = DN * scale + offset``) from the asset's own
     metadata, in the first form present: STAC 1.0 ``raster:bands[0]`` scale/offset,
@@ -181,25 +175,6 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
     return 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
 
 
-def group_by_day(items: Sequence[pystac.Item]) -> dict[dt.date, list[pystac.Item]]:
-    """Items per solar day, sorted by date. Where a day mixes processing baselines
-    (a reprocessed duplicate), only the newest baseline's items are kept."""
-    days: dict[dt.date, list[pystac.Item]] = defaultdict(list)
-    for it in items:
-        days[solar_day(it)].append(it)
-    out = {}
-    for day in sorted(days):
-        group = days[day]
-        baselines = {str(i.properties.get("s2:processing_baseline", "")) for i in group}
-        if len(baselines) > 1:
-            newest = max(baselines)
-            dropped = [i.id for i in group if str(i.properties.get("s2:processing_baseline", "")) != newest]
-            log.warning("%s: keeping baseline %s, dropping reprocessed duplicates %s", day, newest, dropped)
-            group = [i for i in group if str(i.properties.get("s2:processing_baseline", "")) == newest]
-        out[day] = group
-    return out
-
-
 def load_reflectance(
     items: Sequence[pystac.Item],
     geobox: GeoBox,
@@ -209,10 +184,13 @@ def load_reflectance(
 ) -> xr.Dataset:
     """Load ``bands`` (logical names) as surface reflectance on ``geobox``.
 
-    Returns a Dataset of float32 variables named by logical band, dims (time, y, x), one
-    time step per solar day (UTC midnight of that day), NaN where SCL is not in
-    ``valid_scl_classes``, where any band is nodata, or outside every footprint. The
-    variable ``clear`` (bool) says which pixels passed the cloud mask.
+    ``items`` are reduced to the newest version of each acquisition and grouped by solar
+    day (:func:`forestwatch.acquisitions.by_solar_day`). Returns a Dataset of float32
+    reflectance variables named by logical band, dims (time, y, x), one time step per solar
+    day (UTC midnight of that day), NaN where SCL is not in ``valid_scl_classes``, where any
+    band is nodata, or outside every footprint. The variable ``clear`` (bool) says which
+    pixels passed the cloud mask. Attributes: ``item_ids`` (JSON list) and ``unreadable``
+    (JSON list of ``{"item", "asset", "reason"}`` skipped with ``on_unreadable_asset: skip``).
     """
     import odc.stac
     import rasterio
@@ -221,7 +199,7 @@ def load_reflectance(
     missing = [b for b in list(bands) + ["scl"] if b not in keys]
     if missing:
         raise ValueError(f"no asset key configured for band(s) {missing}; set stac.bands.")
-    by_day = group_by_day(items)
+    by_day = by_solar_day(items)
     if not by_day:
         raise NoDataError("no items to load")
     sign = stac_cfg["auth"]["sign_url"]
@@ -231,38 +209,54 @@ def load_reflectance(
     valid_scl = np.asarray(stac_cfg["valid_scl_classes"], dtype=np.uint8)
     threads = threads or 1
 
+    # One time slice per (solar day, DN -> reflectance rule): odc-stac fuses the items of a
+    # slice before we can scale them, so granules of one day whose scale/offset differ (one
+    # reprocessed to a newer baseline, its neighbour not) are loaded apart, scaled each
+    # with its own rule, and fused afterwards.
     days = list(by_day)
-    day_items = [it for d in days for it in by_day[d]]
+    slices: dict[tuple, list[pystac.Item]] = {}
+    for d in days:
+        for it in by_day[d]:
+            rule = tuple(_scale_offset(it, keys[b]) for b in bands)
+            slices.setdefault((d, rule), []).append(it)
+    slice_keys = list(slices)
+    slice_of = {it.id: n for n, k in enumerate(slice_keys) for it in slices[k]}
+    day_items = [it for k in slice_keys for it in slices[k]]
     with _ReadFailures() as failures, rasterio.Env(**gdal_options(stac_cfg)):
         try:
             ds = odc.stac.load(
-                day_items, bands=asset_keys, geobox=geobox, groupby="solar_day",
+                day_items, bands=asset_keys, geobox=geobox,
+                groupby=lambda item, parsed, idx: slice_of[item.id],
                 resampling=resampling, pool=threads, patch_url=url_signer(sign),
                 fail_on_error=stac_cfg["on_unreadable_asset"] == "fail",
             )
         except rasterio.errors.RasterioError as err:
             raise AssetReadError(
                 f"unreadable asset: {redact(str(err))}. The provider may be down or the item "
-                "broken. The daily run retries it on its next run; in the workflow, "
-                "stac.on_unreadable_asset: skip goes on without it and records it."
+                "broken. The daily run retries it over operational.unreadable_assets' grace "
+                "period; in the workflow, stac.on_unreadable_asset: skip goes on without it "
+                "and records it."
             ) from None
-    if ds.sizes["time"] != len(days):  # odc-stac and group_by_day must agree on days
-        raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} days, expected {len(days)}")
+    if ds.sizes["time"] != len(slice_keys):  # one odc-stac time step per slice
+        raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} slices, expected "
+                           f"{len(slice_keys)}")
 
     shape_t = (len(days),) + tuple(geobox.shape)
-    out = {b: np.empty(shape_t, dtype=np.float32) for b in bands}
-    ok = np.isin(ds[keys["scl"]].values, valid_scl)
+    out = {b: np.full(shape_t, np.nan, dtype=np.float32) for b in bands}
+    clear = np.zeros(shape_t, dtype=bool)
+    scl = ds[keys["scl"]].values
     dn = {b: ds[keys[b]].values for b in bands}
-    for b in bands:
-        ok &= dn[b] != 0
-    for b in bands:
-        # per-day scale/offset: processing baselines change over an archive's life
-        scale = np.array([_scale_offset(by_day[d][0], keys[b])[0] for d in days], np.float32)
-        offset = np.array([_scale_offset(by_day[d][0], keys[b])[1] for d in days], np.float32)
-        np.multiply(dn[b], scale[:, None, None], out=out[b], casting="unsafe")
-        out[b] += offset[:, None, None]
-        out[b][~ok] = np.nan
-    clear = ok
+    day_index = {d: i for i, d in enumerate(days)}
+    for n, (d, rule) in enumerate(slice_keys):
+        i = day_index[d]
+        # a pixel comes from the first slice of its day that observed it clear
+        ok = np.isin(scl[n], valid_scl) & ~clear[i]
+        for b in bands:
+            ok &= dn[b][n] != 0
+        for b, (scale, offset) in zip(bands, rule, strict=True):
+            refl = dn[b][n][ok].astype(np.float32) * np.float32(scale) + np.float32(offset)
+            out[b][i][ok] = refl
+        clear[i] |= ok
     coords = {
         "time": np.array([np.datetime64(d, "ns") for d in days]),
         "y": geobox.coords["y"].values,

@@ -60,7 +60,7 @@ def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | 
 def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
         out: str | Path, threads: int = 1) -> None:
     from .forest_mask import read_mask
-    from .monitoring import fit_tile
+    from .monitor import fit_tile
     from .state import save_state
 
     tile = tile_by_id(cfg, tile_id)
@@ -72,25 +72,85 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
              cfg["monitor"]["class"], len(items), out, digest[:12])
 
 
-def fast_forward(cfg: dict, tile_id: str, catalog: str | None, state_in: str | Path,
-                 out: str | Path, threads: int = 1) -> None:
-    from .monitoring import fast_forward as forward
+def _store(cfg: dict, run_dir: str | Path, tile_id: str):
+    from .layout import RunLayout
+    from .state import TileStateStore
+
+    return TileStateStore(RunLayout(run_dir), tile_id, keep=cfg["operational"]["keep_states"])
+
+
+def _tile_search(cfg: dict, tile, catalog: str | None):
+    """``search(start, end)`` over the tile's footprint, retried like the daily search."""
+    from .daily.discover import with_retries
     from .stac import search_items
-    from .state import load_state, save_state
+
+    def search(start, end):
+        return with_retries(
+            lambda: search_items(cfg["stac"], tile.bbox_lonlat(), start, end, catalog),
+            cfg["operational"], f"tile {tile.id} search")
+
+    return search
+
+
+def fast_forward(cfg: dict, tile_id: str, catalog: str | None, run_dir: str | Path,
+                 out: str | Path, threads: int = 1) -> None:
+    """Bring the tile's current state forward to ``fast_forward.until`` (from its fitted
+    state the first time; from where it is afterwards: never back)."""
+    import datetime as dt
+
+    from .monitor import UnreadablePolicy, advance_tile
 
     tile = tile_by_id(cfg, tile_id)
-    state = load_state(state_in)
-    start = state.last_day or state.metadata["history"]["end"]
-    items = search_items(cfg["stac"], tile.bbox_lonlat(), start, cfg["fast_forward"]["until"],
-                         catalog)
-    added = forward(state, items, tile, cfg, threads=threads)
-    applied = [e for e in added if "skipped" not in e]
-    if not applied:
-        log.warning("tile %s: no new acquisition after %s up to %s; state unchanged",
-                    tile_id, start, cfg["fast_forward"]["until"])
-    digest = save_state(state, out)
-    log.info("tile %s: monitored %d day(s) (%d with valid forest pixels); state %s (sha256 %s)",
-             tile_id, len(applied), sum(1 for e in applied if e["valid_pixels"]), out, digest[:12])
+    store = _store(cfg, run_dir, tile_id)
+    if store.current_path != Path(out):
+        raise ValueError(f"rule output {out} is not the store's {store.current_path}")
+    until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
+    update = advance_tile(store, tile, cfg, run="fast_forward", until=until,
+                          policy=UnreadablePolicy.from_stac(cfg["stac"]),
+                          search=_tile_search(cfg, tile, catalog), threads=threads)
+    if update.last_day and update.last_day > str(until):
+        log.warning("tile %s: the state is at %s, past fast_forward.until %s (daily runs "
+                    "brought it further); it is kept as it is", tile_id, update.last_day, until)
+    elif not update.applied_days:
+        log.warning("tile %s: no new acquisition up to %s; state unchanged", tile_id, until)
+    log.info("tile %s: monitored %d new day(s)%s; now at %s", tile_id,
+             len(update.applied_days),
+             f", {len(update.reapplied_days)} again" if update.reapplied_days else "",
+             update.last_day)
+
+
+def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog: str | None,
+                out: str | Path, threads: int = 1) -> dict:
+    """The daily run's update of one tile: the acquisitions discovery found for it, with
+    the grace period for unreadable assets; writes the tile record ``out``."""
+    import datetime as dt
+
+    from .access import clear_gdal_http_cache
+    from .daily.discover import Discovery, read_discovered_items
+    from .layout import RunLayout
+    from .monitor import UnreadablePolicy, advance_tile
+
+    layout = RunLayout(run_dir)
+    tile = tile_by_id(cfg, tile_id)
+    store = _store(cfg, run_dir, tile_id)
+    today = dt.date.fromisoformat(Discovery.read(layout.discovery(run)).today)
+    op = cfg["operational"]
+    policy = UnreadablePolicy(
+        mode="grace", register=store.read_register(), today=today,
+        grace_days=op["unreadable_assets"]["grace_days"],
+        grace_runs=op["unreadable_assets"]["grace_runs"],
+        retries=op["retries"], retry_delay_s=op["retry_delay_s"])
+    clear_gdal_http_cache()  # a failure remembered from an earlier run is not a reading
+    update = advance_tile(store, tile, cfg, run=run, until=today, policy=policy,
+                          search=_tile_search(cfg, tile, catalog),
+                          items=read_discovered_items(layout, run, tile_id), threads=threads)
+    record = update.to_dict()
+    write_json(out, record)
+    log.info("tile %s: %d new day(s), %d again, %d skipped item(s), %d asset(s) given up%s",
+             tile_id, len(update.applied_days), len(update.reapplied_days),
+             len(update.skipped), len(update.assets_skipped),
+             f"; waiting since {update.waiting_since}" if update.waiting_since else "")
+    return record
 
 
 def tile_report(state_in: str | Path, mask_out: str | Path, date_out: str | Path) -> None:
@@ -125,5 +185,5 @@ def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: s
     return metrics
 
 
-__all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "tile_report",
-           "mosaic", "accuracy"]
+__all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
+           "tile_report", "mosaic", "accuracy"]

@@ -1,5 +1,8 @@
 """A tile's monitoring state on disk: one NetCDF file, written atomically, verified on load.
 
+This module is the only one that knows the file format; :mod:`forestwatch.state.store`
+decides where and when a tile's current state is written.
+
 nrt's own ``to_netcdf``/``from_netcdf`` lose parameters (``fit_start``, EWMA's
 ``threshold_outlier``, numpy-scalar parameters), return masked arrays, record no CRS,
 and open the target in clobber mode, so a crash mid-write leaves a truncated file that
@@ -10,10 +13,14 @@ loads without error. This module writes every attribute of the monitor instead:
 * every other attribute (python or numpy scalars, strings, ``None``) goes into the JSON
   global attribute ``monitor_attributes``, so a reload restores exactly the same object;
 * global attributes record the CRS (WKT), the affine transform, the monitor class and
-  format version, and ``metadata`` (JSON: tile id, index, fit period, item ids, software
-  versions, the ledger of applied acquisitions);
+  format version, ``metadata`` (JSON: tile id, index, monitor configuration, software
+  versions, creation time) and ``ledger`` (JSON: :class:`~forestwatch.state.ledger.Ledger`);
 * ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
   raises :class:`StateCorruptError` when a file was truncated or altered.
+
+Format versions: 1 kept the ledger inside ``metadata``; 2 (this version) has its own
+``ledger`` attribute and records the fitted state a state descends from. Version-1 files
+still load (their ledger is converted on reading) and are written back as version 2.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
-from .config import monitor_class
-from .io import atomic_path
+from ..config import monitor_class
+from ..io import atomic_path
+from .ledger import Ledger
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this module reads (older ones are converted on load)
+READABLE_VERSIONS = (1, 2)
 _COORD_ATTRS = ("x", "y")
 
 
@@ -42,26 +52,24 @@ class StateCorruptError(RuntimeError):
 
 @dataclass
 class TileState:
-    """A fitted nrt monitor and what the workflow knows about it.
-
-    ``metadata`` keys used by the workflow: ``tile_id``, ``index``, ``monitor`` (class name,
-    params, fit kwargs), ``history`` (start, end, item ids), ``applied`` (list of
-    ``{"day", "items"}`` in the order they were monitored), ``software``.
-    """
+    """A fitted nrt monitor and what the workflow knows about it."""
 
     monitor: Any
     crs: str
     transform: Affine
-    metadata: dict = field(default_factory=dict)
+    tile_id: str
+    #: spectral index the monitor watches (``NDVI``, ``NBR``, ``NDMI``)
+    index: str
+    #: ``{"class", "params", "fit"}``: how the monitor was built and fitted
+    monitor_config: dict
+    ledger: Ledger
+    software: dict = field(default_factory=dict)
+    created: str = ""
 
-    @property
-    def applied_items(self) -> set[str]:
-        return {i for entry in self.metadata.get("applied", []) for i in entry["items"]}
-
-    @property
-    def last_day(self) -> str | None:
-        applied = self.metadata.get("applied", [])
-        return applied[-1]["day"] if applied else None
+    def metadata(self) -> dict:
+        """Everything but the monitor arrays and the ledger, as stored in the file."""
+        return {"tile_id": self.tile_id, "index": self.index, "monitor": self.monitor_config,
+                "software": self.software, "created": self.created}
 
 
 def software_versions() -> dict[str, str]:
@@ -114,7 +122,8 @@ def _to_dataset(state: TileState) -> xr.Dataset:
         "crs": state.crs,
         "transform": json.dumps(list(state.transform)[:6]),
         "monitor_attributes": json.dumps(scalars, sort_keys=True),
-        "metadata": json.dumps(state.metadata, sort_keys=True, default=str),
+        "metadata": json.dumps(state.metadata(), sort_keys=True, default=str),
+        "ledger": json.dumps(state.ledger.to_dict(), sort_keys=True, default=str),
     }
     return ds
 
@@ -158,10 +167,11 @@ def load_state(path: str | Path) -> TileState:
             "file. Restore it from the previous state or rerun the fit for this tile."
         ) from err
     version = ds.attrs.get("forestwatch_format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StateCorruptError(
             f"state file {str(path)!r} has format version {version!r}; this forestwatch "
-            f"reads version {FORMAT_VERSION}. Refit the tile."
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}. If it was written by a "
+            "newer forestwatch, upgrade; otherwise refit the tile (delete it and run snakemake)."
         )
     expected = ds.attrs.get("content_sha256")
     if expected != _digest(ds):
@@ -177,12 +187,45 @@ def load_state(path: str | Path) -> TileState:
     attrs["x"] = ds["x"].values.astype(np.float64)
     attrs["y"] = ds["y"].values.astype(np.float64)
     monitor.__dict__.update(attrs)
+    meta = json.loads(ds.attrs["metadata"])
+    if version == 1:
+        ledger = Ledger.from_v1_metadata(meta)
+    else:
+        ledger = Ledger.from_dict(json.loads(ds.attrs["ledger"]))
     return TileState(
         monitor=monitor,
         crs=ds.attrs["crs"],
         transform=Affine(*json.loads(ds.attrs["transform"])),
-        metadata=json.loads(ds.attrs["metadata"]),
+        tile_id=meta["tile_id"],
+        index=meta["index"],
+        monitor_config=meta["monitor"],
+        ledger=ledger,
+        software=meta.get("software", {}),
+        created=meta.get("created", ""),
     )
+
+
+def read_ledger(path: str | Path) -> tuple[Ledger, str]:
+    """(ledger, content digest) of a state file, read from its attributes only: cheap
+    (no array is read) and therefore **not verified**; :func:`load_state` verifies."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        attrs = {k: nc.getncattr(k) for k in ("forestwatch_format_version", "metadata",
+                                               "content_sha256") if k in nc.ncattrs()}
+        if attrs.get("forestwatch_format_version") == 1:
+            ledger = Ledger.from_v1_metadata(json.loads(attrs["metadata"]))
+        else:
+            ledger = Ledger.from_dict(json.loads(nc.getncattr("ledger")))
+    return ledger, str(attrs.get("content_sha256", ""))
+
+
+def state_digest(path: str | Path) -> str:
+    """The recorded content digest of a state file (from its attributes; not verified)."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        return str(nc.getncattr("content_sha256"))
 
 
 def monitors_equal(a: Any, b: Any) -> bool:

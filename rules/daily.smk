@@ -1,0 +1,30 @@
+# The daily run's tile updates. `forestwatch daily` takes the run lock, discovers the new
+# acquisitions (runs/{run}/discovery.json, items.json), then runs Snakemake with
+# `--config daily_run={run}` on the tile records below: one job per tile with work, and
+# the reports of those tiles after them (rules/report.smk).
+
+
+rule update_tile:
+    input:
+        catalog=ancient_catalog(),
+        discovery=RUN.discovery("{run}"),
+        discovered=RUN.discovered_items("{run}"),
+        # after the tile's fast-forward (a tile new to the AOI is fitted first); its
+        # timestamp is the daily run's own doing and triggers nothing
+        state=ancient(RUN.current_state("{tile}")),
+    output:
+        RUN.tile_record("{run}", "{tile}"),
+    params:
+        cfg=config_slice("grid", *SOURCE, "index", "operational"),
+        run_dir=str(RUN.root),
+    threads: 2
+    resources:
+        mem_mb=2000,
+    log:
+        RUN.update_log("{run}", "{tile}"),
+    benchmark:
+        RUN.update_benchmark("{run}", "{tile}")
+    conda:
+        "../envs/forestwatch.yaml"
+    script:
+        "../scripts/update_tile.py"

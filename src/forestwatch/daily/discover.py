@@ -1,0 +1,165 @@
+"""Discovery, the first step of a daily run: one STAC search over the whole AOI, then per
+tile the acquisitions its state has not seen.
+
+The window reaches back ``operational.lookback_days`` before today (to catch scenes
+published late) and further, to the oldest tile's last monitored day (inclusive: a day
+may be partly monitored, one granule applied and its neighbour published later). The
+newest version of each acquisition is kept (:func:`forestwatch.acquisitions.resolve_reprocessed`)
+and assigned to the tiles its footprint touches. A tile has work when one of its
+acquisitions is unknown to its ledger, or when it has no state yet (a tile added to the
+AOI: the daily run's Snakemake fits it first).
+
+Ledgers are read from the state files' attributes only (:func:`forestwatch.state.read_ledger`),
+which costs milliseconds per tile; ``update_tile`` verifies the state when it loads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pystac
+from shapely.geometry import box, shape
+from shapely.ops import unary_union
+
+from ..access import clear_gdal_http_cache
+from ..acquisitions import resolve_reprocessed, solar_day
+from ..grid import Tile
+from ..io import write_json
+from ..layout import RunLayout
+from ..stac import search_items
+from ..state import Ledger, read_ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Discovery:
+    """What a daily run's discovery found (``runs/<run>/discovery.json``)."""
+
+    run: str
+    today: str
+    window: list[str]
+    items_found: int
+    #: older versions left out: ``{"item", "superseded_by", "reason"}``
+    duplicates_dropped: list[dict] = field(default_factory=list)
+    #: tile id -> ``{"items": [ids of its acquisitions in the window], "unknown": n,
+    #: "state": "current" | "missing" | "unreadable"}``, for the tiles with work only
+    tiles: dict[str, dict] = field(default_factory=dict)
+    #: tiles whose state has seen everything found
+    up_to_date: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Discovery:
+        import json
+
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def with_retries(call: Callable, op_cfg: dict, what: str):
+    """Run ``call`` with exponential back-off on errors (``operational.retries``,
+    ``retry_delay_s``); re-raise after the last try, saying how many there were."""
+    attempts, delay = op_cfg["retries"] + 1, op_cfg["retry_delay_s"]
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - any source failure is retried
+            if attempt == attempts:
+                raise RuntimeError(f"{what} failed after {attempts} attempts: {err}") from err
+            log.warning("%s failed (attempt %d/%d): %s; retrying in %.1f s", what, attempt,
+                        attempts, err, delay)
+            time.sleep(delay)
+            clear_gdal_http_cache()  # else GDAL answers the retry with its cached failure
+            delay *= 2
+
+
+def tile_ledgers(layout: RunLayout, tiles: Sequence[Tile]) -> dict[str, Ledger | None]:
+    """Each tile's ledger from its current state's attributes (``None``: no state yet, or
+    a state that cannot be read - its update will recover or fit it)."""
+    out: dict[str, Ledger | None] = {}
+    for tile in tiles:
+        path = Path(layout.current_state(tile.id))
+        try:
+            out[tile.id] = read_ledger(path)[0] if path.exists() else None
+        except (OSError, ValueError, KeyError) as err:
+            log.error("tile %s: cannot read the ledger of %s (%s); its update will recover it",
+                      tile.id, path, err)
+            out[tile.id] = None
+    return out
+
+
+def assign_to_tiles(items: Sequence[pystac.Item], tiles: Sequence[Tile]) -> dict[str, list]:
+    """Items whose footprint intersects each tile (tile outlines in lon/lat)."""
+    outlines = {t.id: box(*t.bbox_lonlat()) for t in tiles}
+    out: dict[str, list] = {t.id: [] for t in tiles}
+    for it in items:
+        footprint = shape(it.geometry)
+        for tid, outline in outlines.items():
+            if footprint.intersects(outline):
+                out[tid].append(it)
+    return out
+
+
+def discover(cfg: dict, layout: RunLayout, tiles: Sequence[Tile], *, run: str, today: dt.date,
+             catalog: str | None) -> tuple[Discovery, list[pystac.Item]]:
+    """Search once over the AOI and say which tiles have work; returns the discovery and
+    the items found (newest versions only)."""
+    op = cfg["operational"]
+    ledgers = tile_ledgers(layout, tiles)
+    until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
+    last_days = [ledger.last_day if ledger else until for ledger in ledgers.values()]
+    start = min([today - dt.timedelta(days=op["lookback_days"])] + last_days)
+    aoi = unary_union([box(*t.bbox_lonlat()) for t in tiles]).bounds
+    found = with_retries(lambda: search_items(cfg["stac"], aoi, start, today, catalog), op,
+                         "STAC search")
+    resolved = resolve_reprocessed(found)
+    disc = Discovery(run=run, today=str(today), window=[str(start), str(today)],
+                     items_found=len(found), duplicates_dropped=resolved.superseded)
+    for tid, candidates in assign_to_tiles(resolved.kept, tiles).items():
+        ledger = ledgers[tid]
+        path = Path(layout.current_state(tid))
+        candidates = [it for it in candidates if solar_day(it) <= today]
+        unknown = [it for it in candidates if ledger is None or not ledger.is_known(it)]
+        if ledger is not None and not unknown:
+            disc.up_to_date.append(tid)
+            continue
+        disc.tiles[tid] = {
+            "items": [it.id for it in candidates], "unknown": len(unknown),
+            "state": "current" if ledger else ("unreadable" if path.exists() else "missing"),
+        }
+    log.info("discovery %s..%s: %d item(s), %d older version(s) dropped, %d of %d tile(s) "
+             "with work", start, today, len(found), len(resolved.superseded), len(disc.tiles),
+             len(tiles))
+    return disc, resolved.kept
+
+
+def write_discovery(layout: RunLayout, disc: Discovery, items: Sequence[pystac.Item]) -> None:
+    """``runs/<run>/items.json`` (every item a tile with work needs, once) then
+    ``runs/<run>/discovery.json``; the tile updates read both."""
+    needed = {i for t in disc.tiles.values() for i in t["items"]}
+    features = [it.to_dict(transform_hrefs=False) for it in items if it.id in needed]
+    write_json(layout.discovered_items(disc.run),
+               {"type": "FeatureCollection", "features": features})
+    write_json(layout.discovery(disc.run), disc.to_dict())
+
+
+def read_discovered_items(layout: RunLayout, run: str, tile_id: str) -> list[pystac.Item]:
+    """The items discovery found for ``tile_id`` in ``run``."""
+    import json
+
+    disc = Discovery.read(layout.discovery(run))
+    wanted = set(disc.tiles.get(tile_id, {}).get("items", []))
+    data = json.loads(Path(layout.discovered_items(run)).read_text())
+    return [pystac.Item.from_dict(f, preserve_dict=False) for f in data["features"]
+            if f["id"] in wanted]
+
+
+__all__ = ["Discovery", "discover", "write_discovery", "read_discovered_items",
+           "assign_to_tiles", "tile_ledgers", "with_retries"]

@@ -1,0 +1,115 @@
+"""Where everything of a run lives: the one place that spells a path under
+``results/<run_name>/``. The rules (``RUN`` in ``rules/common.smk``), the daily run and the
+tests all ask a :class:`RunLayout`; nobody else composes these paths.
+
+Each path says who writes it. Methods take a tile id (or a run id), or a Snakemake
+wildcard such as ``"{tile}"``, which passes through unchanged::
+
+    RunLayout("results/demo").current_state("{tile}")  # 'results/demo/state/current/{tile}.nc'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RunLayout:
+    """The folder layout of one run (``results/<run_name>``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _p(self, *parts: str) -> str:
+        return str(self.root.joinpath(*parts))
+
+    # -- grid and forest mask ----------------------------------------------------------
+    def tiles(self) -> str:
+        """GeoPackage of the tiles (rule ``tiles``)."""
+        return self._p("grid", "tiles.gpkg")
+
+    def forest_mask(self, tile: str) -> str:
+        """uint8 GeoTIFF, 1 = forest (rule ``forest_mask``)."""
+        return self._p("forest_mask", f"{tile}.tif")
+
+    # -- monitoring states ---------------------------------------------------------------
+    def fitted_state(self, tile: str) -> str:
+        """The monitor fitted on the history (rule ``fit``; read-only afterwards)."""
+        return self._p("state", "fitted", f"{tile}.nc")
+
+    def current_state(self, tile: str) -> str:
+        """The monitor brought forward: written only by
+        :meth:`forestwatch.state.TileStateStore.commit` (rule ``fast_forward`` and the
+        daily run's ``update_tile`` both go through it)."""
+        return self._p("state", "current", f"{tile}.nc")
+
+    def kept_states(self, tile: str) -> str:
+        """Folder of previous current states, newest name last (``TileStateStore.commit``)."""
+        return self._p("state", "history", tile)
+
+    def unreadable_register(self, tile: str) -> str:
+        """JSON: assets the daily run could not read yet, since when and how often
+        (``TileStateStore``; see ``operational.unreadable_assets``)."""
+        return self._p("state", "unreadable", f"{tile}.json")
+
+    # -- reports -------------------------------------------------------------------------
+    def report(self, tile: str, layer: str) -> str:
+        """Per-tile COG of a report layer (rule ``tile_report``)."""
+        return self._p("reports", tile, f"{layer}.tif")
+
+    def mosaic(self, layer: str) -> str:
+        """VRT over every tile's report layer (rule ``mosaic``)."""
+        return self._p("mosaic", f"{layer}.vrt")
+
+    def accuracy(self, suffix: str) -> str:
+        """Accuracy summary, ``json`` or ``md`` (rule ``accuracy``)."""
+        return self._p("accuracy", f"summary.{suffix}")
+
+    # -- the daily run -------------------------------------------------------------------
+    def lock(self) -> str:
+        """The run lock (:mod:`forestwatch.runlock`): held by ``forestwatch daily`` and by a
+        ``snakemake`` that executes jobs, so that one updates the states at a time."""
+        return self._p(".lock")
+
+    def runs(self) -> str:
+        """Folder of the daily runs, one sub-folder per run id."""
+        return self._p("runs")
+
+    def run_folder(self, run: str) -> str:
+        return self._p("runs", run)
+
+    def discovery(self, run: str) -> str:
+        """JSON: what a daily run's discovery found, per tile (``forestwatch.daily``)."""
+        return self._p("runs", run, "discovery.json")
+
+    def discovered_items(self, run: str) -> str:
+        """STAC ItemCollection of every item a daily run's discovery found, once."""
+        return self._p("runs", run, "items.json")
+
+    def tile_record(self, run: str, tile: str) -> str:
+        """JSON: what one tile's update did in a daily run (rule ``update_tile``)."""
+        return self._p("runs", run, "tiles", f"{tile}.json")
+
+    def run_record(self, run: str) -> str:
+        """JSON: the whole daily run, from the tile records (``forestwatch daily``)."""
+        return self._p("runs", run, "record.json")
+
+    # -- logs and benchmarks -------------------------------------------------------------
+    def log(self, rule: str, tile: str | None = None) -> str:
+        return self._p("logs", rule, f"{tile}.log") if tile else self._p("logs", f"{rule}.log")
+
+    def benchmark(self, rule: str, tile: str) -> str:
+        return self._p("benchmarks", rule, f"{tile}.tsv")
+
+    def update_log(self, run: str, tile: str) -> str:
+        """Log of one tile's update in a daily run (rule ``update_tile``)."""
+        return self._p("logs", "update_tile", run, f"{tile}.log")
+
+    def update_benchmark(self, run: str, tile: str) -> str:
+        return self._p("benchmarks", "update_tile", run, f"{tile}.tsv")
+
+    def daily_log(self, run: str) -> str:
+        """Log of a daily run's own steps: lock, discovery, record (``forestwatch daily``)."""
+        return self._p("logs", "daily", f"{run}.log")
+
+
+__all__ = ["RunLayout"]

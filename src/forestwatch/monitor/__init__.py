@@ -1,0 +1,21 @@
+"""Fitting a tile's monitor and bringing it forward (rules ``fit`` and ``fast_forward``,
+and the daily run's ``update_tile``).
+
+* :mod:`.build` - the nrt monitor from config, the bands it needs, numba's cache;
+* :mod:`.fit` - :func:`fit_tile`: the history, block by block;
+* :mod:`.forward` - :func:`monitor_days`: solar days in order into a state, with the
+  policy for unreadable assets;
+* :mod:`.advance` - :func:`advance_tile`: the one code path that brings a tile's current
+  state forward (plan against the ledger, replay, commit).
+"""
+
+from .advance import Plan, TileUpdate, advance_tile, forward_items, plan_update
+from .build import build_monitor, fit_kwargs, needed_bands, warm_numba_cache
+from .fit import fit_tile
+from .forward import FF_BATCH_BUDGET, Forwarded, UnreadablePolicy, monitor_days
+
+__all__ = [
+    "advance_tile", "forward_items", "plan_update", "Plan", "TileUpdate",
+    "build_monitor", "fit_kwargs", "needed_bands", "warm_numba_cache",
+    "fit_tile", "monitor_days", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
+]

@@ -1,0 +1,152 @@
+"""Fit an nrt monitor on a tile's stable history, block by block.
+
+Memory: the fit loads and fits one square block of ``monitor.block_size`` pixels a side at
+a time (nrt needs ~30-40 bytes per pixel-date while fitting), so the peak does not grow
+with the tile size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pystac
+import xarray as xr
+
+from ..acquisitions import by_solar_day
+from ..grid import Tile
+from ..stac import NoDataError, load_reflectance, spectral_index
+from ..state import FitRecord, Ledger, TileState, software_versions
+from .build import build_monitor, fit_kwargs, needed_bands
+
+log = logging.getLogger(__name__)
+
+
+def _blocks(shape: tuple[int, int], size: int):
+    for r in range(0, shape[0], size):
+        for c in range(0, shape[1], size):
+            yield slice(r, min(r + size, shape[0])), slice(c, min(c + size, shape[1]))
+
+
+def fit_tile(
+    tile: Tile,
+    items: Sequence[pystac.Item],
+    mask: np.ndarray,
+    cfg: dict,
+    loader: Callable[..., xr.Dataset] = load_reflectance,
+    threads: int = 1,
+) -> TileState:
+    """Fit the configured monitor on ``items`` (the history) for ``tile``.
+
+    ``mask`` is the tile's forest mask (uint8, 1 = forest, tile shape). Raises
+    :class:`NoDataError` when there is no acquisition to fit on.
+    """
+    if not items:
+        raise NoDataError(
+            f"tile {tile.id}: no Sentinel-2 acquisition between {cfg['history']['start']} and "
+            f"{cfg['history']['end']} with eo:cloud_cover < {cfg['stac']['max_cloud_cover']}. "
+            "Widen history.start/end or raise stac.max_cloud_cover."
+        )
+    if mask.shape != tile.shape:
+        raise ValueError(f"tile {tile.id}: mask shape {mask.shape} != tile shape {tile.shape}")
+    bands = needed_bands(cfg)
+    block = cfg["monitor"]["block_size"]
+    full: dict[str, np.ndarray] = {}
+    scalars: dict[str, object] = {}
+    fitted_blocks = 0
+    cloudy_blocks: list[tuple[slice, slice]] = []
+    unreadable: list[dict] = []  # assets skipped by stac.on_unreadable_asset: skip
+    for rows, cols in _blocks(tile.shape, block):
+        sub_mask = mask[rows, cols]
+        if not (sub_mask == 1).any():
+            continue  # nothing to monitor here; arrays keep their zero fill
+        gbox = tile.geobox[rows, cols]
+        cube = loader(items, gbox, bands, cfg["stac"], threads=threads)
+        collect_unreadable(unreadable, cube)
+        index = spectral_index(cube, cfg["index"])
+        index = index.copy(data=np.ascontiguousarray(index.values))  # nrt IQR needs C order
+        monitor = build_monitor(cfg["monitor"], sub_mask)
+        try:
+            monitor.fit(index, **fit_kwargs(cfg, cube, threads))
+        except ValueError as err:
+            if "no time-series with sufficient" not in str(err):
+                raise
+            # every forest pixel of the block is too cloudy to fit: nrt class 4
+            log.warning("tile %s: block rows %d-%d cols %d-%d has too few clear observations "
+                        "(%s); its forest pixels are marked 4 (not enough observations)",
+                        tile.id, rows.start, rows.stop, cols.start, cols.stop, err)
+            cloudy_blocks.append((rows, cols))
+            continue
+        _place_block(full, scalars, monitor, rows, cols, tile.shape)
+        fitted_blocks += 1
+        log.info("tile %s: fitted block rows %d-%d cols %d-%d on %d dates", tile.id,
+                 rows.start, rows.stop, cols.start, cols.stop, index.sizes["time"])
+    if fitted_blocks == 0 and cloudy_blocks:
+        raise NoDataError(
+            f"tile {tile.id}: no forest pixel has enough clear observations between "
+            f"{cfg['history']['start']} and {cfg['history']['end']} to fit the model "
+            f"({len(items)} items searched). The period is too cloudy or too short: widen "
+            "history, raise stac.max_cloud_cover, or check stac.valid_scl_classes."
+        )
+    monitor = build_monitor(cfg["monitor"], mask)
+    if fitted_blocks == 0:
+        log.warning("tile %s: forest mask is empty, the state monitors no pixel", tile.id)
+        monitor.beta = np.zeros((1,) + tile.shape, dtype=np.float32)
+    else:
+        monitor.__dict__.update(scalars)
+        monitor.__dict__.update(full)
+        for rows, cols in cloudy_blocks:
+            block_mask = monitor.mask[rows, cols]
+            block_mask[mask[rows, cols] == 1] = 4
+    monitor.x = tile.geobox.coords["x"].values.astype(np.float64)
+    monitor.y = tile.geobox.coords["y"].values.astype(np.float64)
+    by_day = by_solar_day(items)
+    ledger = Ledger(fit=FitRecord(
+        start=str(cfg["history"]["start"]), end=str(cfg["history"]["end"]),
+        days=[str(d) for d in by_day], items=[it.id for d in by_day for it in by_day[d]],
+        unreadable=unreadable))
+    return TileState(
+        monitor=monitor, crs=tile.crs, transform=tile.transform, tile_id=tile.id,
+        index=cfg["index"],
+        monitor_config={"class": cfg["monitor"]["class"], "params": cfg["monitor"]["params"],
+                        "fit": cfg["monitor"]["fit"]},
+        ledger=ledger, software=software_versions(),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def collect_unreadable(found: list[dict], cube: xr.Dataset) -> None:
+    """Add the cube's unreadable assets (``{"item", "asset", "reason"}``) to ``found``, once."""
+    for rec in json.loads(cube.attrs.get("unreadable", "[]")):
+        if not any(r["item"] == rec["item"] and r["asset"] == rec["asset"] for r in found):
+            found.append(rec)
+
+
+def _place_block(full: dict, scalars: dict, monitor, rows: slice, cols: slice,
+                 shape: tuple[int, int]) -> None:
+    """Copy one block's fitted arrays into full-tile arrays (zero-filled elsewhere)."""
+    for name, value in vars(monitor).items():
+        if name in ("x", "y"):
+            continue
+        if isinstance(value, np.ndarray) and value.ndim in (2, 3):
+            if name not in full:
+                full[name] = np.zeros(value.shape[:-2] + shape, dtype=value.dtype)
+            target = full[name]
+            if value.ndim == 3 and value.shape[0] > target.shape[0]:
+                # MoSum's window depth depends on the block's history length: pad
+                grown = np.zeros((value.shape[0],) + shape, dtype=target.dtype)
+                grown[: target.shape[0]] = target
+                full[name] = target = grown
+            if value.ndim == 3:
+                target[: value.shape[0], rows, cols] = value
+            else:
+                target[rows, cols] = value
+        elif isinstance(value, np.ndarray):
+            raise TypeError(f"unexpected {value.ndim}-D monitor attribute {name!r}")
+        else:
+            scalars.setdefault(name, value)
+
+
+__all__ = ["fit_tile", "collect_unreadable"]

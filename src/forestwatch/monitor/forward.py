@@ -1,0 +1,203 @@
+"""Feed solar days to a tile's monitor, in date order, recording each in the ledger.
+
+This is the one place where ``monitor()`` is called after the fit. Days are loaded in
+batches sized to a memory budget (:data:`FF_BATCH_BUDGET`) and applied one at a time.
+
+An asset that cannot be read (a 404, a corrupt file, a server that keeps failing) is
+handled by an :class:`UnreadablePolicy`:
+
+* ``skip``: the day is applied without it (its pixels count as not observed) and the
+  asset is recorded in the day's ledger entry;
+* ``fail``: :class:`~forestwatch.stac.AssetReadError` (nothing of that batch is applied);
+* ``grace`` (the daily run): the day is read again up to ``retries`` times in this run;
+  if the asset still fails, the tile stops *before* that day (earlier days are kept) and
+  the asset goes into the tile's unreadable-asset register; once it has failed in at
+  least ``grace_runs`` runs over at least ``grace_days`` days, it is given up on and
+  the day is applied as with ``skip``. So an outage is waited out and a permanently
+  broken item stops nothing for longer than the grace period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pystac
+import xarray as xr
+
+from ..access import clear_gdal_http_cache
+from ..acquisitions import acquisition_key, version_label
+from ..grid import Tile
+from ..stac import INDEX_BANDS, AssetReadError, load_reflectance, spectral_index
+from ..state import AppliedDay, TileState
+from .fit import collect_unreadable
+
+log = logging.getLogger(__name__)
+
+#: bytes of float32 input per pixel-date and band allowed in one batch of days
+FF_BATCH_BUDGET = 256 * 1024**2
+
+
+@dataclass
+class UnreadablePolicy:
+    """What to do with an asset that cannot be read; see the module docstring."""
+
+    mode: str  # "skip" | "fail" | "grace"
+    #: grace: the register of assets failing so far (``TileStateStore.read_register``)
+    register: dict[str, dict] = field(default_factory=dict)
+    today: dt.date | None = None
+    grace_days: int = 0
+    grace_runs: int = 0
+    retries: int = 0
+    retry_delay_s: float = 0.0
+
+    @classmethod
+    def from_stac(cls, stac_cfg: dict) -> UnreadablePolicy:
+        """The workflow's policy: ``stac.on_unreadable_asset`` (skip or fail)."""
+        return cls(mode=stac_cfg["on_unreadable_asset"])
+
+    def give_up(self, records: list[dict]) -> bool:
+        """Register one more failed run for each of ``records``; True when every one of
+        them is past the grace period (then they are taken out of the register)."""
+        assert self.today is not None
+        past = []
+        for rec in records:
+            key = f"{rec['item']}|{rec['asset']}"
+            entry = self.register.setdefault(key, {
+                "item": rec["item"], "asset": rec["asset"], "first_failed": str(self.today),
+                "runs": 0})
+            entry["runs"] += 1
+            entry["reason"] = rec["reason"]
+            waited = (self.today - dt.date.fromisoformat(entry["first_failed"])).days
+            past.append(entry["runs"] >= self.grace_runs and waited >= self.grace_days)
+        if all(past):
+            for rec in records:
+                entry = self.register.pop(f"{rec['item']}|{rec['asset']}")
+                rec["reason"] = (f"{rec['reason']} (unreadable since {entry['first_failed']}, "
+                                 f"{entry['runs']} run(s): given up)")
+            return True
+        return False
+
+    def resolved(self, item_ids: set[str]) -> None:
+        """These items were read after all: forget their failures."""
+        for key in [k for k, v in self.register.items() if v["item"] in item_ids]:
+            del self.register[key]
+
+
+@dataclass
+class Forwarded:
+    """What :func:`monitor_days` did."""
+
+    applied: list[AppliedDay] = field(default_factory=list)
+    #: assets given up on (applied as not observed): ``{"item", "asset", "reason", "day"}``
+    assets_skipped: list[dict] = field(default_factory=list)
+    #: grace: the day the tile stopped before, and the assets it waits for
+    waiting_since: str | None = None
+    waiting_for: list[dict] = field(default_factory=list)
+
+
+def monitor_days(
+    state: TileState,
+    by_day: dict[dt.date, list[pystac.Item]],
+    tile: Tile,
+    cfg: dict,
+    *,
+    run: str,
+    policy: UnreadablePolicy,
+    loader: Callable[..., xr.Dataset] = load_reflectance,
+    threads: int = 1,
+) -> Forwarded:
+    """Monitor each day of ``by_day`` (all after the state's last day, in order) and record
+    it in ``state.ledger`` as applied by ``run``; ``state`` is updated in place."""
+    days = list(by_day)
+    if days and days[0] <= state.ledger.last_day:
+        raise ValueError(f"tile {tile.id}: day {days[0]} is not after the last monitored day "
+                         f"{state.ledger.last_day}")
+    out = Forwarded()
+    bands = list(INDEX_BANDS[cfg["index"]])
+    pixels = tile.shape[0] * tile.shape[1]
+    batch = max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + 1) * 4))
+    # every load skips what it cannot read and reports it; the policy decides what then
+    stac_cfg = {**cfg["stac"], "on_unreadable_asset": "skip"}
+
+    def load(day_list):
+        cube = loader([it for d in day_list for it in by_day[d]], tile.geobox, bands,
+                      stac_cfg, threads=threads)
+        found: list[dict] = []
+        collect_unreadable(found, cube)
+        return spectral_index(cube, cfg["index"]), found
+
+    monitor = state.monitor
+    for start in range(0, len(days), batch):
+        chunk = days[start : start + batch]
+        index, unreadable = load(chunk)
+        for i, d in enumerate(chunk):
+            day_ids = {it.id for it in by_day[d]}
+            failed = [dict(r) for r in unreadable if r["item"] in day_ids]
+            array = index.values[i]
+            if failed and policy.mode == "fail":
+                raise AssetReadError(
+                    f"tile {tile.id}, {d}: unreadable asset(s) "
+                    + "; ".join(f"{r['asset']} of {r['item']}: {r['reason']}" for r in failed)
+                    + ". With stac.on_unreadable_asset: skip the day is applied without them "
+                    "and they are recorded.")
+            if failed and policy.mode == "grace":
+                array, failed = _read_again(load, d, array, failed, policy, tile.id)
+                if failed and not policy.give_up(failed):
+                    out.waiting_since, out.waiting_for = str(d), failed
+                    log.warning("tile %s: stopping before %s, waiting for unreadable asset(s) "
+                                "%s (operational.unreadable_assets grace period)", tile.id, d,
+                                ", ".join(f"{r['asset']} of {r['item']}" for r in failed))
+                    _finish(state, tile)
+                    return out
+            if policy.mode == "grace":
+                policy.resolved(day_ids - {r["item"] for r in failed})
+            array = np.ascontiguousarray(array)
+            valid = int(np.isfinite(array[monitor.mask == 1]).sum())
+            if valid:
+                monitor.monitor(array=array, date=dt.datetime(d.year, d.month, d.day))
+            entry = AppliedDay(
+                day=str(d), items=[it.id for it in by_day[d]],
+                acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
+                unreadable=failed, run=run, versions=[version_label(it) for it in by_day[d]])
+            state.ledger.record_day(entry)
+            out.applied.append(entry)
+            out.assets_skipped += [dict(r, day=str(d)) for r in failed]
+            for r in failed:
+                log.warning("tile %s, %s: applied without unreadable asset %s of %s: %s",
+                            tile.id, d, r["asset"], r["item"], r["reason"])
+        log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
+    _finish(state, tile)
+    return out
+
+
+def _read_again(load, day: dt.date, array: np.ndarray, failed: list[dict],
+                policy: UnreadablePolicy, tile_id: str) -> tuple[np.ndarray, list[dict]]:
+    """Read one day again up to ``policy.retries`` times, with back-off; returns the
+    day's index array and what still failed."""
+    delay = policy.retry_delay_s
+    for attempt in range(1, policy.retries + 1):
+        log.warning("tile %s, %s: unreadable asset(s) %s; reading again in %.1f s "
+                    "(attempt %d/%d)", tile_id, day,
+                    ", ".join(f"{r['asset']} of {r['item']}" for r in failed), delay, attempt,
+                    policy.retries)
+        time.sleep(delay)
+        clear_gdal_http_cache()  # else GDAL answers with the failure it remembers
+        index, unreadable = load([day])
+        array, failed = index.values[0], [dict(r) for r in unreadable]
+        if not failed:
+            break
+        delay *= 2
+    return array, failed
+
+
+def _finish(state: TileState, tile: Tile) -> None:
+    if state.monitor.detection_date is None:
+        state.monitor.detection_date = np.zeros(tile.shape, dtype=np.uint16)
+
+
+__all__ = ["monitor_days", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET"]

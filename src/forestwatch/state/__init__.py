@@ -1,0 +1,33 @@
+"""A tile's monitoring state: who reads and writes it.
+
+* :mod:`forestwatch.state._netcdf` - the file format (:func:`save_state`, :func:`load_state`);
+* :mod:`forestwatch.state.ledger` - the :class:`Ledger` of what the monitor has seen;
+* :mod:`forestwatch.state.store` - :class:`TileStateStore`, the one writer of a tile's
+  current state (``state/current/<tile>.nc``), its kept states and its register of
+  unreadable assets. The paths come from :class:`forestwatch.layout.RunLayout`.
+
+Writers: rule ``fit`` writes ``state/fitted/<tile>.nc`` (:func:`save_state`);
+:meth:`TileStateStore.commit` writes ``state/current/<tile>.nc``, called only by
+:func:`forestwatch.monitor.advance_tile` (rule ``fast_forward`` and the daily run's
+``update_tile``). Readers: the reports, the daily discovery (:func:`read_ledger`) and tests.
+"""
+
+from ._netcdf import (
+    FORMAT_VERSION,
+    StateCorruptError,
+    TileState,
+    load_state,
+    monitors_equal,
+    read_ledger,
+    save_state,
+    software_versions,
+    state_digest,
+)
+from .ledger import AppliedDay, FitRecord, Ledger, Skip
+from .store import TileStateStore
+
+__all__ = [
+    "FORMAT_VERSION", "StateCorruptError", "TileState", "load_state", "save_state",
+    "read_ledger", "state_digest", "monitors_equal", "software_versions",
+    "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
+]

@@ -1,0 +1,364 @@
+"""Three months of daily runs on the synthetic archive, published day by day.
+
+A local STAC catalog grows as the days pass: items appear a day after acquisition, one
+granule is published two weeks late, one is re-published with a newer processing
+baseline a week later, one has a band that answers "not found" for its first days (an
+outage), and one has a band that never comes (a broken item). The daily runs (serial
+here; the Snakemake executor is compared with it in test_cli.py) must end in the state of
+one fast-forward over the final catalog, array for array, with every acquisition applied
+exactly once per tile, and no tile must stop being updated. They must survive a SIGKILL
+in the middle of a state write and recover from a corrupt state.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from forestwatch import steps
+from forestwatch.acquisitions import acquisition_key, solar_day
+from forestwatch.config import deep_update, validate_config
+from forestwatch.daily import run_daily
+from forestwatch.grid import make_tiles
+from forestwatch.layout import RunLayout
+from forestwatch.stac import read_item_collection
+from forestwatch.state import TileStateStore, load_state, monitors_equal
+
+CATCH_UP = "2023-03-31"  # fast_forward.until: the operational days start after it
+LAST_DAY = dt.date(2023, 6, 30)
+LATE_DAYS = 14  # the late granule appears this long after its acquisition
+GRACE = {"grace_days": 3, "grace_runs": 2}
+
+
+def _day(feature: dict) -> dt.date:
+    return dt.date.fromisoformat(feature["properties"]["datetime"][:10])
+
+
+def _published(feature: dict) -> dt.date:
+    return dt.date.fromisoformat(feature["properties"]["published"][:10])
+
+
+def _publish(features: list[dict], path: Path, today: dt.date) -> None:
+    """The catalog as it is on ``today``: every item whose ``published`` day has come."""
+    feats = [f for f in features if _published(f) <= today]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+
+
+def _break(feature: dict) -> dict:
+    broken = copy.deepcopy(feature)
+    broken["assets"]["B8A"]["href"] += ".missing"
+    return broken
+
+
+@pytest.fixture(scope="module")
+def archive(small_archive, tmp_path_factory):
+    """The config, and the catalog's history: the archive's items, each published the day
+    after its acquisition, plus the events (late, re-published, outage, broken)."""
+    root = tmp_path_factory.mktemp("operation")
+    features = [it.to_dict() for it in read_item_collection(small_archive["catalog"])]
+    for f in features:
+        f["properties"]["published"] = f"{_day(f) + dt.timedelta(days=1)}T06:00:00Z"
+    after = [f for f in features if _day(f) > dt.date.fromisoformat(CATCH_UP)]
+
+    def pick(month: str, zone: str) -> dict:
+        return next(f for f in after if f["properties"]["datetime"].startswith(month)
+                    and f["properties"]["s2:mgrs_tile"].startswith(zone))
+
+    late, outage, broken = pick("2023-05-1", "33"), pick("2023-05-0", "32"), pick("2023-04-2", "33")
+    late["properties"]["published"] = f"{_day(late) + dt.timedelta(days=LATE_DAYS)}T06:00:00Z"
+    old = pick("2023-05-2", "32")
+    new = copy.deepcopy(old)  # the same acquisition, reprocessed: a new id and baseline
+    new["id"] = new["id"].replace("_N0400_", "_N0510_")
+    new["properties"]["s2:processing_baseline"] = "05.10"
+    new["properties"]["published"] = f"{_day(old) + dt.timedelta(days=8)}T06:00:00Z"
+    history = [_break(f) if f["id"] == broken["id"] else f for f in features] + [new]
+    # the outage: the band answers "not found" for its first days (one daily run sees it)
+    outage_ends = _day(outage) + dt.timedelta(days=5)
+    (root / "published.json").write_text('{"type": "FeatureCollection", "features": []}')
+    cfg = validate_config(deep_update(small_archive["cfg"], {
+        "stac": {"catalog": str(root / "published.json")},
+        "fast_forward": {"until": CATCH_UP},
+        "forest_mask": {"method": "file",
+                        "file": {"path": str(small_archive["folder"] / "truth" / "tree_cover.tif")}},
+        "operational": {"lookback_days": 20, "retries": 1, "retry_delay_s": 0.01,
+                        "keep_states": 10, "unreadable_assets": GRACE},
+    }))
+    return {"cfg": cfg, "root": root, "history": history, "features": features,
+            "late": late, "old": old, "new": new, "outage": outage, "outage_ends": outage_ends,
+            "broken": broken}
+
+
+def catalog_on(archive, today: dt.date) -> list[dict]:
+    """The catalog's items on ``today`` (the outage's band is missing until it ends)."""
+    return [_break(f) if f["id"] == archive["outage"]["id"] and today < archive["outage_ends"]
+            else f for f in archive["history"]]
+
+
+@pytest.fixture(scope="module")
+def base(archive):
+    """Every tile masked, fitted and fast-forwarded up to CATCH_UP, as `snakemake` does."""
+    cfg = archive["cfg"]
+    _publish(catalog_on(archive, dt.date.fromisoformat(CATCH_UP)), Path(cfg["stac"]["catalog"]),
+             dt.date.fromisoformat(CATCH_UP))
+    layout = RunLayout(archive["root"] / "base")
+    for tile in make_tiles(cfg):
+        steps.forest_mask(cfg, tile.id, None, cfg["forest_mask"]["file"]["path"],
+                          layout.forest_mask(tile.id))
+        steps.fit(cfg, tile.id, cfg["stac"]["catalog"], layout.forest_mask(tile.id),
+                  layout.fitted_state(tile.id))
+        steps.fast_forward(cfg, tile.id, cfg["stac"]["catalog"], layout.root,
+                           layout.current_state(tile.id))
+    return layout
+
+
+def _copy_run(archive, base: RunLayout, name: str) -> RunLayout:
+    target = archive["root"] / name
+    shutil.copytree(base.root, target)
+    return RunLayout(target)
+
+
+def _days():
+    d = dt.date.fromisoformat(CATCH_UP) + dt.timedelta(days=1)
+    while d < LAST_DAY:
+        yield d
+        d += dt.timedelta(days=3)
+    yield LAST_DAY
+
+
+def _simulate(archive, layout: RunLayout, **operational) -> list[dict]:
+    cfg = deep_update(archive["cfg"], {"operational": operational})
+    records = []
+    for today in _days():
+        _publish(catalog_on(archive, today), Path(cfg["stac"]["catalog"]), today)
+        records.append(run_daily(cfg, today=today, catalog=cfg["stac"]["catalog"],
+                                 run_dir=layout.root, executor="serial", reports=False))
+    return records
+
+
+def _reference(archive, base: RunLayout, name: str = "reference") -> RunLayout:
+    """One fast-forward from the fitted states over the final catalog, skipping the
+    broken band (as the workflow does with stac.on_unreadable_asset: skip)."""
+    layout = RunLayout(archive["root"] / name)
+    if Path(layout.root).exists():
+        return layout
+    cfg = deep_update(archive["cfg"], {
+        "fast_forward": {"until": str(LAST_DAY)},
+        "stac": {"catalog": str(archive["root"] / "final.json")}})
+    _publish(catalog_on(archive, LAST_DAY), Path(cfg["stac"]["catalog"]), LAST_DAY)
+    for tile in make_tiles(cfg):
+        Path(layout.fitted_state(tile.id)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(base.fitted_state(tile.id), layout.fitted_state(tile.id))
+        steps.fast_forward(cfg, tile.id, cfg["stac"]["catalog"], layout.root,
+                           layout.current_state(tile.id))
+    return layout
+
+
+@pytest.fixture(scope="module")
+def replayed(archive, base):
+    layout = _copy_run(archive, base, "replay")
+    return layout, _simulate(archive, layout)
+
+
+def _ledger_view(state):
+    return [(e.day, e.items, e.acquisitions, e.valid_pixels) for e in state.ledger.applied]
+
+
+def test_daily_runs_end_in_the_state_of_one_fast_forward(archive, base, replayed):
+    layout, records = replayed
+    reference = _reference(archive, base)
+    assert sum(r["items_applied"] for r in records) > 0
+    for tile in make_tiles(archive["cfg"]):
+        daily = load_state(layout.current_state(tile.id))
+        ref = load_state(reference.current_state(tile.id))
+        assert _ledger_view(daily) == _ledger_view(ref)
+        assert monitors_equal(daily.monitor, ref.monitor)
+        assert (daily.monitor.mask == 3).any()  # the comparison covers detections
+        # every acquisition once, and only its newest version
+        keys = [k for e in daily.ledger.applied for k in e.acquisitions]
+        assert len(keys) == len(set(keys)) and keys
+        assert not daily.ledger.applied_item_ids & {archive["old"]["id"]}
+        # no tile stopped: it reached the last acquisition of the final catalog
+        last = max(solar_day(it) for it in read_item_collection(archive["root"] / "final.json")
+                   if it.id in daily.ledger.applied_item_ids | ref.ledger.applied_item_ids)
+        assert daily.ledger.last_day == last
+
+
+def test_late_granule_is_replayed_once_per_tile(archive, replayed):
+    _, records = replayed
+    late = archive["late"]["id"]
+    replays = [(r["today"], t) for r in records for t, rec in r["tiles"].items()
+               if any(x["item"] == late for x in rec.get("replay_for", []))]
+    assert replays, "the late granule never triggered a replay"
+    assert min(r for r, _ in replays) == str(_published(archive["late"]))
+    first_applied = Counter(t for r in records for t, rec in r["tiles"].items()
+                            if late in rec.get("applied_items", []))
+    assert first_applied and set(first_applied.values()) == {1}
+
+
+def test_reprocessed_granule_replaces_the_applied_version(archive, replayed):
+    layout, records = replayed
+    old, new = archive["old"]["id"], archive["new"]["id"]
+    for tile in make_tiles(archive["cfg"]):
+        state = load_state(layout.current_state(tile.id))
+        if new in state.ledger.applied_item_ids:
+            assert old not in state.ledger.applied_item_ids
+            entry = next(e for e in state.ledger.applied if new in e.items)
+            assert entry.versions[entry.items.index(new)].startswith("05.10|")
+    assert any(x["item"] == new and "reprocessed version of applied " + old in x["reason"]
+               for r in records for rec in r["tiles"].values() for x in rec.get("replay_for", []))
+
+
+def test_an_outage_is_waited_out(archive, replayed):
+    """The outage's band fails its first runs: the tile stops before that day (exit status
+    3, the days before it applied), then applies it, and the later days, once it is back."""
+    _, records = replayed
+    outage, ends = archive["outage"], archive["outage_ends"]
+    waiting = [r for r in records if any(x["item"] == outage["id"] for rec in r["tiles"].values()
+                                         for x in rec.get("waiting_for", []))]
+    assert waiting and all(r["exit_status"] == 3 for r in waiting)
+    assert all(r["today"] < str(ends) for r in waiting)
+    assert all(rec["waiting_since"] == str(solar_day(read_item_collection_one(outage)))
+               for r in waiting for rec in r["tiles"].values() if rec.get("waiting_since"))
+    # never given up: applied whole once readable
+    assert not [a for r in records for a in r["assets_skipped"] if a["item"] == outage["id"]]
+
+
+def read_item_collection_one(feature: dict):
+    import pystac
+
+    return pystac.Item.from_dict(feature)
+
+
+def test_a_broken_item_is_given_up_after_its_grace_period(archive, replayed):
+    """The broken band never comes: after GRACE the day is applied without it, recorded in
+    the state, the run record and the exit status (3), and the tile goes on."""
+    layout, records = replayed
+    broken = archive["broken"]
+    given_up = [(r["today"], a) for r in records for a in r["assets_skipped"]
+                if a["item"] == broken["id"]]
+    assert given_up
+    first_failed = min(r["today"] for r in records
+                       for rec in r["tiles"].values() for x in rec.get("waiting_for", [])
+                       if x["item"] == broken["id"])
+    waited = (dt.date.fromisoformat(given_up[0][0]) - dt.date.fromisoformat(first_failed)).days
+    assert waited >= GRACE["grace_days"]
+    assert all(a["asset"] == "B8A" and "given up" in a["reason"] for _, a in given_up)
+    assert {r["exit_status"] for r in records if r["today"] == given_up[0][0]} == {3}
+    for tile in make_tiles(archive["cfg"]):
+        store = TileStateStore(layout, tile.id)
+        state, _ = store.load_current()
+        entries = [e for e in state.ledger.applied if broken["id"] in e.items]
+        if entries:
+            (entry,) = entries
+            assert [u["asset"] for u in entry.unreadable] == ["B8A"]
+            assert state.ledger.last_day > dt.date.fromisoformat(entry.day)  # went on
+        assert store.read_register() == {}  # nothing left waiting
+    assert records[-1]["exit_status"] == 0 and not records[-1]["waiting_tiles"]
+
+
+def test_second_run_the_same_day_does_nothing(archive, replayed):
+    layout, _ = replayed
+    cfg = archive["cfg"]
+    paths = [Path(layout.current_state(t.id)) for t in make_tiles(cfg)]
+    before = [(p.stat().st_mtime_ns, p.read_bytes()) for p in paths]
+    _publish(catalog_on(archive, LAST_DAY), Path(cfg["stac"]["catalog"]), LAST_DAY)
+    record = run_daily(cfg, today=LAST_DAY, catalog=cfg["stac"]["catalog"], run_dir=layout.root,
+                       executor="serial", reports=False)
+    assert record["items_applied"] == 0 and record["tiles_updated"] == []
+    assert record["tiles_with_work"] == 0 and record["exit_status"] == 0
+    assert [(p.stat().st_mtime_ns, p.read_bytes()) for p in paths] == before
+    runs = sorted(Path(layout.runs()).iterdir())
+    dry = run_daily(cfg, today=LAST_DAY, catalog=cfg["stac"]["catalog"], run_dir=layout.root,
+                    dry_run=True)
+    assert dry["tiles"] == {} and sorted(Path(layout.runs()).iterdir()) == runs
+
+
+def test_skip_policies_record_late_and_reprocessed_items(archive, base):
+    layout = _copy_run(archive, base, "skip")
+    records = _simulate(archive, layout, late_items="skip", reprocessed_items="skip")
+    late, old, new = archive["late"]["id"], archive["old"]["id"], archive["new"]["id"]
+    assert not any(rec.get("replayed_from") for r in records for rec in r["tiles"].values())
+    skipped = {x["item"]: x["reason"] for r in records for rec in r["tiles"].values()
+               for x in rec.get("skipped", [])}
+    assert skipped[late].startswith("late:") and "operational.late_items: skip" in skipped[late]
+    assert f"reprocessed version of applied {old}" in skipped[new]
+    for tile in make_tiles(archive["cfg"]):
+        ledger = load_state(layout.current_state(tile.id)).ledger
+        assert late not in ledger.applied_item_ids and new not in ledger.applied_item_ids
+        if old in ledger.applied_item_ids:
+            assert new in ledger.skipped_item_ids
+
+
+@pytest.mark.parametrize("fault", ["kill-mid-write:.nc", "kill-before-rename:.nc"])
+def test_sigkill_during_a_state_write_then_rerun(archive, base, fault):
+    cfg = archive["cfg"]
+    kind = fault.split(":")[0]
+    run = _copy_run(archive, base, f"kill-{kind}")
+    today = dt.date(2023, 4, 20)
+    _publish(catalog_on(archive, today), Path(cfg["stac"]["catalog"]), today)
+    cfg_file = Path(run.root) / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg))
+    code = ("import json, datetime; from forestwatch.daily import run_daily; "
+            f"cfg = json.load(open({str(cfg_file)!r})); "
+            f"run_daily(cfg, today=datetime.date(2023, 4, 20), catalog=cfg['stac']['catalog'], "
+            f"run_dir={str(run.root)!r}, executor='serial', reports=False)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, FORESTWATCH_FAULT=fault))
+    assert proc.returncode == -9, proc.stderr  # really killed
+    tile0 = make_tiles(cfg)[0].id
+    current = Path(run.current_state(tile0))
+    # the kill left the previous state intact
+    assert load_state(current).ledger == load_state(base.current_state(tile0)).ledger
+    leftovers = [p for p in current.parent.iterdir() if ".tmp" in p.name]
+    assert leftovers  # the killed write left its temporary file behind...
+    record = run_daily(cfg, today=today, catalog=cfg["stac"]["catalog"], run_dir=run.root,
+                       executor="serial", reports=False)
+    assert not [p for p in current.parent.iterdir() if ".tmp" in p.name]  # ...the rerun removed it
+    assert record["exit_status"] == 0
+
+    clean = _copy_run(archive, base, f"clean-{kind}")
+    run_daily(cfg, today=today, catalog=cfg["stac"]["catalog"], run_dir=clean.root,
+              executor="serial", reports=False)
+    for tile in make_tiles(cfg):
+        a = load_state(run.current_state(tile.id))
+        b = load_state(clean.current_state(tile.id))
+        assert _ledger_view(a) == _ledger_view(b)
+        assert monitors_equal(a.monitor, b.monitor)
+
+
+def test_corrupt_state_is_detected_and_recovered(archive, base):
+    cfg = archive["cfg"]
+    run, clean = _copy_run(archive, base, "corrupt"), _copy_run(archive, base, "corrupt-clean")
+    day1, day2 = dt.date(2023, 4, 12), dt.date(2023, 4, 30)
+    for layout in (run, clean):
+        _publish(catalog_on(archive, day1), Path(cfg["stac"]["catalog"]), day1)
+        run_daily(cfg, today=day1, catalog=cfg["stac"]["catalog"], run_dir=layout.root,
+                  executor="serial", reports=False)
+    tile0 = make_tiles(cfg)[0].id
+    current = Path(run.current_state(tile0))
+    data = current.read_bytes()
+    current.write_bytes(data[: len(data) // 2])  # a truncated state file
+    _publish(catalog_on(archive, day2), Path(cfg["stac"]["catalog"]), day2)
+    record = run_daily(cfg, today=day2, catalog=cfg["stac"]["catalog"], run_dir=run.root,
+                       executor="serial", reports=False)
+    assert record["tiles"][tile0]["recovered_from"]
+    run_daily(cfg, today=day2, catalog=cfg["stac"]["catalog"], run_dir=clean.root,
+              executor="serial", reports=False)
+    a, b = load_state(current), load_state(clean.current_state(tile0))
+    assert _ledger_view(a) == _ledger_view(b)
+    assert monitors_equal(a.monitor, b.monitor)
+
+
+def test_every_acquisition_key_is_its_granule_and_time(archive):
+    it = read_item_collection_one(archive["features"][0])
+    assert acquisition_key(it) == (f"{it.properties['s2:mgrs_tile']}@"
+                                   f"{it.datetime:%Y-%m-%dT%H:%M:%S}")
