@@ -74,7 +74,7 @@ def stac(workflow_run, tmp_path_factory):
         yield {"api": api_url, "proxy": proxy_url, "files": files_url,
                "asset_proxy": asset_proxy_url,
                "catalog": archive / "items.json", "n_items": len(items),
-               "services": {"api": api, "files": files, "proxy": proxy}, "base": base}
+               "services": {"api": api, "files": files, "proxy": proxy}, "base": base, "db": db}
     finally:
         for srv in reversed(started):
             srv.stop()
@@ -452,3 +452,120 @@ def test_local_catalog_items_keep_file_hrefs(stac):
     """The comparison above means something only if the local run read files directly."""
     items = read_item_collection(stac["catalog"])
     assert items[0].assets["B04"].href.startswith("file://")
+
+
+# -- a catalog that grows day by day, through the real API -------------------------------
+
+GROWING = "s2-growing"
+CATCH_UP = dt.date(2023, 3, 31)
+LAST_DAY = dt.date(2023, 6, 30)
+
+
+def _published(item: dict) -> dt.date:
+    return dt.date.fromisoformat(item["properties"]["published"][:10])
+
+
+@pytest.fixture(scope="module")
+def growing(stac, workflow_run, tmp_path_factory):
+    """The small archive as a catalog that grows in pgstac by publication time, in a
+    collection of its own: each item published the day after its acquisition, except a
+    granule published two weeks late, a granule re-published a week later under a newer
+    baseline (a new id), and an item whose NIR band answers 404 for ever. Every asset is
+    read through the asset fault proxy."""
+    base = tmp_path_factory.mktemp("growing")
+    archive = workflow_run / "resources" / "synthetic_small"
+    collection, items = services.http_items(archive / "items.json", stac["asset_proxy"])
+    collection["id"] = GROWING
+    for it in items:
+        it["collection"] = GROWING
+        day = dt.date.fromisoformat(it["properties"]["datetime"][:10])
+        it["properties"]["published"] = f"{day + dt.timedelta(days=1)}T06:00:00Z"
+    after = [it for it in items if it["properties"]["datetime"][:10] > str(CATCH_UP)]
+
+    def pick(month: str, zone: str) -> dict:
+        return next(it for it in after if it["properties"]["datetime"].startswith(month)
+                    and it["properties"]["s2:mgrs_tile"].startswith(zone))
+
+    late, old, broken = pick("2023-05-1", "33"), pick("2023-05-2", "32"), pick("2023-04-2", "33")
+    late["properties"]["published"] = f"{_published(late) + dt.timedelta(days=13)}T06:00:00Z"
+    new = json.loads(json.dumps(old))
+    new["id"] = new["id"].replace("_N0400_", "_N0510_")
+    new["properties"]["s2:processing_baseline"] = "05.10"
+    new["properties"]["published"] = f"{_published(old) + dt.timedelta(days=7)}T06:00:00Z"
+    broken["assets"]["B8A"]["href"] = broken["assets"]["B8A"]["href"].replace("B8A.tif",
+                                                                             "B8A-gone.tif")
+    items.append(new)
+    db = stac["db"]
+    cfg = small_config(
+        run_name="growing", fast_forward={"until": str(CATCH_UP)},
+        stac={"source": "stac_api", "url": stac["api"], "collection": GROWING,
+              "auth": {"asset_headers": {"Authorization": TOKEN_VAR}}, "retries": 1,
+              "retry_backoff_s": 0.05},
+        operational={"lookback_days": 20, "retries": 1, "retry_delay_s": 0.05,
+                     "unreadable_assets": {"grace_days": 3, "grace_runs": 2}})
+
+    def publish(today: dt.date) -> int:
+        """Load what is published by ``today`` and not loaded yet; returns how many."""
+        due = [it for it in items if _published(it) <= today and not it.get("_loaded")]
+        if due:
+            db.load(collection, [{k: v for k, v in it.items() if k != "_loaded"}
+                                 for it in due], base)
+            for it in due:
+                it["_loaded"] = True
+        return len(due)
+
+    return {"cfg": cfg, "publish": publish, "base": base, "late": late["id"],
+            "old": old["id"], "new": new["id"], "broken": broken["id"],
+            "fitted": workflow_run / "results" / "small" / "state" / "fitted"}
+
+
+def test_a_growing_catalog_ends_in_the_state_of_one_fast_forward(growing):
+    """Daily runs against the real API as the catalog grows (late granule, re-published
+    granule, an item whose band answers 404 for ever) end, array for array, in the state of
+    one fast-forward over the final catalog; every acquisition is applied once per tile
+    and no tile stops being updated."""
+    from forestwatch.daily import run_daily
+    from forestwatch.steps import fast_forward as fast_forward_step
+
+    cfg = growing["cfg"]
+    daily, reference = RunLayout(growing["base"] / "daily"), RunLayout(growing["base"] / "ref")
+    for layout in (daily, reference):
+        for tile in TILES:
+            Path(layout.fitted_state(tile)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(growing["fitted"] / f"{tile}.nc", layout.fitted_state(tile))
+    growing["publish"](CATCH_UP)
+    for tile in TILES:  # `snakemake` up to the catch-up day, through the API
+        fast_forward_step(cfg, tile, None, daily.root, daily.current_state(tile))
+    records, today = [], CATCH_UP
+    while today < LAST_DAY:
+        today = min(today + dt.timedelta(days=4), LAST_DAY)
+        growing["publish"](today)
+        records.append(run_daily(cfg, today=today, catalog=None, run_dir=daily.root,
+                                 executor="serial", reports=False))
+    final = dict(cfg, fast_forward={"until": str(LAST_DAY)})
+    for tile in TILES:  # one fast-forward over the final catalog
+        fast_forward_step(final, tile, None, reference.root, reference.current_state(tile))
+
+    assert not [r for r in records if r["failed_tiles"]]
+    replays = {x["item"] for r in records for t in r["tiles"].values()
+               for x in t.get("replay_for", [])}
+    assert {growing["late"], growing["new"]} <= replays
+    given_up = [a for r in records for a in r["assets_skipped"]]
+    assert given_up and {a["item"] for a in given_up} == {growing["broken"]}
+    assert all("404" in a["reason"] or "not" in a["reason"].lower() for a in given_up)
+    assert any(r["waiting_tiles"] for r in records)  # the grace period was waited out
+    assert records[-1]["exit_status"] == 0
+    last_acquisition = max(e.day for t in TILES
+                           for e in load_state(reference.current_state(t)).ledger.applied)
+    for tile in TILES:
+        a = load_state(daily.current_state(tile))
+        b = load_state(reference.current_state(tile))
+        assert [(e.day, e.items, e.valid_pixels) for e in a.ledger.applied] == \
+               [(e.day, e.items, e.valid_pixels) for e in b.ledger.applied]
+        assert monitors_equal(a.monitor, b.monitor)
+        keys = [k for e in a.ledger.applied for k in e.acquisitions]
+        assert len(keys) == len(set(keys))
+        assert growing["old"] not in a.ledger.applied_item_ids
+        assert str(a.ledger.last_day) == last_acquisition  # never stopped
+    assert any(growing["new"] in load_state(daily.current_state(t)).ledger.applied_item_ids
+               for t in TILES)

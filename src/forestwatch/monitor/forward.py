@@ -8,7 +8,8 @@ handled by an :class:`UnreadablePolicy`:
 
 * ``skip``: the day is applied without it (its pixels count as not observed) and the
   asset is recorded in the day's ledger entry;
-* ``fail``: :class:`~forestwatch.stac.AssetReadError` (nothing of that batch is applied);
+* ``fail``: :class:`~forestwatch.stac.AssetReadError` before any day of the batch is
+  applied (a caller that commits nothing on error leaves the state as it was);
 * ``grace`` (the daily run): the day is read again up to ``retries`` times in this run;
   if the asset still fails, the tile stops *before* that day (earlier days are kept) and
   the asset goes into the tile's unreadable-asset register; once it has failed in at
@@ -135,16 +136,16 @@ def monitor_days(
     for start in range(0, len(days), batch):
         chunk = days[start : start + batch]
         index, unreadable = load(chunk)
+        if unreadable and policy.mode == "fail":  # before any day of the batch is applied
+            raise AssetReadError(
+                f"tile {tile.id}: unreadable asset(s) "
+                + "; ".join(f"{r['asset']} of {r['item']}: {r['reason']}" for r in unreadable)
+                + ". With stac.on_unreadable_asset: skip the day is applied without them "
+                "and they are recorded.")
         for i, d in enumerate(chunk):
             day_ids = {it.id for it in by_day[d]}
             failed = [dict(r) for r in unreadable if r["item"] in day_ids]
             array = index.values[i]
-            if failed and policy.mode == "fail":
-                raise AssetReadError(
-                    f"tile {tile.id}, {d}: unreadable asset(s) "
-                    + "; ".join(f"{r['asset']} of {r['item']}: {r['reason']}" for r in failed)
-                    + ". With stac.on_unreadable_asset: skip the day is applied without them "
-                    "and they are recorded.")
             if failed and policy.mode == "grace":
                 array, failed = _read_again(load, d, array, failed, policy, tile.id)
                 if failed and not policy.give_up(failed):
