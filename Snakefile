@@ -59,6 +59,6 @@ onstart:
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs,
-    default_target: True

@@ -5,7 +5,7 @@ import copy
 from forestwatch.config import ConfigError, validate_config
 from forestwatch.daily.discover import Discovery
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
-from forestwatch.layout import RunLayout
+from forestwatch.layout import RunLayout, run_root
 
 try:
     _validated = validate_config(config)
@@ -15,7 +15,7 @@ config.clear()
 config.update(_validated)
 
 # every path under results/<run_name>/ comes from here (forestwatch.layout)
-RUN = RunLayout(f"results/{config['run_name']}")
+RUN = RunLayout(run_root(config["run_name"]))
 SYNTHETIC = config["synthetic"]["folder"]
 
 # tiles are derived from aoi + grid alone, so the DAG is known without a checkpoint
@@ -32,9 +32,9 @@ DAILY_TILES = list(Discovery.read(RUN.discovery(DAILY_RUN)).tiles) if DAILY_RUN 
 
 
 def config_slice(*keys):
-    """The config keys one rule reads, passed as its params: changing any of them reruns
-    that rule (and what depends on it), and nothing else. Dotted keys pick one entry of a
-    section ("operational.keep_states")."""
+    """The config keys a rule reads, given as its params, so that changing any of them
+    reruns that rule (and what depends on it) and nothing else. Dotted keys pick one
+    entry of a section ("operational.keep_states")."""
     out = {}
     for key in keys:
         *parents, leaf = key.split(".")
@@ -82,6 +82,15 @@ def get_truth_folder():
 
 def get_truth_summary(wildcards):
     return f"{get_truth_folder()}/truth.json"
+
+
+def get_tile_report_input(wildcards):
+    """The tile's current state; in a daily run also its update, so that the report is
+    made after it (and only for the tiles that had work)."""
+    inputs = {"state": RUN.current_state(wildcards.tile)}
+    if wildcards.tile in DAILY_TILES:
+        inputs["tile_update"] = RUN.tile_record(DAILY_RUN, wildcards.tile)
+    return inputs
 
 
 def get_tile_reports(layer):

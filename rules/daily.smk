@@ -14,17 +14,16 @@ rule update_tile:
         state=ancient(RUN.current_state("{tile}")),
     output:
         RUN.tile_record("{run}", "{tile}"),
-    params:
-        cfg=config_slice("grid", *SOURCE, "index", "operational"),
-        run_dir=str(RUN.root),
-    threads: 2
-    resources:
-        mem_mb=2000,
     log:
         RUN.update_log("{run}", "{tile}"),
     benchmark:
         RUN.update_benchmark("{run}", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    params:
+        cfg=config_slice("run_name", "grid", *SOURCE, "index", "operational"),
     script:
         "../scripts/update_tile.py"

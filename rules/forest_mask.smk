@@ -7,16 +7,16 @@ rule forest_mask:
         tree_cover=get_tree_cover(),
     output:
         RUN.forest_mask("{tile}"),
-    params:
-        cfg=config_slice("grid", *SOURCE, "history", "forest_mask"),
-    threads: 2
-    resources:
-        mem_mb=2000,
     log:
         RUN.log("forest_mask", "{tile}"),
     benchmark:
         RUN.benchmark("forest_mask", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    params:
+        cfg=config_slice("grid", *SOURCE, "history", "forest_mask"),
     script:
         "../scripts/forest_mask.py"

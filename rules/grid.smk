@@ -4,11 +4,11 @@
 rule tiles:
     output:
         RUN.tiles(),
-    params:
-        cfg=config_slice("aoi", "grid"),
     log:
         RUN.log("tiles"),
     conda:
         "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("aoi", "grid"),
     script:
         "../scripts/tiles.py"

@@ -13,17 +13,17 @@ rule fit:
         mask=RUN.forest_mask("{tile}"),
     output:
         RUN.fitted_state("{tile}"),
-    params:
-        cfg=config_slice("grid", *SOURCE, "history", "index", "monitor"),
-    threads: 2
-    resources:
-        mem_mb=3000,
     log:
         RUN.log("fit", "{tile}"),
     benchmark:
         RUN.benchmark("fit", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+    params:
+        cfg=config_slice("grid", *SOURCE, "history", "index", "monitor"),
     script:
         "../scripts/fit.py"
 
@@ -34,8 +34,18 @@ rule fast_forward:
         state=RUN.fitted_state("{tile}"),
     output:
         update(RUN.current_state("{tile}")),
+    log:
+        RUN.log("fast_forward", "{tile}"),
+    benchmark:
+        RUN.benchmark("fast_forward", "{tile}")
+    conda:
+        "../envs/forestwatch.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
     params:
         cfg=config_slice(
+            "run_name",
             "grid",
             *SOURCE,
             "index",
@@ -46,15 +56,5 @@ rule fast_forward:
             "operational.retries",
             "operational.retry_delay_s",
         ),
-        run_dir=str(RUN.root),
-    threads: 2
-    resources:
-        mem_mb=2000,
-    log:
-        RUN.log("fast_forward", "{tile}"),
-    benchmark:
-        RUN.benchmark("fast_forward", "{tile}")
-    conda:
-        "../envs/forestwatch.yaml"
     script:
         "../scripts/fast_forward.py"

@@ -1,15 +1,6 @@
 # Reports per tile, the mosaic VRTs, and (with a known truth) the accuracy summary.
 
 
-def get_tile_report_input(wildcards):
-    """The tile's current state; in a daily run also its update, so that the report is
-    made after it (and only for the tiles that had work)."""
-    inputs = {"state": RUN.current_state(wildcards.tile)}
-    if wildcards.tile in DAILY_TILES:
-        inputs["tile_update"] = RUN.tile_record(DAILY_RUN, wildcards.tile)
-    return inputs
-
-
 rule tile_report:
     input:
         unpack(get_tile_report_input),
@@ -55,11 +46,11 @@ rule accuracy:
             category="Accuracy",
             caption="captions/accuracy.rst",
         ),
-    params:
-        cfg=config_slice("history", "fast_forward", "accuracy"),
     log:
         RUN.log("accuracy"),
     conda:
         "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("history", "fast_forward", "accuracy"),
     script:
         "../scripts/accuracy.py"

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,69 @@ def test_a_failed_slurm_job_fails_the_run(slurm_run, slurm_env):
     assert proc.returncode != 0, out
     assert len(slurm_job_ids(out)) == 1, out
     assert "Error in rule tile_report" in out or "failed" in out.lower(), out
+
+
+# -- the daily run through SLURM --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def behind(workflow_run, tmp_path_factory) -> tuple[Path, Path]:
+    """A deployment whose states stop at 2023-03-31: the local run's masks and fits,
+    fast-forwarded (locally) to that day only."""
+    import yaml
+    from conftest import small_config
+
+    workdir = tmp_path_factory.mktemp("behind")
+    (workdir / "resources").symlink_to(workflow_run / "resources")
+    for part in ("grid", "forest_mask", "state/fitted"):
+        shutil.copytree(workflow_run / "results/small" / part, workdir / "results/small" / part)
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(small_config(fast_forward={"until": "2023-03-31"})))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "-d", str(workdir), "--configfile", str(cfg_path), "--cores", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, cfg_path
+
+
+def _daily(workdir: Path, cfg_path: Path, *args: str, env: dict | None = None):
+    cli = [sys.executable, "-m", "forestwatch.cli", "daily", "--config", str(cfg_path),
+           "--today", "2023-06-30", *args]
+    return subprocess.run(cli, cwd=workdir, capture_output=True, text=True, timeout=900,
+                          env=None if env is None else os.environ | env)
+
+
+def test_daily_run_through_slurm_gives_the_states_of_the_serial_run(behind, slurm_env,
+                                                                     tmp_path):
+    src, cfg_path = behind
+    serial, cluster = tmp_path / "serial", tmp_path / "cluster"
+    for target in (serial, cluster):
+        shutil.copytree(src, target, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    # the test cluster has no accounting database: poll squeue soon (see SLURM_ARGS)
+    profile = tmp_path / "profile"
+    shutil.copytree(REPO / "profiles" / "slurm", profile)
+    text = (profile / "profile.yaml").read_text()
+    (profile / "profile.yaml").write_text(text.replace(
+        "slurm-init-seconds-before-status-checks: 20",
+        "slurm-init-seconds-before-status-checks: 3"))
+    one = _daily(serial, cfg_path, "--serial")
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = _daily(cluster, cfg_path, "--profile", str(profile), env=slurm_env)
+    out = two.stdout + two.stderr
+    assert two.returncode == 0, out
+    # both tiles' update and report in one batch: one SLURM job
+    assert len(slurm_job_ids(out)) == 1 and "group_tiles" in out, out
+    assert out.count("rule update_tile:") == 2
+    for tile in TILES:
+        a = load_state(serial / f"results/small/state/current/{tile}.nc")
+        b = load_state(cluster / f"results/small/state/current/{tile}.nc")
+        assert [(e.day, e.items) for e in a.ledger.applied] == \
+               [(e.day, e.items) for e in b.ledger.applied]
+        assert b.ledger.last_day.isoformat() == "2023-06-30"
+        assert monitors_equal(a.monitor, b.monitor)
+        for layer in ("mask", "detection_date"):  # refreshed from the new states, alike
+            with rasterio.open(serial / f"results/small/reports/{tile}/{layer}.tif") as x, \
+                    rasterio.open(cluster / f"results/small/reports/{tile}/{layer}.tif") as y:
+                assert np.array_equal(x.read(), y.read())
+            report = cluster / f"results/small/reports/{tile}/{layer}.tif"
+            assert report.stat().st_mtime > (src / f"results/small/reports/{tile}/{layer}.tif"
+                                             ).stat().st_mtime

@@ -58,13 +58,13 @@ def _print_plan(record: dict) -> None:
 def daily(args: argparse.Namespace) -> int:
     from .daily import run_daily
     from .daily.run import new_run_id
-    from .layout import RunLayout
+    from .layout import RunLayout, run_root
     from .runlock import EXIT_LOCKED, RunLocked
     from .workflow import setup_logging
 
     cfg = load_config(args.config)
     today = dt.date.fromisoformat(args.today) if args.today else dt.datetime.now(dt.UTC).date()
-    layout = RunLayout(Path("results") / cfg["run_name"])
+    layout = RunLayout(run_root(cfg["run_name"]))
     run = new_run_id(today)
     log_path = Path(layout.daily_log(run))
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def run_root(run_name: str) -> Path:
+    """The folder of a run, relative to the working folder: ``results/<run_name>``."""
+    return Path("results") / run_name
+
+
 class RunLayout:
-    """The folder layout of one run (``results/<run_name>``)."""
+    """The folder layout of one run (:func:`run_root`)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -112,4 +117,4 @@ class RunLayout:
         return self._p("logs", "daily", f"{run}.log")
 
 
-__all__ = ["RunLayout"]
+__all__ = ["RunLayout", "run_root"]

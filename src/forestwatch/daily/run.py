@@ -31,7 +31,7 @@ from pathlib import Path
 from .. import runlock
 from ..grid import make_tiles
 from ..io import write_json
-from ..layout import RunLayout
+from ..layout import RunLayout, run_root
 from .discover import Discovery, discover, write_discovery
 from .record import EXIT_FAILED, build_run_record
 
@@ -45,6 +45,18 @@ def new_run_id(today: dt.date) -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}_{today}"
 
 
+def resolve_profile(profile: str | Path | None) -> Path:
+    """A profile folder: as given (relative to the working folder), else the project's own
+    (``slurm`` or ``profiles/slurm`` from a deployment folder); default ``operational``."""
+    if profile is None:
+        return REPO / "profiles" / "operational"
+    for candidate in (Path(profile), REPO / profile, REPO / "profiles" / profile):
+        if (candidate / "profile.yaml").exists() or (candidate / "config.yaml").exists():
+            return candidate.resolve()
+    raise FileNotFoundError(f"no Snakemake profile {profile!r} (a folder with profile.yaml), "
+                            f"neither here nor in {REPO / 'profiles'}")
+
+
 def snakemake_command(configfile: str | Path, run: str, targets: Sequence[str], *,
                       cores: int, profile: str | Path | None = None,
                       extra: Sequence[str] = ()) -> list[str]:
@@ -54,7 +66,7 @@ def snakemake_command(configfile: str | Path, run: str, targets: Sequence[str], 
     left by a killed run would block every later cron run until someone ran ``--unlock``.
     """
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-            "--profile", str(profile or REPO / "profiles" / "operational"),
+            "--profile", str(resolve_profile(profile)),
             "--configfile", str(Path(configfile).resolve()), "--config", f"daily_run={run}",
             "--cores", str(cores), "--nolock", *extra, *targets]
 
@@ -74,7 +86,7 @@ def run_daily(cfg: dict, *, today: dt.date, catalog: str | None,
     (the first catch-up is `snakemake`'s, not a daily run's).
     """
     t0 = time.perf_counter()
-    layout = RunLayout(run_dir or Path("results") / cfg["run_name"])
+    layout = RunLayout(run_dir or run_root(cfg["run_name"]))
     tiles = make_tiles(cfg)
     if not any(Path(layout.current_state(t.id)).exists() for t in tiles):
         raise FileNotFoundError(
