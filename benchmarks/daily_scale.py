@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--until", default="2024-06-30")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", help="keep the folders here (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the workdir's base folder if it is complete (no new setup)")
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
@@ -54,10 +56,10 @@ def main() -> None:
 
     base_cfg = load_config(REPO / "config" / "config.yaml")
     archive = REPO / base_cfg["synthetic"]["folder"]
-    if not (archive / "items.json").exists():
+    if not (archive / "items.json").exists():  # the demo's archive, as `snakemake` makes it
         subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                        "--cores", str(args.cores), str(archive / "items.json")], cwd=REPO,
-                       check=True)
+                        "--cores", str(args.cores), f"{base_cfg['synthetic']['folder']}/items.json"],
+                       cwd=REPO, check=True)
     cfg = validate_config(deep_update(base_cfg, {
         "run_name": "daily_scale", "grid": {"tile_size": args.tile_size},
         "synthetic": {"folder": str(archive)},
@@ -74,7 +76,8 @@ def main() -> None:
                  "--configfile", "config.yaml", "--cores", str(args.cores)]
     print(f"{len(tiles)} tiles of {args.tile_size:.0f} m; bringing them up to {args.until} "
           f"in {base}", flush=True)
-    setup_s = run(snakemake, base)
+    done = len(list((base / "results/daily_scale/state/current").glob("*.nc"))) == len(tiles)
+    setup_s = float("nan") if args.reuse and done else run(snakemake, base)
 
     days = sorted(by_solar_day([it for it in read_item_collection(archive / "items.json")
                                 if it.datetime.date() > dt.date.fromisoformat(args.until)]))

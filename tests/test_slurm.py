@@ -25,11 +25,13 @@ import rasterio
 from conftest import REPO, snakemake
 from ports import free_port
 
+from forestwatch.layout import RunLayout
 from forestwatch.state import load_state, monitors_equal
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 SLURM_SH = REPO / "tests" / "services" / "slurm.sh"
+RUN = RunLayout("results/small")  # the small config's run folder, relative to a workdir
 TILES = ["X3718_Y2537", "X3719_Y2537"]
 # the cluster has no accounting database: poll squeue, soon and often (the profile's 20 s
 # first wait is meant for a real cluster's load)
@@ -107,7 +109,7 @@ def test_jobs_ran_as_slurm_jobs_in_one_batch(slurm_run, slurm_env):
     assert "numba cache warmed" in out
     assert any(Path(slurm_env["NUMBA_CACHE_DIR"]).rglob("*.nbi"))
     for tile in TILES:
-        log = workdir / "results/small/logs/fit" / f"{tile}.log"
+        log = workdir / RUN.log("fit", tile)
         assert "done in" in log.read_text()
 
 
@@ -115,23 +117,23 @@ def test_results_equal_the_local_run(slurm_run, workflow_run):
     workdir, _ = slurm_run
     for tile in TILES:
         for stage in ("fitted", "current"):
-            a = load_state(workflow_run / f"results/small/state/{stage}/{tile}.nc")
-            b = load_state(workdir / f"results/small/state/{stage}/{tile}.nc")
+            a = load_state(workflow_run / getattr(RUN, f"{stage}_state")(tile))
+            b = load_state(workdir / getattr(RUN, f"{stage}_state")(tile))
             assert monitors_equal(a.monitor, b.monitor), (stage, tile)
             assert a.ledger.applied == b.ledger.applied
         for layer in ("mask", "detection_date"):
-            with rasterio.open(workflow_run / f"results/small/reports/{tile}/{layer}.tif") as x, \
-                    rasterio.open(workdir / f"results/small/reports/{tile}/{layer}.tif") as y:
+            with rasterio.open(workflow_run / RUN.report(tile, layer)) as x, \
+                    rasterio.open(workdir / RUN.report(tile, layer)) as y:
                 assert x.profile == y.profile
                 assert np.array_equal(x.read(), y.read()), (tile, layer)
-    assert (workdir / "results/small/mosaic/mask.vrt").exists()
+    assert (workdir / RUN.mosaic("mask")).exists()
 
 
 def test_a_failed_slurm_job_fails_the_run(slurm_run, slurm_env):
     """A job that fails inside SLURM ends the run with an error (no hang, no success)."""
     workdir, _ = slurm_run
-    state = workdir / f"results/small/state/current/{TILES[0]}.nc"
-    report = f"results/small/reports/{TILES[0]}/mask.tif"
+    state = workdir / RUN.current_state(TILES[0])
+    report = RUN.report(TILES[0], "mask")
     data = state.read_bytes()
     try:
         state.write_bytes(data[: len(data) // 2])  # the report job cannot load this state
@@ -157,7 +159,7 @@ def behind(workflow_run, tmp_path_factory) -> tuple[Path, Path]:
     workdir = tmp_path_factory.mktemp("behind")
     (workdir / "resources").symlink_to(workflow_run / "resources")
     for part in ("grid", "forest_mask", "state/fitted"):
-        shutil.copytree(workflow_run / "results/small" / part, workdir / "results/small" / part)
+        shutil.copytree(workflow_run / RUN.root / part, workdir / RUN.root / part)
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(small_config(fast_forward={"until": "2023-03-31"})))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
@@ -196,16 +198,15 @@ def test_daily_run_through_slurm_gives_the_states_of_the_serial_run(behind, slur
     assert len(slurm_job_ids(out)) == 1 and "group_tiles" in out, out
     assert out.count("rule update_tile:") == 2
     for tile in TILES:
-        a = load_state(serial / f"results/small/state/current/{tile}.nc")
-        b = load_state(cluster / f"results/small/state/current/{tile}.nc")
+        a = load_state(serial / RUN.current_state(tile))
+        b = load_state(cluster / RUN.current_state(tile))
         assert [(e.day, e.items) for e in a.ledger.applied] == \
                [(e.day, e.items) for e in b.ledger.applied]
         assert b.ledger.last_day.isoformat() == "2023-06-30"
         assert monitors_equal(a.monitor, b.monitor)
         for layer in ("mask", "detection_date"):  # refreshed from the new states, alike
-            with rasterio.open(serial / f"results/small/reports/{tile}/{layer}.tif") as x, \
-                    rasterio.open(cluster / f"results/small/reports/{tile}/{layer}.tif") as y:
+            with rasterio.open(serial / RUN.report(tile, layer)) as x, \
+                    rasterio.open(cluster / RUN.report(tile, layer)) as y:
                 assert np.array_equal(x.read(), y.read())
-            report = cluster / f"results/small/reports/{tile}/{layer}.tif"
-            assert report.stat().st_mtime > (src / f"results/small/reports/{tile}/{layer}.tif"
-                                             ).stat().st_mtime
+            report = cluster / RUN.report(tile, layer)
+            assert report.stat().st_mtime > (src / RUN.report(tile, layer)).stat().st_mtime

@@ -16,9 +16,12 @@ import pytest
 import rasterio
 from conftest import snakemake
 
+from forestwatch.layout import RunLayout
+
 pytestmark = pytest.mark.workflow
 
 TILES = ["X3718_Y2537", "X3719_Y2537"]
+RUN = RunLayout("results/small")  # the small config's run folder, relative to a workdir
 
 
 def planned_jobs(workdir: Path, *args: str, configfiles: tuple = ()) -> dict[str, int]:
@@ -49,26 +52,24 @@ def run(workflow_run) -> Path:
 
 
 def test_run_produces_every_output(run):
-    res = run / "results" / "small"
-    assert (res / "grid" / "tiles.gpkg").exists()
+    assert (run / RUN.tiles()).exists()
     for tile in TILES:
-        for path in (f"forest_mask/{tile}.tif", f"state/fitted/{tile}.nc",
-                     f"state/current/{tile}.nc", f"reports/{tile}/mask.tif",
-                     f"reports/{tile}/detection_date.tif", f"logs/fit/{tile}.log"):
-            assert (res / path).exists(), path
+        for path in (RUN.forest_mask(tile), RUN.fitted_state(tile), RUN.current_state(tile),
+                     RUN.report(tile, "mask"), RUN.report(tile, "detection_date"),
+                     RUN.log("fit", tile)):
+            assert (run / path).exists(), path
     # every rule wrote its log
-    assert "done in" in (res / "logs" / "fast_forward" / f"{TILES[0]}.log").read_text()
+    assert "done in" in (run / RUN.log("fast_forward", TILES[0])).read_text()
 
 
 def test_mosaic_opens_with_the_configured_crs(run):
-    res = run / "results" / "small" / "mosaic"
-    with rasterio.open(res / "mask.vrt") as src:
+    with rasterio.open(run / RUN.mosaic("mask")) as src:
         assert src.crs.to_epsg() == 3035
         assert src.res == (20.0, 20.0)
         assert src.shape == (60, 120)  # two 60 x 60 tiles side by side
         mask = src.read(1)
         assert src.colormap(1)[3][:3] == (215, 25, 28)
-    with rasterio.open(res / "detection_date.vrt") as src:
+    with rasterio.open(run / RUN.mosaic("detection_date")) as src:
         assert src.dtypes[0] == "int32"
         dates = src.read(1)
     assert set(np.unique(mask)) <= {0, 1, 2, 3, 4}
@@ -76,12 +77,12 @@ def test_mosaic_opens_with_the_configured_crs(run):
     # detections fall in the monitoring period (days since 1970)
     d = dates[mask == 3]
     assert d.min() > 19265 and d.max() <= 19538  # 2022-09-30 .. 2023-06-30
-    xml = (res / "mask.vrt").read_text()
+    xml = (run / RUN.mosaic("mask")).read_text()
     assert 'relativeToVRT="1"' in xml and str(run) not in xml
 
 
 def test_detections_match_the_known_truth(run):
-    summary = json.loads((run / "results/small/accuracy/summary.json").read_text())
+    summary = json.loads((run / RUN.accuracy("json")).read_text())
     assert summary["disturbed_forest_pixels"] > 50
     assert summary["detected_share"] >= 0.8
     assert summary["false_alarm_share"] <= 0.06
@@ -93,7 +94,7 @@ def test_second_run_plans_nothing(run):
 
 
 def test_changing_one_tile_mask_reruns_only_that_tile(run):
-    mask_path = run / "results/small/forest_mask" / f"{TILES[0]}.tif"
+    mask_path = run / RUN.forest_mask(TILES[0])
     backup = mask_path.with_suffix(".bak")
     shutil.copy2(mask_path, backup)
     try:

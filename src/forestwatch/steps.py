@@ -72,14 +72,15 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
              cfg["monitor"]["class"], len(items), out, digest[:12])
 
 
-def _store(cfg: dict, run_dir: str | Path, tile_id: str):
+def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):
+    """The tile's :class:`~forestwatch.state.TileStateStore` in the run folder ``run_dir``."""
     from .layout import RunLayout
     from .state import TileStateStore
 
     return TileStateStore(RunLayout(run_dir), tile_id, keep=cfg["operational"]["keep_states"])
 
 
-def _tile_search(cfg: dict, tile, catalog: str | None):
+def tile_search(cfg: dict, tile, catalog: str | None):
     """``search(start, end)`` over the tile's footprint, retried like the daily search."""
     from .daily.discover import with_retries
     from .stac import search_items
@@ -101,13 +102,13 @@ def fast_forward(cfg: dict, tile_id: str, catalog: str | None, run_dir: str | Pa
     from .monitor import UnreadablePolicy, advance_tile
 
     tile = tile_by_id(cfg, tile_id)
-    store = _store(cfg, run_dir, tile_id)
+    store = tile_store(cfg, run_dir, tile_id)
     if store.current_path != Path(out):
         raise ValueError(f"rule output {out} is not the store's {store.current_path}")
     until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
     update = advance_tile(store, tile, cfg, run="fast_forward", until=until,
                           policy=UnreadablePolicy.from_stac(cfg["stac"]),
-                          search=_tile_search(cfg, tile, catalog), threads=threads)
+                          search=tile_search(cfg, tile, catalog), threads=threads)
     if update.last_day and update.last_day > str(until):
         log.warning("tile %s: the state is at %s, past fast_forward.until %s (daily runs "
                     "brought it further); it is kept as it is", tile_id, update.last_day, until)
@@ -132,7 +133,7 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
 
     layout = RunLayout(run_dir)
     tile = tile_by_id(cfg, tile_id)
-    store = _store(cfg, run_dir, tile_id)
+    store = tile_store(cfg, run_dir, tile_id)
     today = dt.date.fromisoformat(Discovery.read(layout.discovery(run)).today)
     op = cfg["operational"]
     policy = UnreadablePolicy(
@@ -142,7 +143,7 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
         retries=op["retries"], retry_delay_s=op["retry_delay_s"])
     clear_gdal_http_cache()  # a failure remembered from an earlier run is not a reading
     update = advance_tile(store, tile, cfg, run=run, until=today, policy=policy,
-                          search=_tile_search(cfg, tile, catalog),
+                          search=tile_search(cfg, tile, catalog),
                           items=read_discovered_items(layout, run, tile_id), threads=threads)
     record = update.to_dict()
     write_json(out, record)
@@ -155,11 +156,11 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
 
 def tile_report(state_in: str | Path, mask_out: str | Path, date_out: str | Path) -> None:
     from .reports import write_tile_reports
-    from .state import load_state
+    from .state import read_layers
 
-    state = load_state(state_in)
-    m = state.monitor
-    write_tile_reports(m.mask, m.detection_date, state.crs, state.transform, mask_out, date_out)
+    state = read_layers(state_in, ("mask", "detection_date"))
+    write_tile_reports(state.layers["mask"], state.layers["detection_date"], state.crs,
+                       state.transform, mask_out, date_out)
 
 
 def mosaic(mask_tiles: list[str], date_tiles: list[str], mask_vrt: str | Path,
@@ -186,4 +187,5 @@ def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: s
 
 
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
+           "tile_store", "tile_search",
            "tile_report", "mosaic", "accuracy"]

@@ -173,7 +173,7 @@ def _dry_plans(cfg: dict, layout: RunLayout, disc: Discovery, items, catalog, to
                ) -> dict[str, dict]:
     from ..grid import tile_by_id
     from ..monitor import UnreadablePolicy, advance_tile
-    from ..steps import _store, _tile_search
+    from ..steps import tile_search, tile_store
 
     by_id = {it.id: it for it in items}
     plans = {}
@@ -182,9 +182,9 @@ def _dry_plans(cfg: dict, layout: RunLayout, disc: Discovery, items, catalog, to
             plans[tid] = {"note": "no state yet: masked, fitted and fast-forwarded first"}
             continue
         tile = tile_by_id(cfg, tid)
-        update = advance_tile(_store(cfg, layout.root, tid), tile, cfg, run=disc.run,
+        update = advance_tile(tile_store(cfg, layout.root, tid), tile, cfg, run=disc.run,
                               until=today, policy=UnreadablePolicy(mode="skip"),
-                              search=_tile_search(cfg, tile, catalog),
+                              search=tile_search(cfg, tile, catalog),
                               items=[by_id[i] for i in info["items"]], dry_run=True)
         plans[tid] = update.to_dict()
     return plans

@@ -15,9 +15,11 @@ Writers: rule ``fit`` writes ``state/fitted/<tile>.nc`` (:func:`save_state`);
 from ._netcdf import (
     FORMAT_VERSION,
     StateCorruptError,
+    StateLayers,
     TileState,
     load_state,
     monitors_equal,
+    read_layers,
     read_ledger,
     save_state,
     software_versions,
@@ -28,6 +30,6 @@ from .store import TileStateStore
 
 __all__ = [
     "FORMAT_VERSION", "StateCorruptError", "TileState", "load_state", "save_state",
-    "read_ledger", "state_digest", "monitors_equal", "software_versions",
+    "read_ledger", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
     "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
 ]
