@@ -20,7 +20,9 @@ rule update_tile:
         RUN.update_benchmark("{run}", "{tile}")
     conda:
         "../envs/forestwatch.yaml"
-    threads: 2
+    # one thread: a day or two per tile is a few reads; tiles side by side use the cores
+    # better (BENCHMARKS.md, the daily run at scale)
+    threads: 1
     resources:
         mem_mb=2000,
     params:
