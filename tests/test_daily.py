@@ -282,6 +282,33 @@ def test_second_run_the_same_day_does_nothing(archive, replayed):
     assert dry["tiles"] == {} and sorted(Path(layout.runs()).iterdir()) == runs
 
 
+def test_old_runs_keep_only_their_record(archive, replayed):
+    """Retention: the per-tile files of runs older than operational.keep_runs go, their
+    records stay; the states are untouched, and the next run works."""
+    layout, records = replayed
+    runs = lambda: sorted(p.name for p in Path(layout.runs()).iterdir())  # noqa: E731
+    detailed = lambda: [r for r in runs() if Path(layout.discovery(r)).exists()]  # noqa: E731
+    assert len(records) > 30 and len(detailed()) == 30  # the default keep_runs
+    assert detailed() == runs()[-30:]
+    cfg = deep_update(archive["cfg"], {"operational": {"keep_runs": 2}})
+    paths = [Path(layout.current_state(t.id)) for t in make_tiles(cfg)]
+    before = [p.read_bytes() for p in paths]
+    for _ in range(2):
+        run_daily(cfg, today=LAST_DAY, catalog=cfg["stac"]["catalog"], run_dir=layout.root,
+                  executor="serial", reports=False)
+    assert detailed() == runs()[-2:]
+    for run in runs():
+        assert Path(layout.run_record(run)).exists()
+        if run not in detailed():
+            assert not any(Path(p).exists() for p in layout.run_details(run))
+    assert [p.read_bytes() for p in paths] == before
+    # a run whose record is missing (killed, or still running) is never pruned
+    Path(layout.run_record(runs()[-1])).unlink()
+    run_daily(cfg, today=LAST_DAY, catalog=cfg["stac"]["catalog"], run_dir=layout.root,
+              executor="serial", reports=False)
+    assert detailed() == runs()[-3:]
+
+
 def test_skip_policies_record_late_and_reprocessed_items(archive, base):
     layout = _copy_run(archive, base, "skip")
     records = _simulate(archive, layout, late_items="skip", reprocessed_items="skip")

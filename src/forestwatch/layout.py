@@ -112,6 +112,15 @@ class RunLayout:
     def update_benchmark(self, run: str, tile: str) -> str:
         return self._p("benchmarks", "update_tile", run, f"{tile}.tsv")
 
+    def run_details(self, run: str) -> list[str]:
+        """The per-tile and per-item files of a daily run that retention removes once the
+        run is older than ``operational.keep_runs`` runs (:mod:`forestwatch.daily.retention`):
+        its items, discovery, tile records, update logs and timings. Its ``record.json`` and
+        daily log stay."""
+        return [self.discovered_items(run), self.discovery(run),
+                self._p("runs", run, "tiles"), self._p("logs", "update_tile", run),
+                self._p("benchmarks", "update_tile", run)]
+
     def daily_log(self, run: str) -> str:
         """Log of a daily run's own steps: lock, discovery, record (``forestwatch daily``)."""
         return self._p("logs", "daily", f"{run}.log")

@@ -9,7 +9,9 @@
    Tiles added to the AOI are masked, fitted and fast-forwarded first, in the same run.
    (``executor="serial"`` updates the tiles one after another in this process instead:
    the same code, for debugging and comparison.);
-4. the run record ``runs/<run>/record.json`` (:mod:`.record`) and the exit status.
+4. the run record ``runs/<run>/record.json`` (:mod:`.record`) and the exit status;
+5. retention (:mod:`.retention`): the per-tile files of runs older than
+   ``operational.keep_runs`` are removed, their records stay.
 
 A run id is ``<UTC start time, to the microsecond>_<today>``; a run killed at any point leaves its states
 intact (every write is atomic) and the next run takes over: discovery finds again what
@@ -34,6 +36,7 @@ from ..io import write_json
 from ..layout import RunLayout, run_root
 from .discover import Discovery, discover, write_discovery
 from .record import EXIT_FAILED, build_run_record
+from .retention import prune_run_details
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,7 @@ def run_daily(cfg: dict, *, today: dt.date, catalog: str | None,
             record["snakemake_error"] = problem
             record["exit_status"] = EXIT_FAILED
         write_json(layout.run_record(run), record)
+        prune_run_details(layout, keep=cfg["operational"]["keep_runs"], current=run)
     log.info("daily run %s done in %.1f s: %d item(s) applied on %d tile(s), %d failed, "
              "%d waiting, exit status %d", run, record["duration_s"], record["items_applied"],
              len(record["tiles_updated"]), len(record["failed_tiles"]),
