@@ -36,6 +36,7 @@ from forestwatch.state import TileStateStore, load_state, monitors_equal
 CATCH_UP = "2023-03-31"  # fast_forward.until: the operational days start after it
 LAST_DAY = dt.date(2023, 6, 30)
 LATE_DAYS = 14  # the late granule appears this long after its acquisition
+VERY_LATE_DAYS = 45  # ... and this one long after operational.lookback_days (20)
 GRACE = {"grace_days": 3, "grace_runs": 2}
 
 
@@ -75,6 +76,10 @@ def archive(small_archive, tmp_path_factory):
 
     late, outage, broken = pick("2023-05-1", "33"), pick("2023-05-0", "32"), pick("2023-04-2", "33")
     late["properties"]["published"] = f"{_day(late) + dt.timedelta(days=LATE_DAYS)}T06:00:00Z"
+    # published long after the lookback window has passed it: found by publication time
+    very_late = pick("2023-04-1", "32")
+    very_late["properties"]["published"] = (
+        f"{_day(very_late) + dt.timedelta(days=VERY_LATE_DAYS)}T06:00:00Z")
     old = pick("2023-05-2", "32")
     new = copy.deepcopy(old)  # the same acquisition, reprocessed: a new id and baseline
     new["id"] = new["id"].replace("_N0400_", "_N0510_")
@@ -93,7 +98,7 @@ def archive(small_archive, tmp_path_factory):
                         "keep_states": 10, "unreadable_assets": GRACE},
     }))
     return {"cfg": cfg, "root": root, "history": history, "features": features,
-            "late": late, "old": old, "new": new, "outage": outage, "outage_ends": outage_ends,
+            "late": late, "very_late": very_late, "old": old, "new": new, "outage": outage, "outage_ends": outage_ends,
             "broken": broken}
 
 
@@ -202,6 +207,47 @@ def test_late_granule_is_replayed_once_per_tile(archive, replayed):
     first_applied = Counter(t for r in records for t, rec in r["tiles"].items()
                             if late in rec.get("applied_items", []))
     assert first_applied and set(first_applied.values()) == {1}
+
+
+def test_an_acquisition_published_after_the_lookback_is_found_and_applied(archive, replayed):
+    """Discovery's second search, on operational.published_property, finds an acquisition
+    that the window (lookback_days) has long passed; it is replayed in once per tile."""
+    _, records = replayed
+    item = archive["very_late"]["id"]
+    published = _published(archive["very_late"])
+    assert published - _day(archive["very_late"]) > dt.timedelta(days=20 + 3)
+    replays = [r["today"] for r in records for rec in r["tiles"].values()
+               if any(x["item"] == item for x in rec.get("replay_for", []))]
+    assert replays and min(replays) == str(min(d for d in _days() if d >= published))
+    applied = Counter(t for r in records for t, rec in r["tiles"].items()
+                      if item in rec.get("applied_items", []))
+    assert applied and set(applied.values()) == {1}
+
+
+def test_discovery_by_publication_time_can_be_switched_off(archive, replayed):
+    """A granule re-published today for a day months back: found by publication time,
+    not by the window (published_property: null). Dry runs: nothing is written."""
+    layout, _ = replayed
+    cfg = archive["cfg"]
+    old = next(f for f in archive["history"] if f["properties"]["datetime"].startswith("2023-04-0")
+               and "_N0400_" in f["id"])
+    new = copy.deepcopy(old)
+    new["id"] = new["id"].replace("_N0400_", "_N0511_")
+    new["properties"]["s2:processing_baseline"] = "05.11"
+    new["properties"]["published"] = f"{LAST_DAY}T06:00:00Z"
+    _publish(catalog_on(archive, LAST_DAY) + [new], Path(cfg["stac"]["catalog"]), LAST_DAY)
+    try:
+        found = run_daily(cfg, today=LAST_DAY, catalog=cfg["stac"]["catalog"],
+                          run_dir=layout.root, dry_run=True)
+        off = deep_update(cfg, {"operational": {"published_property": None}})
+        missed = run_daily(off, today=LAST_DAY, catalog=cfg["stac"]["catalog"],
+                           run_dir=layout.root, dry_run=True)
+    finally:
+        _publish(catalog_on(archive, LAST_DAY), Path(cfg["stac"]["catalog"]), LAST_DAY)
+    assert missed["tiles_with_work"] == 0
+    assert found["tiles_with_work"] > 0
+    assert all(any(x["item"] == new["id"] for x in rec.get("replay_for", []))
+               for rec in found["tiles"].values())
 
 
 def test_reprocessed_granule_replaces_the_applied_version(archive, replayed):

@@ -469,7 +469,8 @@ def _published(item: dict) -> dt.date:
 def growing(stac, workflow_run, tmp_path_factory):
     """The small archive as a catalog that grows in pgstac by publication time, in a
     collection of its own: each item published the day after its acquisition, except a
-    granule published two weeks late, a granule re-published a week later under a newer
+    granule published two weeks late, one published 45 days late (after the lookback
+    window has passed it), a granule re-published a week later under a newer
     baseline (a new id), and an item whose NIR band answers 404 for ever. Every asset is
     read through the asset fault proxy."""
     base = tmp_path_factory.mktemp("growing")
@@ -488,6 +489,10 @@ def growing(stac, workflow_run, tmp_path_factory):
 
     late, old, broken = pick("2023-05-1", "33"), pick("2023-05-2", "32"), pick("2023-04-2", "33")
     late["properties"]["published"] = f"{_published(late) + dt.timedelta(days=13)}T06:00:00Z"
+    # published long after the lookback (20 days) has passed it: found by publication time
+    very_late = pick("2023-04-1", "32")
+    very_late["properties"]["published"] = (
+        f"{_published(very_late) + dt.timedelta(days=45)}T06:00:00Z")
     new = json.loads(json.dumps(old))
     new["id"] = new["id"].replace("_N0400_", "_N0510_")
     new["properties"]["s2:processing_baseline"] = "05.10"
@@ -515,6 +520,7 @@ def growing(stac, workflow_run, tmp_path_factory):
         return len(due)
 
     return {"cfg": cfg, "publish": publish, "base": base, "late": late["id"],
+            "very_late": very_late["id"], "items": items,
             "old": old["id"], "new": new["id"], "broken": broken["id"],
             "fitted": workflow_run / "results" / "small" / "state" / "fitted"}
 
@@ -549,7 +555,14 @@ def test_a_growing_catalog_ends_in_the_state_of_one_fast_forward(growing):
     assert not [r for r in records if r["failed_tiles"]]
     replays = {x["item"] for r in records for t in r["tiles"].values()
                for x in t.get("replay_for", [])}
-    assert {growing["late"], growing["new"]} <= replays
+    assert {growing["late"], growing["very_late"], growing["new"]} <= replays
+    # the search by publication time is the server's: the last run found nothing older
+    # than its window (no item before it was published since the previous run)
+    last = records[-1]
+    assert last["published_window"] and last["window"][0] > last["published_window"][1]
+    in_window = [it for it in growing["items"] if it["properties"]["datetime"][:10]
+                 >= last["window"][0]]
+    assert 0 < last["items_found"] <= len(in_window)
     given_up = [a for r in records for a in r["assets_skipped"]]
     assert given_up and {a["item"] for a in given_up} == {growing["broken"]}
     assert all("404" in a["reason"] or "not" in a["reason"].lower() for a in given_up)

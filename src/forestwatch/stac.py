@@ -72,31 +72,53 @@ def search_items(
     start: dt.date | str,
     end: dt.date | str,
     catalog_path: str | Path | None = None,
+    *,
+    published_since: dt.date | None = None,
+    published_property: str = "published",
 ) -> list[pystac.Item]:
     """Items intersecting ``bbox_lonlat`` with start <= datetime <= end (whole days, UTC)
     and ``eo:cloud_cover`` below the configured maximum, sorted by datetime then id.
 
     ``catalog_path`` is the local ItemCollection for ``source: local|synthetic``.
+    ``published_since``: only items whose ``published_property`` (an ISO 8601 UTC time, as
+    in the STAC timestamps extension) is on or after that day, with the API's ``query``
+    extension (``gte``, the same extension as the cloud filter); items without the
+    property are not found that way.
     """
     t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
     max_cc = stac_cfg["max_cloud_cover"]
+    since = None if published_since is None else f"{published_since}T00:00:00Z"
     if stac_cfg["source"] == "stac_api":
-        items, pages = _search_api(stac_cfg, bbox_lonlat, t0, t1)
+        extra = {} if since is None else {published_property: {"gte": since}}
+        items, pages = _search_api(stac_cfg, bbox_lonlat, t0, t1, extra_query=extra)
         where = f"{stac_cfg['url']} ({pages} page(s))"
     else:
         items = [
             it for it in read_item_collection(catalog_path or stac_cfg["catalog"])
             if _matches(it, bbox_lonlat, t0, t1, max_cc)
+            and (since is None or _published_on_or_after(it, published_property, since))
         ]
         where = "local catalog"
     items.sort(key=lambda it: (it.datetime, it.id))
-    log.info("STAC search %s..%s bbox=%s cloud<%s in %s: %d items", t0.date(), t1.date(),
+    log.info("STAC search %s..%s%s bbox=%s cloud<%s in %s: %d items", t0.date(), t1.date(),
+             "" if since is None else f" {published_property}>={published_since}",
              [round(v, 4) for v in bbox_lonlat], max_cc, where, len(items))
     return items
 
 
-def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
-                ) -> tuple[list[pystac.Item], int]:
+def _published_on_or_after(item: pystac.Item, prop: str, since: str) -> bool:
+    value = item.properties.get(prop)
+    if not value:
+        return False
+    try:
+        when = _as_datetime(dt.datetime.fromisoformat(str(value)))
+    except ValueError:
+        return False
+    return when >= _as_datetime(dt.datetime.fromisoformat(since))
+
+
+def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime, *,
+                extra_query: dict | None = None) -> tuple[list[pystac.Item], int]:
     """(items, pages read) of a paginated STAC API search. Any failure after the retries
     raises :class:`AccessError`: a partial result is never returned."""
     from pystac_client import Client
@@ -109,7 +131,8 @@ def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
         client = Client.open(url, stac_io=api_io(stac_cfg), timeout=stac_cfg["timeout_s"])
         search = client.search(
             collections=[stac_cfg["collection"]], bbox=list(bbox_lonlat), datetime=[t0, t1],
-            query={"eo:cloud_cover": {"lt": stac_cfg["max_cloud_cover"]}},
+            query={"eo:cloud_cover": {"lt": stac_cfg["max_cloud_cover"]},
+                   **(extra_query or {})},
             limit=stac_cfg["page_size"],
         )
         for page in search.pages():

@@ -3,8 +3,12 @@ tile the acquisitions its state has not seen.
 
 The window reaches back ``operational.lookback_days`` before today (to catch scenes
 published late) and further, to the oldest tile's last monitored day (inclusive: a day
-may be partly monitored, one granule applied and its neighbour published later). The
-newest version of each acquisition is kept (:func:`forestwatch.acquisitions.resolve_reprocessed`)
+may be partly monitored, one granule applied and its neighbour published later). Older
+acquisitions published since the last run (a granule published months late, a
+reprocessing campaign) are found by a second search, on ``operational.published_property``:
+items acquired between the fit's end and the window, published on or after the day
+before the previous run's ``today`` (before the first run: ``lookback_days`` before
+today). The newest version of each acquisition is kept (:func:`forestwatch.acquisitions.resolve_reprocessed`)
 and assigned to the tiles its footprint touches. A tile has work when one of its
 acquisitions is unknown to its ledger, or when it has no state yet (a tile added to the
 AOI: the daily run's Snakemake fits it first).
@@ -33,6 +37,7 @@ from ..io import write_json
 from ..layout import RunLayout
 from ..stac import search_items
 from ..state import Ledger, read_ledger
+from .retention import last_run_day
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class Discovery:
     tiles: dict[str, dict] = field(default_factory=dict)
     #: tiles whose state has seen everything found
     up_to_date: list[str] = field(default_factory=list)
+    #: the second search: ``[acquired from, acquired to, published since]``, or ``None``
+    published_window: list[str] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,9 +126,20 @@ def discover(cfg: dict, layout: RunLayout, tiles: Sequence[Tile], *, run: str, t
     aoi = unary_union([box(*t.bbox_lonlat()) for t in tiles]).bounds
     found = with_retries(lambda: search_items(cfg["stac"], aoi, start, today, catalog), op,
                          "STAC search")
+    published_window = _published_window(cfg, layout, ledgers, start=start, today=today)
+    if published_window is not None:
+        since = published_window[2]
+        older = with_retries(lambda: search_items(
+            cfg["stac"], aoi, published_window[0], published_window[1], catalog,
+            published_since=since, published_property=op["published_property"]),
+            op, "STAC search by publication time")
+        seen = {it.id for it in found}
+        found += [it for it in older if it.id not in seen]
     resolved = resolve_reprocessed(found)
     disc = Discovery(run=run, today=str(today), window=[str(start), str(today)],
-                     items_found=len(found), duplicates_dropped=resolved.superseded)
+                     items_found=len(found), duplicates_dropped=resolved.superseded,
+                     published_window=None if published_window is None
+                     else [str(d) for d in published_window])
     for tid, candidates in assign_to_tiles(resolved.kept, tiles).items():
         ledger = ledgers[tid]
         path = Path(layout.current_state(tid))
@@ -138,6 +156,25 @@ def discover(cfg: dict, layout: RunLayout, tiles: Sequence[Tile], *, run: str, t
              "with work", start, today, len(found), len(resolved.superseded), len(disc.tiles),
              len(tiles))
     return disc, resolved.kept
+
+
+def _published_window(cfg: dict, layout: RunLayout, ledgers: dict[str, Ledger | None], *,
+                      start: dt.date, today: dt.date
+                      ) -> tuple[dt.date, dt.date, dt.date] | None:
+    """(acquired from, acquired to, published since) of the search for old acquisitions
+    published since the last run; ``None`` when ``operational.published_property`` is
+    null or the window already reaches back to the fit."""
+    op = cfg["operational"]
+    if op["published_property"] is None:
+        return None
+    fit_ends = [dt.date.fromisoformat(ledger.fit.end) for ledger in ledgers.values() if ledger]
+    first = min(fit_ends or [dt.date.fromisoformat(str(cfg["history"]["end"]))]) + dt.timedelta(days=1)
+    last = start - dt.timedelta(days=1)
+    if last < first:
+        return None
+    previous = last_run_day(layout)
+    since = (min(previous, today) if previous else today - dt.timedelta(days=op["lookback_days"]))
+    return first, last, since - dt.timedelta(days=1)
 
 
 def write_discovery(layout: RunLayout, disc: Discovery, items: Sequence[pystac.Item]) -> None:

@@ -56,6 +56,7 @@ def build_run_record(layout: RunLayout, disc: Discovery, *, dry_run: bool, execu
         "dry_run": dry_run,
         "executor": executor,
         "window": disc.window,
+        "published_window": disc.published_window,
         "items_found": disc.items_found,
         "duplicates_dropped": disc.duplicates_dropped,
         "tiles_with_work": len(disc.tiles),

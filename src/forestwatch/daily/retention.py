@@ -11,6 +11,8 @@ stay. ``keep_runs: null`` keeps everything.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -27,6 +29,17 @@ def finished_runs(layout: RunLayout) -> list[str]:
         return []
     return sorted(p.name for p in runs.iterdir()
                   if p.is_dir() and Path(layout.run_record(p.name)).exists())
+
+
+def last_run_day(layout: RunLayout) -> dt.date | None:
+    """``today`` of the newest finished run (its record), ``None`` before the first."""
+    for run in reversed(finished_runs(layout)):
+        try:
+            return dt.date.fromisoformat(
+                json.loads(Path(layout.run_record(run)).read_text())["today"])
+        except (OSError, ValueError, KeyError):
+            log.warning("run record of %s cannot be read; looking at the run before", run)
+    return None
 
 
 def prune_run_details(layout: RunLayout, *, keep: int | None, current: str) -> list[str]:
@@ -56,4 +69,4 @@ def prune_run_details(layout: RunLayout, *, keep: int | None, current: str) -> l
     return pruned
 
 
-__all__ = ["finished_runs", "prune_run_details"]
+__all__ = ["finished_runs", "last_run_day", "prune_run_details"]

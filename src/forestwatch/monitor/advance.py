@@ -217,6 +217,9 @@ def advance_tile(
                                 if it.id not in other_runs_items]
         result.last_day = str(state.ledger.last_day)
         return result
+    if policy.mode == "grace":  # a replay does not wait again for what was given up
+        policy.given_up |= {f"{r['item']}|{r['asset']}" for e in before.ledger.applied
+                            for r in e.unreadable}
     forwarded = monitor_days(state, plan.to_apply, tile, cfg, run=run, policy=policy,
                              loader=loader, threads=threads)
     result.assets_skipped = forwarded.assets_skipped

@@ -55,6 +55,9 @@ class UnreadablePolicy:
     grace_runs: int = 0
     retries: int = 0
     retry_delay_s: float = 0.0
+    #: grace: ``item|asset`` keys given up on before (in the state a replay replaces):
+    #: applied without them at once, without a new grace period
+    given_up: set[str] = field(default_factory=set)
 
     @classmethod
     def from_stac(cls, stac_cfg: dict) -> UnreadablePolicy:
@@ -68,6 +71,9 @@ class UnreadablePolicy:
         past = []
         for rec in records:
             key = f"{rec['item']}|{rec['asset']}"
+            if key in self.given_up:
+                past.append(True)
+                continue
             entry = self.register.setdefault(key, {
                 "item": rec["item"], "asset": rec["asset"], "first_failed": str(self.today),
                 "runs": 0})
@@ -77,7 +83,10 @@ class UnreadablePolicy:
             past.append(entry["runs"] >= self.grace_runs and waited >= self.grace_days)
         if all(past):
             for rec in records:
-                entry = self.register.pop(f"{rec['item']}|{rec['asset']}")
+                entry = self.register.pop(f"{rec['item']}|{rec['asset']}", None)
+                if entry is None:
+                    rec["reason"] = f"{rec['reason']} (given up in an earlier run)"
+                    continue
                 rec["reason"] = (f"{rec['reason']} (unreadable since {entry['first_failed']}, "
                                  f"{entry['runs']} run(s): given up)")
             return True
