@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 JOB = """
-import json, logging
+import json, logging, warnings
+warnings.filterwarnings("ignore")
 from forestwatch import steps
 logging.basicConfig(level=logging.WARNING)
 cfg = json.loads({cfg!r})
@@ -57,6 +58,45 @@ def agreement(mask_path: Path, truth_path: Path) -> float:
         return float((m.read(1) == truth).mean())
 
 
+def breakdown(cfg: dict, tile_id: str, catalog: Path, model_path: Path,
+              description: Path, threads: int) -> dict[str, float]:
+    """Seconds of one tile's model mask, in this process (imports warm): loading the
+    period's reflectance, the temporal statistics, onnxruntime's inference."""
+    from forestwatch.forest_mask import load_model, mask_from_model
+    from forestwatch.forest_mask.model import model_period
+    from forestwatch.grid import tile_by_id
+    from forestwatch.stac import load_reflectance, search_items
+
+    tile = tile_by_id(cfg, tile_id)
+    t0 = time.perf_counter()
+    model = load_model(cfg["forest_mask"]["model"], model_path=model_path,
+                       description_path=description, stac_cfg=cfg["stac"], threads=threads)
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), *model_period(cfg), str(catalog))
+    spent = {"model load + search": time.perf_counter() - t0, "load reflectance": 0.0,
+             "onnxruntime": 0.0}
+    predict = model.predict
+
+    def timed_load(*a, **k):
+        t = time.perf_counter()
+        out = load_reflectance(*a, **k)
+        spent["load reflectance"] += time.perf_counter() - t
+        return out
+
+    def timed_predict(features):
+        t = time.perf_counter()
+        out = predict(features)
+        spent["onnxruntime"] += time.perf_counter() - t
+        return out
+
+    model.predict = timed_predict
+    t0 = time.perf_counter()
+    mask_from_model(tile, items, model=model, threshold=20, stac_cfg=cfg["stac"],
+                    loader=timed_load, threads=threads)
+    total = time.perf_counter() - t0
+    spent["temporal statistics"] = total - spent["load reflectance"] - spent["onnxruntime"]
+    return spent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -65,6 +105,11 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
 
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
     from forestwatch.config import load_config
     from forestwatch.forest_mask.model import file_sha256, model_files
     from forestwatch.grid import make_tiles
@@ -111,6 +156,11 @@ def main() -> None:
     ratio = statistics.median(rows["model"]["wall"]) / statistics.median(rows["rule"]["wall"])
     print(f"\nmodel / rule wall time: {ratio:.2f}; python start-up + imports (with "
           f"onnxruntime): {startup:.1f} s")
+    cfg = json.loads(json.dumps(base, default=str))
+    cfg["forest_mask"]["method"] = "model"
+    parts = breakdown(cfg, tiles[0], catalog, model, description, args.threads)
+    print(f"\nmodel mask of {tiles[0]} in one warm process: " + ", ".join(
+        f"{k} {v:.2f} s" for k, v in parts.items()))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -241,6 +243,16 @@ def test_the_demo_model_matches_its_description():
     assert path == DEMO_MODEL and path.stat().st_size < 1_000_000
     model = OnnxTreeCoverModel.load(path, desc)
     assert model.description.resolution == 20 and model.description.days == 365
+
+
+def test_importing_the_package_does_not_import_onnxruntime():
+    """The Snakefile imports forestwatch.forest_mask.model on every parse."""
+    code = ("import sys, forestwatch.forest_mask, forestwatch.forest_mask.model, "
+            "forestwatch.config, forestwatch.steps; "
+            "print(sorted(m for m in ('onnxruntime', 'onnx', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- memory
