@@ -4,6 +4,7 @@ import copy
 
 from forestwatch.config import ConfigError, validate_config
 from forestwatch.daily.discover import Discovery
+from forestwatch.forest_mask.model import ModelDescription, model_files
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
 from forestwatch.layout import RunLayout, run_root
 
@@ -69,6 +70,34 @@ def get_tree_cover():
         return []
     path = config["forest_mask"]["file"]["path"]
     return path if path else f"{SYNTHETIC}/truth/tree_cover.tif"
+
+
+def get_model_files():
+    """(model file, description file) for forest_mask.method 'model' with the ONNX backend,
+    else (). Both are inputs, so a changed model or description reruns the masks."""
+    fm = config["forest_mask"]
+    if fm["method"] != "model" or fm["model"]["backend"] != "onnx":
+        return ()
+    return tuple(map(str, model_files(fm["model"], source=config["stac"]["source"])))
+
+
+MODEL_FILES = get_model_files()
+
+
+def forest_mask_config():
+    """The config the rule reads, as its params. Methods rule and file get the sections
+    they always had (the model section left out, so that adding it reran no mask); a model
+    gets its own section and the model file's SHA-256 from its description, so that
+    another model reruns the masks even when its file keeps its name and timestamp."""
+    cfg = config_slice("grid", *SOURCE, "history", "forest_mask")
+    model = cfg["forest_mask"].pop("model")
+    if cfg["forest_mask"]["method"] == "model":
+        cfg["forest_mask"] = {"method": "model", "model": model}
+        if MODEL_FILES:
+            cfg["forest_mask"]["model_sha256"] = ModelDescription.read(
+                MODEL_FILES[1]
+            ).sha256
+    return cfg
 
 
 def get_truth_folder():

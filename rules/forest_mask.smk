@@ -5,6 +5,8 @@ rule forest_mask:
     input:
         catalog=ancient_catalog(),
         tree_cover=get_tree_cover(),
+        model=MODEL_FILES[0] if MODEL_FILES else [],
+        model_description=MODEL_FILES[1] if MODEL_FILES else [],
     output:
         RUN.forest_mask("{tile}"),
     log:
@@ -17,6 +19,6 @@ rule forest_mask:
     resources:
         mem_mb=2000,
     params:
-        cfg=config_slice("grid", *SOURCE, "history", "forest_mask"),
+        cfg=forest_mask_config(),
     script:
         "../scripts/forest_mask.py"

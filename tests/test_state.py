@@ -562,6 +562,31 @@ def test_a_format_1_state_still_loads_with_its_ledger(tmp_path, ndvi, forest_mas
     assert load_state(path).ledger == ledger
 
 
+def test_forest_mask_provenance_round_trips_and_older_states_load_without_it(
+        tmp_path, ndvi, forest_mask):
+    """The state records how its forest mask was made (``TileState.forest_mask``, in the
+    ``metadata`` attribute); a state written before that loads with ``{}``."""
+    from forestwatch.state._netcdf import _digest, _to_dataset
+
+    monitor = _fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask)
+    state = _state(monitor)
+    state.forest_mask = {"method": "model", "model": "m.onnx", "model_sha256": "ab" * 32,
+                         "threshold": "20"}
+    path = tmp_path / "with.nc"
+    save_state(state, path)
+    assert load_state(path).forest_mask == state.forest_mask
+
+    ds = _to_dataset(_state(monitor))
+    meta = json.loads(ds.attrs["metadata"])
+    del meta["forest_mask"]
+    ds.attrs["metadata"] = json.dumps(meta, sort_keys=True)
+    ds.attrs["content_sha256"] = _digest(ds)
+    old = tmp_path / "before.nc"
+    ds.to_netcdf(old, engine="netcdf4")
+    loaded = load_state(old)
+    assert loaded.forest_mask == {} and monitors_equal(loaded.monitor, monitor)
+
+
 # --------------------------------------------------------------------------- the store
 
 

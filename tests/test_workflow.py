@@ -62,6 +62,18 @@ def test_run_produces_every_output(run):
     assert "done in" in (run / RUN.log("fast_forward", TILES[0])).read_text()
 
 
+def test_states_record_how_their_forest_mask_was_made(run):
+    from forestwatch.state import load_state
+
+    for tile in TILES:
+        with rasterio.open(run / RUN.forest_mask(tile)) as src:
+            tags = src.tags(1)
+        provenance = load_state(run / RUN.fitted_state(tile)).forest_mask
+        assert provenance["method"] == tags["method"] == "rule"
+        assert provenance["source"] == tags["source"]
+        assert load_state(run / RUN.current_state(tile)).forest_mask == provenance
+
+
 def test_mosaic_opens_with_the_configured_crs(run):
     with rasterio.open(run / RUN.mosaic("mask")) as src:
         assert src.crs.to_epsg() == 3035

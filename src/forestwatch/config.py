@@ -281,7 +281,76 @@ def _check_semantics(cfg: dict) -> None:
             raise ConfigError(
                 f"config key 'forest_mask.file.path' points to {path!r}, which does not exist."
             )
+    if fm["method"] == "model":
+        _check_forest_model(cfg, day)
     _check_monitor(cfg["monitor"])
+
+
+#: how far a configured model period may be from the length the model was made for
+MODEL_PERIOD_TOLERANCE = 0.1
+
+
+def _check_forest_model(cfg: dict, day: dict[str, dt.date]) -> None:
+    """``forest_mask.method: model``: the model and its description exist and fit the grid,
+    and the period is sound. Cheap (one small file read, no onnxruntime import): this runs
+    in every Snakemake parse. The model's checksum and its ONNX input are checked when the
+    mask is made (:meth:`forestwatch.forest_mask.model.OnnxTreeCoverModel.load`)."""
+    from .forest_mask.model import (
+        XINFEREO_MISSING,
+        ModelDescription,
+        ModelError,
+        model_files,
+        model_period,
+        xinfereo_available,
+    )
+
+    mcfg = cfg["forest_mask"]["model"]
+    description = None
+    if mcfg["backend"] == "xinfereo":
+        if not xinfereo_available():
+            raise ConfigError(XINFEREO_MISSING)
+    else:
+        try:
+            _, path = model_files(mcfg, source=cfg["stac"]["source"])
+            description = ModelDescription.read(path)
+        except ModelError as err:
+            raise ConfigError(str(err)) from None
+        if abs(description.resolution - cfg["grid"]["resolution"]) > 1e-9:
+            raise ConfigError(
+                f"config key 'grid.resolution' is {cfg['grid']['resolution']:g} m, but the model "
+                f"was made at {description.resolution:g} m (input.resolution of "
+                f"{str(path)!r}); use a model made for the grid's resolution, or change "
+                "'grid.resolution'."
+            )
+    if mcfg["period"]:
+        for name in ("start", "end"):
+            parse_date(mcfg["period"][name], f"forest_mask.model.period.{name}")
+    start, end = model_period(cfg)
+    if start >= end:
+        raise ConfigError(
+            f"config key 'forest_mask.model.period.start' ({start}) must be before "
+            f"'forest_mask.model.period.end' ({end})."
+        )
+    if cfg["stac"]["source"] == "synthetic":
+        first, last = day["synthetic.start"], day["synthetic.end"]
+        if start < first or end > last:
+            key = "forest_mask.model.period" if mcfg["period"] else "history.end"
+            raise ConfigError(
+                f"the model's period {start}..{end} (config key '{key}') is outside the "
+                f"synthetic archive, which runs from 'synthetic.start' ({first}) to "
+                f"'synthetic.end' ({last}); move the period into it."
+            )
+    days = (end - start).days + 1
+    if description and abs(days - description.days) > MODEL_PERIOD_TOLERANCE * description.days:
+        what = ("config key 'forest_mask.model.period'" if mcfg["period"] else
+                "the default model period (config key 'forest_mask.model.period' is null: the "
+                "year that ends with 'history.end')")
+        raise ConfigError(
+            f"{what} spans {days} days ({start}..{end}), but the model was made for periods "
+            f"of {description.days} days (input.temporal.days of {str(description.path)!r}): "
+            "statistics over another length are not what it learnt. Set "
+            "'forest_mask.model.period' to a period of about that length."
+        )
 
 
 @functools.cache

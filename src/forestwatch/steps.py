@@ -40,7 +40,13 @@ def _history_items(cfg: dict, tile, catalog: str | None):
 
 
 def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | None,
-                out: str | Path, threads: int = 1) -> None:
+                out: str | Path, threads: int = 1, *, model: str | None = None,
+                model_description: str | None = None) -> None:
+    """The tile's forest mask by ``forest_mask.method``: from the tree-cover raster
+    ``tree_cover`` (``file``), the history rule (``rule``), or a tree-cover model
+    (``model``: the ONNX file ``model`` and its description file ``model_description``,
+    as :func:`forestwatch.forest_mask.model.model_files` resolves them; none for the
+    xinfereo backend). What made it is written into the mask's tags."""
     from .forest_mask import mask_from_rule, mask_from_tree_cover, write_mask
 
     tile = tile_by_id(cfg, tile_id)
@@ -49,17 +55,45 @@ def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | 
         mask = mask_from_tree_cover(tile, tree_cover, fm["file"]["threshold"],
                                     fm["file"]["resampling"])
         source = f"tree cover >= {fm['file']['threshold']} % from {Path(tree_cover).name}"
+        provenance = {"method": "file", "tree_cover": Path(tree_cover).name,
+                      "threshold": fm["file"]["threshold"]}
+    elif fm["method"] == "model":
+        mask, source, provenance = _model_mask(cfg, tile, catalog, model, model_description,
+                                               threads)
     else:
         items = _history_items(cfg, tile, catalog)
         mask = mask_from_rule(tile, items, fm["rule"], cfg["stac"], threads=threads)
         source = f"harmonic-intercept rule {json.dumps(fm['rule'], sort_keys=True)}"
-    write_mask(mask, tile, out, source)
+        provenance = {"method": "rule"}
+    write_mask(mask, tile, out, source, provenance=provenance)
     log.info("tile %s: %d forest pixels of %d", tile_id, int(mask.sum()), mask.size)
+
+
+def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
+                description_path: str | None, threads: int):
+    """(mask, source sentence, provenance tags) of ``forest_mask.method: model``."""
+    from .forest_mask import mask_from_model
+    from .forest_mask.model import load_model, model_period
+    from .stac import search_items
+
+    mcfg = cfg["forest_mask"]["model"]
+    model = load_model(mcfg, model_path=model_path, description_path=description_path,
+                       stac_cfg=cfg["stac"], threads=threads)
+    start, end = model_period(cfg)
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), start, end, catalog)
+    mask = mask_from_model(tile, items, model=model, threshold=mcfg["threshold"],
+                           stac_cfg=cfg["stac"], block_size=mcfg["block_size"],
+                           threads=threads)
+    provenance = {"method": "model", **model.provenance(), "threshold": mcfg["threshold"],
+                  "period": f"{start}/{end}"}
+    source = (f"tree cover >= {mcfg['threshold']} % from model {provenance['model']} "
+              f"({model.backend}) on {start}..{end}")
+    return mask, source, provenance
 
 
 def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
         out: str | Path, threads: int = 1) -> None:
-    from .forest_mask import read_mask
+    from .forest_mask import read_mask, read_mask_provenance
     from .monitor import fit_tile
     from .state import save_state
 
@@ -67,6 +101,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
     mask = read_mask(mask_path, tile)
     items = _history_items(cfg, tile, catalog)
     state = fit_tile(tile, items, mask, cfg, threads=threads)
+    state.forest_mask = read_mask_provenance(mask_path)
     digest = save_state(state, out)
     log.info("tile %s: fitted %s on %d items, state %s (sha256 %s)", tile_id,
              cfg["monitor"]["class"], len(items), out, digest[:12])

@@ -14,7 +14,8 @@ loads without error. This module writes every attribute of the monitor instead:
   global attribute ``monitor_attributes``, so a reload restores exactly the same object;
 * global attributes record the CRS (WKT), the affine transform, the monitor class and
   format version, ``metadata`` (JSON: tile id, index, monitor configuration, software
-  versions, creation time) and ``ledger`` (JSON: :class:`~forestwatch.state.ledger.Ledger`);
+  versions, creation time, the forest mask's provenance (key ``forest_mask``, absent in
+  states written before it was recorded: read as ``{}``)) and ``ledger`` (JSON: :class:`~forestwatch.state.ledger.Ledger`);
 * ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
   raises :class:`StateCorruptError` when a file was truncated or altered.
 
@@ -65,11 +66,17 @@ class TileState:
     ledger: Ledger
     software: dict = field(default_factory=dict)
     created: str = ""
+    #: how the forest mask the monitor was fitted on was made: the mask file's provenance
+    #: tags (:func:`forestwatch.forest_mask.read_mask_provenance`; ``method``, and for a
+    #: model ``model``, ``model_sha256``, ``threshold`` ...), strings; ``{}`` for a state
+    #: written before it was recorded
+    forest_mask: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
         """Everything but the monitor arrays and the ledger, as stored in the file."""
         return {"tile_id": self.tile_id, "index": self.index, "monitor": self.monitor_config,
-                "software": self.software, "created": self.created}
+                "software": self.software, "created": self.created,
+                "forest_mask": self.forest_mask}
 
 
 def software_versions() -> dict[str, str]:
@@ -210,6 +217,7 @@ def load_state(path: str | Path) -> TileState:
         ledger=ledger,
         software=meta.get("software", {}),
         created=meta.get("created", ""),
+        forest_mask=meta.get("forest_mask", {}),
     )
 
 
