@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,6 +20,41 @@ SMALL_CONFIG = REPO / "tests" / "config" / "small.yaml"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 # the real services the integration tests start (tests/services/*.py, imported by name)
 sys.path.insert(0, str(REPO / "tests" / "services"))
+
+
+def catalog_events(features: list[dict], *, after: dt.date, late_days: int = 14,
+                   very_late_days: int = 45) -> dict:
+    """A growing catalog's publication times and events, on STAC item dicts (changed in
+    place): every item published the day after its acquisition, except ``late`` (a 33UUR
+    granule of mid-May, published ``late_days`` after its acquisition) and ``very_late``
+    (a 32UQB granule of mid-April, published ``very_late_days`` after it, long after the
+    daily run's lookback has passed it); ``new`` is a re-processed version (baseline
+    05.10, a new id) of ``old``, published a week after it (not in ``features``);
+    ``broken`` (a 33UUR granule of late April) is left for the caller to break. Events
+    are picked among the acquisitions after ``after``; ``pick(month, zone)`` picks more."""
+    def day(feature: dict) -> dt.date:
+        return dt.date.fromisoformat(feature["properties"]["datetime"][:10])
+
+    def published(feature: dict, days: int) -> str:
+        return f"{day(feature) + dt.timedelta(days=days)}T06:00:00Z"
+
+    for f in features:
+        f["properties"]["published"] = published(f, 1)
+    later = [f for f in features if day(f) > after]
+
+    def pick(month: str, zone: str) -> dict:
+        return next(f for f in later if f["properties"]["datetime"].startswith(month)
+                    and f["properties"]["s2:mgrs_tile"].startswith(zone))
+
+    late, very_late, old = pick("2023-05-1", "33"), pick("2023-04-1", "32"), pick("2023-05-2", "32")
+    late["properties"]["published"] = published(late, late_days)
+    very_late["properties"]["published"] = published(very_late, very_late_days)
+    new = copy.deepcopy(old)  # the same acquisition, reprocessed: a new id and baseline
+    new["id"] = new["id"].replace("_N0400_", "_N0510_")
+    new["properties"]["s2:processing_baseline"] = "05.10"
+    new["properties"]["published"] = published(old, 8)
+    return {"late": late, "very_late": very_late, "old": old, "new": new,
+            "broken": pick("2023-04-2", "33"), "pick": pick}
 
 
 def small_config(**overrides) -> dict:

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import catalog_events
 
 from forestwatch import steps
 from forestwatch.acquisitions import acquisition_key, solar_day
@@ -66,25 +67,11 @@ def archive(small_archive, tmp_path_factory):
     after its acquisition, plus the events (late, re-published, outage, broken)."""
     root = tmp_path_factory.mktemp("operation")
     features = [it.to_dict() for it in read_item_collection(small_archive["catalog"])]
-    for f in features:
-        f["properties"]["published"] = f"{_day(f) + dt.timedelta(days=1)}T06:00:00Z"
-    after = [f for f in features if _day(f) > dt.date.fromisoformat(CATCH_UP)]
-
-    def pick(month: str, zone: str) -> dict:
-        return next(f for f in after if f["properties"]["datetime"].startswith(month)
-                    and f["properties"]["s2:mgrs_tile"].startswith(zone))
-
-    late, outage, broken = pick("2023-05-1", "33"), pick("2023-05-0", "32"), pick("2023-04-2", "33")
-    late["properties"]["published"] = f"{_day(late) + dt.timedelta(days=LATE_DAYS)}T06:00:00Z"
-    # published long after the lookback window has passed it: found by publication time
-    very_late = pick("2023-04-1", "32")
-    very_late["properties"]["published"] = (
-        f"{_day(very_late) + dt.timedelta(days=VERY_LATE_DAYS)}T06:00:00Z")
-    old = pick("2023-05-2", "32")
-    new = copy.deepcopy(old)  # the same acquisition, reprocessed: a new id and baseline
-    new["id"] = new["id"].replace("_N0400_", "_N0510_")
-    new["properties"]["s2:processing_baseline"] = "05.10"
-    new["properties"]["published"] = f"{_day(old) + dt.timedelta(days=8)}T06:00:00Z"
+    events = catalog_events(features, after=dt.date.fromisoformat(CATCH_UP),
+                            late_days=LATE_DAYS, very_late_days=VERY_LATE_DAYS)
+    late, very_late, old, new, broken = (events[k] for k in
+                                         ("late", "very_late", "old", "new", "broken"))
+    outage = events["pick"]("2023-05-0", "32")
     history = [_break(f) if f["id"] == broken["id"] else f for f in features] + [new]
     # the outage: the band answers "not found" for its first days (one daily run sees it)
     outage_ends = _day(outage) + dt.timedelta(days=5)
@@ -98,8 +85,8 @@ def archive(small_archive, tmp_path_factory):
                         "keep_states": 10, "unreadable_assets": GRACE},
     }))
     return {"cfg": cfg, "root": root, "history": history, "features": features,
-            "late": late, "very_late": very_late, "old": old, "new": new, "outage": outage, "outage_ends": outage_ends,
-            "broken": broken}
+            "late": late, "very_late": very_late, "old": old, "new": new, "outage": outage,
+            "outage_ends": outage_ends, "broken": broken}
 
 
 def catalog_on(archive, today: dt.date) -> list[dict]:

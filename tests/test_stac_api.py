@@ -27,8 +27,8 @@ import requests
 import signing
 import stac_api as services
 import yaml
+from conftest import catalog_events, small_config, snakemake
 from conftest import forward as fast_forward
-from conftest import small_config, snakemake
 
 from forestwatch.access import AccessError, clear_gdal_http_cache, gdal_options
 from forestwatch.acquisitions import by_solar_day
@@ -479,24 +479,9 @@ def growing(stac, workflow_run, tmp_path_factory):
     collection["id"] = GROWING
     for it in items:
         it["collection"] = GROWING
-        day = dt.date.fromisoformat(it["properties"]["datetime"][:10])
-        it["properties"]["published"] = f"{day + dt.timedelta(days=1)}T06:00:00Z"
-    after = [it for it in items if it["properties"]["datetime"][:10] > str(CATCH_UP)]
-
-    def pick(month: str, zone: str) -> dict:
-        return next(it for it in after if it["properties"]["datetime"].startswith(month)
-                    and it["properties"]["s2:mgrs_tile"].startswith(zone))
-
-    late, old, broken = pick("2023-05-1", "33"), pick("2023-05-2", "32"), pick("2023-04-2", "33")
-    late["properties"]["published"] = f"{_published(late) + dt.timedelta(days=13)}T06:00:00Z"
-    # published long after the lookback (20 days) has passed it: found by publication time
-    very_late = pick("2023-04-1", "32")
-    very_late["properties"]["published"] = (
-        f"{_published(very_late) + dt.timedelta(days=45)}T06:00:00Z")
-    new = json.loads(json.dumps(old))
-    new["id"] = new["id"].replace("_N0400_", "_N0510_")
-    new["properties"]["s2:processing_baseline"] = "05.10"
-    new["properties"]["published"] = f"{_published(old) + dt.timedelta(days=7)}T06:00:00Z"
+    events = catalog_events(items, after=CATCH_UP)
+    late, very_late, old, new, broken = (events[k] for k in
+                                         ("late", "very_late", "old", "new", "broken"))
     broken["assets"]["B8A"]["href"] = broken["assets"]["B8A"]["href"].replace("B8A.tif",
                                                                              "B8A-gone.tif")
     items.append(new)
