@@ -3,7 +3,7 @@
 import copy
 
 from forestwatch.config import ConfigError, validate_config
-from forestwatch.daily.discover import Discovery
+from forestwatch.daily.discovery import Discovery
 from forestwatch.forest_mask.model import ModelDescription, model_files
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
 from forestwatch.layout import RunLayout, run_root

@@ -20,10 +20,10 @@ which costs milliseconds per tile; ``update_tile`` verifies the state when it lo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pystac
@@ -37,37 +37,10 @@ from ..io import write_json
 from ..layout import RunLayout
 from ..stac import search_items
 from ..state import Ledger, read_ledger
+from .discovery import Discovery
 from .retention import last_run_day
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Discovery:
-    """What a daily run's discovery found (``runs/<run>/discovery.json``)."""
-
-    run: str
-    today: str
-    window: list[str]
-    items_found: int
-    #: older versions left out: ``{"item", "superseded_by", "reason"}``
-    duplicates_dropped: list[dict] = field(default_factory=list)
-    #: tile id -> ``{"items": [ids of its acquisitions in the window], "unknown": n,
-    #: "state": "current" | "missing" | "unreadable"}``, for the tiles with work only
-    tiles: dict[str, dict] = field(default_factory=dict)
-    #: tiles whose state has seen everything found
-    up_to_date: list[str] = field(default_factory=list)
-    #: the second search: ``[acquired from, acquired to, published since]``, or ``None``
-    published_window: list[str] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def read(cls, path: str | Path) -> Discovery:
-        import json
-
-        return cls(**json.loads(Path(path).read_text()))
 
 
 def with_retries(call: Callable, op_cfg: dict, what: str):
@@ -189,8 +162,6 @@ def write_discovery(layout: RunLayout, disc: Discovery, items: Sequence[pystac.I
 
 def read_discovered_items(layout: RunLayout, run: str, tile_id: str) -> list[pystac.Item]:
     """The items discovery found for ``tile_id`` in ``run``."""
-    import json
-
     disc = Discovery.read(layout.discovery(run))
     wanted = set(disc.tiles.get(tile_id, {}).get("items", []))
     data = json.loads(Path(layout.discovered_items(run)).read_text())

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..layout import RunLayout
-from .discover import Discovery
+from .discovery import Discovery
 
 #: exit statuses of ``forestwatch daily`` (README, Operations)
 EXIT_OK = 0
