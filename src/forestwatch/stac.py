@@ -87,9 +87,10 @@ def search_items(
     """
     t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
     max_cc = stac_cfg["max_cloud_cover"]
-    since = None if published_since is None else f"{published_since}T00:00:00Z"
+    since = None if published_since is None else _as_datetime(published_since)
     if stac_cfg["source"] == "stac_api":
-        extra = {} if since is None else {published_property: {"gte": since}}
+        extra = {} if since is None else {
+            published_property: {"gte": since.strftime("%Y-%m-%dT%H:%M:%SZ")}}
         items, pages = _search_api(stac_cfg, bbox_lonlat, t0, t1, extra_query=extra)
         where = f"{stac_cfg['url']} ({pages} page(s))"
     else:
@@ -106,15 +107,12 @@ def search_items(
     return items
 
 
-def _published_on_or_after(item: pystac.Item, prop: str, since: str) -> bool:
+def _published_on_or_after(item: pystac.Item, prop: str, since: dt.datetime) -> bool:
     value = item.properties.get(prop)
-    if not value:
-        return False
     try:
-        when = _as_datetime(dt.datetime.fromisoformat(str(value)))
+        return bool(value) and _as_datetime(dt.datetime.fromisoformat(str(value))) >= since
     except ValueError:
         return False
-    return when >= _as_datetime(dt.datetime.fromisoformat(since))
 
 
 def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime, *,

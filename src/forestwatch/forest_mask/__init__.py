@@ -13,25 +13,30 @@ memory is bounded by the block, not the tile. :func:`write_mask` records in the 
 tags how a mask was made (:func:`read_mask_provenance` gives it back; the fit copies it
 into the tile's state).
 
-Importing this package does not import onnxruntime (the Snakefile imports
-:mod:`.model` on every parse); :meth:`.model.OnnxTreeCoverModel.load` does.
+Importing this package, or :mod:`.model`, imports neither onnxruntime nor the imagery
+stack (the Snakefile imports :mod:`.model` on every parse): a public name's module is
+imported when the name is first used; :meth:`.model.OnnxTreeCoverModel.load` imports
+onnxruntime.
 """
 
-from ._blocks import blocks
-from ._file import mask_from_tree_cover, read_mask, read_mask_provenance, write_mask
-from ._rule import harmonic_intercept, mask_from_rule
-from .model import ModelDescription, ModelError, load_model, mask_from_model
+import importlib
 
-__all__ = [
-    "ModelDescription",
-    "ModelError",
-    "blocks",
-    "harmonic_intercept",
-    "load_model",
-    "mask_from_model",
-    "mask_from_rule",
-    "mask_from_tree_cover",
-    "read_mask",
-    "read_mask_provenance",
-    "write_mask",
-]
+_PUBLIC = {
+    "blocks": "._blocks",
+    "mask_from_tree_cover": "._file", "read_mask": "._file",
+    "read_mask_provenance": "._file", "write_mask": "._file",
+    "harmonic_intercept": "._rule", "mask_from_rule": "._rule",
+    "ModelDescription": ".model", "ModelError": ".model", "load_model": ".model",
+    "mask_from_model": ".model",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    """Import the module of a public name when it is first used: the Snakefile imports
+    parts of this package at every parse, and needs none of the heavy ones."""
+    try:
+        module = _PUBLIC[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module, __name__), name)

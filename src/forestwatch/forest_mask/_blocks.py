@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
 
 
 def blocks(shape: tuple[int, int], *, size: int) -> Iterator[tuple[slice, slice]]:
@@ -11,3 +14,16 @@ def blocks(shape: tuple[int, int], *, size: int) -> Iterator[tuple[slice, slice]
     for r in range(0, shape[0], size):
         for c in range(0, shape[1], size):
             yield slice(r, min(r + size, shape[0])), slice(c, min(c + size, shape[1]))
+
+
+def mask_by_block(tile: Any, items: Sequence[Any], *, bands: Sequence[str],
+                  classify: Callable[[Any], np.ndarray], stac_cfg: dict, block_size: int,
+                  loader: Callable[..., Any], threads: int) -> np.ndarray:
+    """uint8 (y, x) mask of ``tile``: ``classify`` (a block's reflectance cube of
+    ``bands`` -> bool (y, x), True = forest) on one block of ``block_size`` px a side at a
+    time, so that memory is bounded by the block, whatever the tile size."""
+    mask = np.zeros(tile.shape, dtype=np.uint8)
+    for rows, cols in blocks(tile.shape, size=block_size):
+        cube = loader(items, tile.geobox[rows, cols], list(bands), stac_cfg, threads=threads)
+        mask[rows, cols] = classify(cube)
+    return mask

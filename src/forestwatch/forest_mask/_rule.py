@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..grid import Tile
 from ..stac import NoDataError, load_reflectance, spectral_index
-from ._blocks import blocks
+from ._blocks import mask_by_block
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,17 @@ def mask_from_rule(
             f"tile {tile.id}: no acquisition in the history period to derive the forest mask "
             "from; widen history or use forest_mask.method: file."
         )
-    mask = np.zeros(tile.shape, dtype=np.uint8)
     swir = rule["swir_band"]
-    for rows, cols in blocks(tile.shape, size=block_size):
-        cube = loader(items, tile.geobox[rows, cols], ["red", "nir", swir], stac_cfg,
-                      threads=threads)
+
+    def classify(cube: xr.Dataset) -> np.ndarray:
         ndvi_i, n = harmonic_intercept(spectral_index(cube, "NDVI"))
         swir_i, _ = harmonic_intercept(cube[swir])
         forest = (ndvi_i >= rule["ndvi_min"]) & (swir_i <= rule["swir_max"])
-        forest &= n >= rule["min_observations"]
-        mask[rows, cols] = forest
+        return forest & (n >= rule["min_observations"])
+
+    mask = mask_by_block(tile, items, bands=["red", "nir", swir], classify=classify,
+                         stac_cfg=stac_cfg, block_size=block_size, loader=loader,
+                         threads=threads)
     log.info("tile %s: rule mask marks %.1f %% forest", tile.id, 100 * mask.mean())
     return mask
 

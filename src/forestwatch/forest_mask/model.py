@@ -46,7 +46,7 @@ import jsonschema
 import numpy as np
 import yaml
 
-from ._blocks import blocks
+from ._blocks import mask_by_block
 
 if TYPE_CHECKING:
     from ..grid import Tile
@@ -422,15 +422,18 @@ def mask_from_model(
             f"tile {tile.id}: no acquisition in the model's period to derive the forest mask "
             "from; move or widen forest_mask.model.period, or raise stac.max_cloud_cover."
         )
-    mask = np.zeros(tile.shape, dtype=np.uint8)
     unobserved = 0
-    for rows, cols in blocks(tile.shape, size=block_size):
-        cube = loader(items, tile.geobox[rows, cols], list(model.bands), stac_cfg,
-                      threads=threads)
+
+    def classify(cube) -> np.ndarray:
+        nonlocal unobserved
         cover = model.tree_cover(cube)
         known = np.isfinite(cover)
         unobserved += int((~known).sum())
-        mask[rows, cols] = known & (cover >= threshold)
+        return known & (cover >= threshold)
+
+    mask = mask_by_block(tile, items, bands=model.bands, classify=classify,
+                         stac_cfg=stac_cfg, block_size=block_size, loader=loader,
+                         threads=threads)
     log.info("tile %s: model mask marks %.1f %% forest (tree cover >= %g %%); %d px had too "
              "few clear observations (not forest)", tile.id, 100 * mask.mean(), threshold,
              unobserved)
