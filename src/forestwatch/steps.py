@@ -169,7 +169,8 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     layout = RunLayout(run_dir)
     tile = tile_by_id(cfg, tile_id)
     store = tile_store(cfg, run_dir, tile_id)
-    today = dt.date.fromisoformat(Discovery.read(layout.discovery(run)).today)
+    disc = Discovery.read(layout.discovery(run))
+    today = dt.date.fromisoformat(disc.today)
     op = cfg["operational"]
     policy = UnreadablePolicy(
         mode="grace", register=store.read_register(), today=today,
@@ -179,7 +180,7 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     clear_gdal_http_cache()  # a failure remembered from an earlier run is not a reading
     update = advance_tile(store, tile, cfg, run=run, until=today, policy=policy,
                           search=tile_search(cfg, tile, catalog),
-                          items=read_discovered_items(layout, run, tile_id), threads=threads)
+                          items=read_discovered_items(layout, disc, tile_id), threads=threads)
     record = update.to_dict()
     write_json(out, record)
     log.info("tile %s: %d new day(s), %d again, %d skipped item(s), %d asset(s) given up%s",

@@ -160,11 +160,11 @@ def write_discovery(layout: RunLayout, disc: Discovery, items: Sequence[pystac.I
     write_json(layout.discovery(disc.run), disc.to_dict())
 
 
-def read_discovered_items(layout: RunLayout, run: str, tile_id: str) -> list[pystac.Item]:
-    """The items discovery found for ``tile_id`` in ``run``."""
-    disc = Discovery.read(layout.discovery(run))
+def read_discovered_items(layout: RunLayout, disc: Discovery, tile_id: str
+                          ) -> list[pystac.Item]:
+    """The items discovery ``disc`` found for ``tile_id`` (from the run's ``items.json``)."""
     wanted = set(disc.tiles.get(tile_id, {}).get("items", []))
-    data = json.loads(Path(layout.discovered_items(run)).read_text())
+    data = json.loads(Path(layout.discovered_items(disc.run)).read_text())
     return [pystac.Item.from_dict(f, preserve_dict=False) for f in data["features"]
             if f["id"] in wanted]
 
