@@ -2,6 +2,7 @@
 
 import copy
 
+from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
 from forestwatch.config import ConfigError, validate_config
 from forestwatch.daily.discovery import Discovery
 from forestwatch.forest_mask.model import ModelDescription, model_files
@@ -122,12 +123,16 @@ def get_tile_report_input(wildcards):
     return inputs
 
 
+#: every per-tile report layer, each mosaicked into one VRT
+REPORT_LAYERS = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
+
+
 def get_tile_reports(layer):
     return [RUN.report(tile, layer) for tile in TILES]
 
 
 def get_final_outputs(wildcards):
-    outputs = [RUN.tiles(), RUN.mosaic("mask"), RUN.mosaic("detection_date")]
+    outputs = [RUN.tiles(), *(RUN.mosaic(name) for name in REPORT_LAYERS)]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
     return outputs

@@ -190,31 +190,38 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     return record
 
 
-def tile_report(state_in: str | Path, mask_out: str | Path, date_out: str | Path) -> None:
-    from .reports import write_tile_reports
+def tile_report(cfg: dict, state_in: str | Path, mask_out: str | Path, date_out: str | Path,
+                alert_out: dict[str, str | Path]) -> None:
+    """nrt's mask and detection date, and the alert layers, of one tile as COGs."""
+    from .reports import alert_report_arrays, write_alert_reports, write_tile_reports
     from .state import read_layers
 
     state = read_layers(state_in, ("mask", "detection_date"))
     write_tile_reports(state.layers["mask"], state.layers["detection_date"], state.crs,
                        state.transform, mask_out, date_out)
+    arrays = alert_report_arrays(state.alerts,
+                                 confidence_half=cfg["alerts"]["confidence_half"])
+    write_alert_reports(arrays, state.crs, state.transform, alert_out)
 
 
-def mosaic(mask_tiles: list[str], date_tiles: list[str], mask_vrt: str | Path,
-           date_vrt: str | Path) -> None:
+def mosaic(tiles_by_layer: dict[str, list[str]], vrts: dict[str, str | Path]) -> None:
+    """One VRT per layer over every tile's COG of that layer."""
     from .reports import build_vrt
 
-    build_vrt(mask_tiles, mask_vrt)
-    build_vrt(date_tiles, date_vrt)
-    log.info("mosaic of %d tiles", len(mask_tiles))
+    for layer, vrt in vrts.items():
+        build_vrt(tiles_by_layer[layer], vrt)
+    log.info("mosaic of %d tiles, layers %s", len(next(iter(tiles_by_layer.values()))),
+             ", ".join(vrts))
 
 
 def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
-             json_out: str | Path, md_out: str | Path) -> dict:
+             json_out: str | Path, md_out: str | Path, status_vrt: str | Path | None = None,
+             first_vrt: str | Path | None = None) -> dict:
     from .accuracy import assess, to_markdown
     from .io import atomic_path
 
     metrics = assess(mask_vrt, date_vrt, truth_dir, cfg["history"]["end"],
-                     cfg["fast_forward"]["until"])
+                     cfg["fast_forward"]["until"], status_vrt=status_vrt, first_vrt=first_vrt)
     write_json(json_out, metrics)
     with atomic_path(md_out) as tmp:
         tmp.write_text(to_markdown(metrics))
