@@ -131,8 +131,27 @@ def get_tile_reports(layer):
     return [RUN.report(tile, layer) for tile in TILES]
 
 
+def get_tile_alert_pieces():
+    return [RUN.alert_pieces(tile) for tile in TILES]
+
+
+def get_alert_statistics_input(wildcards):
+    inputs = {"pieces": get_tile_alert_pieces()}
+    if config["alerts"]["regions"]["path"]:
+        inputs["regions"] = config["alerts"]["regions"]["path"]
+    return inputs
+
+
+def get_alert_statistics_output():
+    outputs = {"by_tile": RUN.alert_area("tile")}
+    if config["alerts"]["regions"]["path"]:
+        outputs["by_region"] = RUN.alert_area("region")
+    return outputs
+
+
 def get_final_outputs(wildcards):
     outputs = [RUN.tiles(), *(RUN.mosaic(name) for name in REPORT_LAYERS)]
+    outputs += [RUN.alert_polygons(), *get_alert_statistics_output().values()]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
     return outputs

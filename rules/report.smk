@@ -8,6 +8,7 @@ rule tile_report:
         **{name: RUN.report("{tile}", name) for name in ALERT_REPORT_LAYERS},
         mask=RUN.report("{tile}", "mask"),
         detection_date=RUN.report("{tile}", "detection_date"),
+        pieces=RUN.alert_pieces("{tile}"),
     log:
         RUN.log("tile_report", "{tile}"),
     conda:

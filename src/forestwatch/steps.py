@@ -190,9 +190,12 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     return record
 
 
-def tile_report(cfg: dict, state_in: str | Path, mask_out: str | Path, date_out: str | Path,
-                alert_out: dict[str, str | Path]) -> None:
-    """nrt's mask and detection date, and the alert layers, of one tile as COGs."""
+def tile_report(cfg: dict, tile_id: str, state_in: str | Path, mask_out: str | Path,
+                date_out: str | Path, alert_out: dict[str, str | Path],
+                pieces_out: str | Path) -> None:
+    """nrt's mask and detection date, and the alert layers, of one tile as COGs, and the
+    tile's alert pieces (for the polygons and statistics)."""
+    from .alerts.polygons import tile_pieces, write_pieces
     from .reports import alert_report_arrays, write_alert_reports, write_tile_reports
     from .state import read_layers
 
@@ -202,6 +205,30 @@ def tile_report(cfg: dict, state_in: str | Path, mask_out: str | Path, date_out:
     arrays = alert_report_arrays(state.alerts,
                                  confidence_half=cfg["alerts"]["confidence_half"])
     write_alert_reports(arrays, state.crs, state.transform, alert_out)
+    pieces = tile_pieces(arrays, transform=state.transform, crs=state.crs, tile_id=tile_id)
+    write_pieces(pieces, pieces_out)
+    log.info("tile %s: %d alert piece(s), %d open alert pixel(s)", tile_id, len(pieces),
+             int(pieces["n_pixels"].sum()) if len(pieces) else 0)
+
+
+def alert_polygons(cfg: dict, pieces: list[str], out: str | Path) -> None:
+    from .alerts.polygons import merge_alerts
+
+    merge_alerts(pieces, out, min_mapping_unit_ha=cfg["alerts"]["min_mapping_unit_ha"],
+                 pixel_size_m=cfg["grid"]["resolution"])
+
+
+def alert_statistics(cfg: dict, pieces: list[str], by_tile_out: str | Path,
+                     by_region_out: str | Path | None = None) -> None:
+    from .alerts.statistics import write_statistics
+
+    regions = cfg["alerts"]["regions"]
+    table = write_statistics(pieces, pixel_size_m=cfg["grid"]["resolution"],
+                             crs=cfg["grid"]["crs"], by_tile_out=by_tile_out,
+                             regions_path=regions["path"], regions_field=regions["field"],
+                             by_region_out=by_region_out)
+    log.info("mapped alert area: %.2f ha in %d row(s)",
+             float(table["area_ha"].sum()) if len(table) else 0.0, len(table))
 
 
 def mosaic(tiles_by_layer: dict[str, list[str]], vrts: dict[str, str | Path]) -> None:
@@ -231,4 +258,4 @@ def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: s
 
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
            "tile_store", "tile_search",
-           "tile_report", "mosaic", "accuracy"]
+           "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy"]
