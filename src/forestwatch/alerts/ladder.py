@@ -169,6 +169,19 @@ class AlertLayers:
         return conf.astype(np.uint8)
 
 
+def _lut(codes) -> np.ndarray:
+    """Boolean lookup table over uint8 status codes (``LUT[status]`` is much faster than
+    ``np.isin`` on a tile)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(codes)] = True
+    return table
+
+
+_LUT_OPEN_OR_NONE = _lut((NO_ALERT, FIRST, PROVISIONAL, RECOVERED))
+_LUT_NEW = _lut((NO_ALERT, RECOVERED))
+_LUT_UNCONFIRMED = _lut((FIRST, PROVISIONAL))
+
+
 def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
             residuals: np.ndarray, confirmed: np.ndarray, day: dt.date,
             params: AlertParams) -> None:
@@ -182,12 +195,13 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     """
     days = np.int32((day - EPOCH).days)
     st = layers.status
-    open_or_none = np.isin(st, (NO_ALERT, FIRST, PROVISIONAL, RECOVERED))
-    anomalous = observed & open_or_none & (np.nan_to_num(strength, nan=0.0) >= 1.0)
+    open_or_none = _LUT_OPEN_OR_NONE[st]
+    with np.errstate(invalid="ignore"):
+        anomalous = observed & open_or_none & (strength >= 1.0)  # NaN compares False
     normal = observed & open_or_none & ~anomalous
 
     # a new episode
-    new = anomalous & np.isin(st, (NO_ALERT, RECOVERED))
+    new = anomalous & _LUT_NEW[st]
     layers.first_date[new] = days
     for name in ("count", "max_loss", "evidence"):
         getattr(layers, name)[new] = 0
@@ -202,7 +216,7 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     st[anomalous & (layers.count >= 2)] = PROVISIONAL
 
     # back to normal ends an unconfirmed episode
-    waiting = normal & np.isin(st, (FIRST, PROVISIONAL))
+    waiting = normal & _LUT_UNCONFIRMED[st]
     layers.normal_run[waiting] = np.minimum(layers.normal_run[waiting].astype(np.int64) + 1,
                                             255).astype(np.uint8)
     back = waiting & (layers.normal_run >= params.recovery_observations)
@@ -212,7 +226,7 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     # the monitor's confirmation (also of a break in the other direction, with no anomaly
     # of ours before it: it then starts and confirms its episode on the same day)
     conf = confirmed & (st != CONFIRMED)
-    unstarted = conf & ~np.isin(st, (FIRST, PROVISIONAL))
+    unstarted = conf & ~_LUT_UNCONFIRMED[st]
     layers.first_date[unstarted] = days
     layers.count[unstarted] = 1
     layers.max_loss[unstarted] = loss[unstarted]
