@@ -16,9 +16,40 @@ the workflow:
 
 Known truth, on the processing grid: ``truth/forest.tif`` (uint8, 1 = forest),
 ``truth/disturbance_date.tif`` (int32 days since 1970-01-01, 0 = undisturbed),
-``truth/disturbance_type.tif`` (uint8: 0 none, 1 clear-cut, 2 partial dieback), and a
+``truth/disturbance_type.tif`` (uint8: 0 none, 1 clear-cut, 2 partial dieback, 3 thinning,
+4 storm damage), ``truth/canopy_loss.tif`` (uint8 percent of the canopy lost at the
+disturbance), ``truth/truth.json`` (pixel counts, ``pixels_by_type``, the scenario), and a
 tree-cover-density raster ``truth/tree_cover.tif`` (uint8 percent) in EPSG:4326, which
 stands in for an existing tree-cover product (``forest_mask.method: file``).
+
+Two scenarios (``synthetic.scenario``):
+
+* ``demo`` (the default): clear-cuts and partial dieback under a smooth seasonal cycle and
+  the clouds above. Its random draws are frozen, so the demo's accuracy numbers stay
+  comparable from release to release.
+* ``hard``: data on which index and monitor choices show their difference, so defaults can
+  be chosen by measurement. The same landscape (land cover, tree cover) as the demo for a
+  seed, plus, each from a random stream of its own (the demo's draws never see them):
+
+  - disturbances as linear mixtures of the remaining canopy with what the loss exposes:
+    clear-cuts (90-100 % loss, soil and slash, ground vegetation back within a year or
+    two), partial dieback (as in the demo), thinning (25-45 % loss per stand, exposing
+    understory and slash) and storm damage (2-3 storms in the winter half-year, each
+    throwing irregular patches clustered along its track, conifers more than broadleaves,
+    30-100 % loss, dead wood and root plates). SWIR rises with the loss, so NBR and NDMI
+    respond more than NDVI to thinning;
+  - snow on winter dates (November-March): bright in the visible and NIR, dark in SWIR,
+    seen through leafless crowns and in gaps more than under conifers; SCL 11 mostly, but
+    a patchy edge and some missed areas stay labelled 4/5;
+  - thin cirrus on some dates (SCL 10 above an optical thickness of 0.03, unflagged
+    below), unflagged aerosol haze, and unflagged cloud edges 2-3 pixels beyond the
+    demo's one-pixel ring (and darkened shadow edges), all labelled clear (SCL 4/5);
+  - deciduous phenology as a double logistic whose start and end of season move by up to
+    three weeks from year to year (a few days from pixel to pixel), and, in the last year
+    whose September is in the archive, an early leaf fall (25-45 days) on 40 % of the
+    deciduous forest, a drought response that is *not* a disturbance in the truth;
+  - a geolocation error per granule and date (3 m per axis, at most 10 m): the whole
+    granule is sampled from shifted positions, so edges move by a fraction of a pixel.
 """
 
 from __future__ import annotations
@@ -798,8 +829,8 @@ def _hard_landscape(spec: SyntheticSpec, shape: tuple[int, int], rng: np.random.
     end = dt.date.fromisoformat(spec.end)
     drought_year = end.year if end >= dt.date(end.year, 9, 1) else end.year - 1
     dry = _smooth_field(hrng, shape, sigma=10)
-    dry_area = (cover == DECIDUOUS) & (dry > np.quantile(dry[cover == DECIDUOUS], 0.6)
-                                       if (cover == DECIDUOUS).any() else False)
+    deciduous = cover == DECIDUOUS
+    dry_area = deciduous & (dry > np.quantile(dry[deciduous], 0.6)) if deciduous.any() else deciduous
     drought_days = np.where(dry_area, 25 + 20 * hrng.random(shape), 0).astype(np.float32)
     hard = HardFields(pheno_shift, drought_days, drought_year, storm_days)
     return Landscape(cover, tree_cover, dist_day, dist_type, crop_phase, amp, loss=loss,
@@ -893,20 +924,23 @@ def _hard_surface_and_air(refl, land, date: dt.date, cloud, shadow, ring, hrng):
     day = (date - EPOCH).days
     snow_flag = np.zeros(shape, bool)
     if hrng.random() < SNOW_PROBABILITY.get(date.month, 0.0):
-        depth = hrng.uniform(0.3, 1.0)
-        ground = np.clip(depth + 0.35 * _smooth_field(hrng, shape, sigma=15), 0, 1)
+        # snow lies on 40-100 % of the scene, with a patchy edge (the snow line)
+        covered = hrng.uniform(0.4, 1.0)
+        field = _smooth_field(hrng, shape, sigma=15)
+        line = np.quantile(field, 1 - covered) if covered < 1 else -np.inf
+        ground = np.clip((field - line) / 0.3 + 0.5, 0, 1)
         visible = np.choose(land.cover, [SNOW_VISIBLE[c] for c in (WATER, CROP, DECIDUOUS, CONIFER)])
         opened = land.loss * ((land.dist_day > 0) & (land.dist_day <= day))
         s = (ground * (visible + (1 - visible) * opened)).astype(np.float32)
         _mix(refl, s, SNOW)
-        missed = _smooth_field(hrng, shape, sigma=6) > 1.2  # ~12 % of the area
-        snow_flag = (s > 0.3) & ~missed
+        missed = _smooth_field(hrng, shape, sigma=6) > 1.5  # ~7 % of the area
+        snow_flag = (s > 0.25) & ~missed
     cirrus_flag = np.zeros(shape, bool)
-    if hrng.random() < 0.25:
-        field = _smooth_field(hrng, shape, sigma=18)
-        t = (hrng.uniform(0.04, 0.2) * np.clip(0.5 + 0.5 * field, 0, None) ** 1.5).astype(np.float32)
-        _mix(refl, t, CIRRUS)
-        cirrus_flag = t > 0.07
+    if hrng.random() < 0.2:
+        # optical thickness up to 0.04-0.15; the L2A flags it above 0.03
+        t = hrng.uniform(0.04, 0.15) * np.clip(_smooth_field(hrng, shape, sigma=18), 0, 2) / 2
+        _mix(refl, t.astype(np.float32), CIRRUS)
+        cirrus_flag = t > 0.03
     if hrng.random() < 0.3:
         tau = hrng.uniform(0.2, 0.7) * np.clip(1 + _smooth_field(hrng, shape, sigma=25), 0, None) / 2
         for i, value in enumerate(HAZE):
@@ -915,7 +949,7 @@ def _hard_surface_and_air(refl, land, date: dt.date, cloud, shadow, ring, hrng):
         # cloud edges 2-3 pixels out, unflagged: a fading share of cloud in the pixel
         dist = ndimage.distance_transform_edt(~cloud)
         edge = (dist > 1) & (dist < 3.5) & ~shadow
-        w = np.where(edge, 0.3 * np.exp(-(dist - 1.5)), 0).astype(np.float32)
+        w = np.where(edge, 0.12 * np.exp(-(dist - 1.4)), 0).astype(np.float32)
         _mix(refl, w, (hrng.uniform(0.25, 0.5),) * 5)
         shadow_edge = ndimage.binary_dilation(shadow) & ~shadow & ~cloud & ~ring
         refl[:, shadow_edge] *= 0.8
