@@ -393,7 +393,7 @@ def test_hard_scenario_has_four_disturbance_types_with_their_canopy_loss(hard_ar
 
 
 def test_hard_scenario_snow_only_in_winter_and_swir_dark(hard_archive):
-    snow_months, classes = set(), set()
+    snow_months, classes, unflagged = set(), set(), 0
     for f in hard_archive["features"]:
         scl = _read(hard_archive, f, "SCL")
         classes |= set(np.unique(scl).tolist())
@@ -405,7 +405,12 @@ def test_hard_scenario_snow_only_in_winter_and_swir_dark(hard_archive):
         nir = (_read(hard_archive, f, "B8A").astype(float) - offset) / 1e4
         swir = (_read(hard_archive, f, "B11").astype(float) - offset) / 1e4
         assert np.median(nir[snow]) > 2 * np.median(swir[snow])  # NDSI-like contrast
+        # some snow is labelled clear: bright green, dark SWIR, SCL 4/5
+        green = (_read(hard_archive, f, "B03").astype(float) - offset) / 1e4
+        clear = _scl_at_10m(np.isin(scl, (4, 5)))
+        unflagged += int((clear & (green > 0.3) & (_scl_at_10m(swir) < 0.15)).sum())
     assert snow_months and snow_months <= {11, 12, 1, 2, 3}
+    assert unflagged > 0
     assert classes <= {0, 3, 4, 5, 6, 8, 9, 10, 11} and {10, 11} <= classes
 
 
