@@ -159,9 +159,15 @@ class AlertLayers:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> AlertLayers:
+        """From stored arrays; ``run_start`` (added within format 3) defaults to the
+        episode's first date."""
+        arrays = dict(arrays)
+        if "run_start" not in arrays and "first_date" in arrays:
+            arrays["run_start"] = arrays["first_date"]
         missing = [n for n in cls.DTYPES if n not in arrays]
         if missing:
-            raise KeyError(f"alert layers missing: {', '.join(missing)}")
+            raise KeyError(f"alert layers missing: {', '.join(missing)}; the state file is "
+                           "incomplete: refit the tile (delete its state files and rerun)")
         return cls(**{n: np.ascontiguousarray(arrays[n], dtype=d)
                       for n, d in cls.DTYPES.items()})
 
