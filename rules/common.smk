@@ -127,7 +127,16 @@ def get_tile_reports(layer):
 
 
 def get_final_outputs(wildcards):
+    """Everything `snakemake` (and each daily run's Snakemake run) brings up to date: the
+    mosaics, the accuracy summary when there is a truth, and what rules/publish.smk makes
+    from them (the WMS mapfile, the QGIS styles, the STAC catalog, the report figures)."""
     outputs = [RUN.tiles(), RUN.mosaic("mask"), RUN.mosaic("detection_date")]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
+    outputs += [
+        *rules.wms_mapfile.output,
+        *rules.qgis_styles.output,
+        *rules.stac_catalog.output,
+        *rules.report_figures.output,
+    ]
     return outputs

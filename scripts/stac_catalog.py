@@ -1,0 +1,18 @@
+"""Snakemake adapter: the STAC catalog of the run's outputs (forestwatch.publish.stac_catalog)."""
+
+from pathlib import Path
+
+from forestwatch import steps
+from forestwatch.workflow import run_step
+
+sm = snakemake  # noqa: F821
+layers, reports = sm.params.layers, list(sm.input.reports)
+tiles = {t: dict(zip(layers, reports[k * len(layers):(k + 1) * len(layers)], strict=True))
+         for k, t in enumerate(sm.params.tiles)}
+extras = {Path(p).name.replace(".", "_"): p for key in ("styles", "accuracy", "polygons")
+          if key in sm.input.keys() for p in ([sm.input[key]] if isinstance(sm.input[key], str)
+                                                else sm.input[key])}
+run_step(sm, steps.stac_catalog, cfg=sm.params.cfg, tiles=tiles,
+         states=dict(zip(sm.params.tiles, sm.input.states, strict=True)),
+         mosaics=dict(zip(sm.params.rasters, sm.input.mosaics, strict=True)), extras=extras,
+         collection=sm.output.collection, run_dir=sm.params.run_dir, source=sm.params.source)

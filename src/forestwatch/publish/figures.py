@@ -1,0 +1,196 @@
+"""The HTML report's figures (rule ``report_figures``; matplotlib, headless):
+
+* :func:`quicklook`: a mosaic at most ``max_px`` pixels a side, in the WMS's colours (the
+  entries of :func:`forestwatch.publish.layers.legend_entries`), with a legend of the
+  class names or a colour bar of the date bins;
+* :func:`alerts_per_month`: new confirmed breaks per month, as patches (8-connected
+  pixels of one tile confirmed in the same month) and area in hectares, read tile by tile
+  (memory of one tile), with the same numbers as a TSV table;
+* :func:`run_history`: the daily runs (their ``record.json``): acquisitions applied, tiles
+  updated, failed and waiting tiles per run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path
+from .layers import EPOCH, Layer, LegendEntry
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], out: str | Path,
+              *, max_px: int = 1000) -> None:
+    """PNG quicklook of the raster ``path`` (a mosaic) drawn as ``entries``."""
+    import rasterio
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+    from rasterio.enums import Resampling
+
+    plt = _pyplot()
+    with rasterio.open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / max_px)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        resampling = Resampling.mode if entry.kind == "classes" else Resampling.nearest
+        data = src.read(1, out_shape=shape, resampling=resampling).astype("float64")
+        bounds, crs, nodata = src.bounds, src.crs, src.nodata
+    drawn = [e for e in entries if e.rgba[3] > 0]
+    rgba = np.zeros(data.shape + (4,))
+    for e in drawn:
+        hit = (data >= e.lo) & ((data <= e.hi) if e.hi is not None else True)
+        if nodata is not None:
+            hit &= data != nodata
+        rgba[hit] = np.array(e.rgba) / 255
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    ax.set_facecolor("#f4f4f4")
+    extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
+    ax.imshow(rgba, extent=extent, interpolation="nearest")
+    ax.set_title(f"{entry.title} ({entry.name})")
+    ax.set_xlabel(f"x (m, {crs.to_string()})")
+    ax.set_ylabel("y (m)")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(axis="x", labelrotation=30)
+    if entry.kind == "classes":
+        counts = {e.name: int(((data == e.lo)).sum()) for e in drawn}
+        handles = [Patch(facecolor=np.array(e.rgba) / 255, edgecolor="#444",
+                         label=f"{e.lo:g} {e.name} ({counts[e.name]:,} px)") for e in drawn]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+                  title="class (pixels in this quicklook)")
+    else:
+        cmap = ListedColormap([np.array(e.rgba) / 255 for e in drawn])
+        edges = list(range(len(drawn) + 1))
+        mappable = plt.cm.ScalarMappable(norm=BoundaryNorm(edges, cmap.N), cmap=cmap)
+        bar = fig.colorbar(mappable, ax=ax, ticks=[k + 0.5 for k in range(len(drawn))],
+                           fraction=0.05, pad=0.03)
+        bar.ax.set_yticklabels([e.name for e in drawn], fontsize=8)
+        bar.set_label(entry.units or entry.name)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def _month(days_since_epoch: np.ndarray) -> np.ndarray:
+    d = days_since_epoch.astype("datetime64[D]")
+    return d.astype("datetime64[M]")
+
+
+def monthly_alerts(date_tiles: Sequence[str | Path]) -> list[dict]:
+    """Per month of confirmation: ``month`` (YYYY-MM), ``patches`` (8-connected groups of
+    pixels of one tile confirmed that month), ``pixels``, ``area_ha``. Read tile by tile."""
+    import rasterio
+    from scipy import ndimage
+
+    by_month: dict[str, dict] = defaultdict(lambda: {"patches": 0, "pixels": 0, "area_ha": 0.0})
+    for path in date_tiles:
+        with rasterio.open(path) as src:
+            dates = src.read(1)
+            nodata = src.nodata if src.nodata is not None else 0
+            px_ha = abs(src.transform.a * src.transform.e) / 1e4
+        valid = dates != nodata
+        if not valid.any():
+            continue
+        months = np.full(dates.shape, np.datetime64("NaT", "M"))
+        months[valid] = _month(dates[valid])
+        for month in np.unique(months[valid]):
+            hit = months == month
+            _, n = ndimage.label(hit, structure=np.ones((3, 3)))
+            row = by_month[str(month)]
+            row["patches"] += int(n)
+            row["pixels"] += int(hit.sum())
+            row["area_ha"] += float(hit.sum() * px_ha)
+    return [{"month": m, **v, "area_ha": round(v["area_ha"], 2)} for m, v in sorted(by_month.items())]
+
+
+def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
+                     out_tsv: str | Path, *, title: str = "New confirmed breaks per month"
+                     ) -> list[dict]:
+    """Bar chart (patches) and line (area, ha) per month, and the same as a TSV."""
+    rows = monthly_alerts(date_tiles)
+    with atomic_path(out_tsv) as tmp:
+        tmp.write_text("month\tpatches\tpixels\tarea_ha\n" + "".join(
+            f"{r['month']}\t{r['patches']}\t{r['pixels']}\t{r['area_ha']}\n" for r in rows))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if rows:
+        x = np.arange(len(rows))
+        ax.bar(x, [r["patches"] for r in rows], color="#d7191c", label="patches")
+        ax.set_xticks(x, [r["month"] for r in rows], rotation=45, ha="right")
+        ax.set_ylabel("new patches")
+        ax2 = ax.twinx()
+        ax2.plot(x, [r["area_ha"] for r in rows], "o-", color="#333", label="area")
+        ax2.set_ylabel("area (ha)")
+        ax2.set_ylim(bottom=0)
+        fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88))
+    else:
+        ax.text(0.5, 0.5, "no confirmed break yet", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_xticks([])
+    ax.set_title(title)
+    _save(fig, out_png)
+    plt.close(fig)
+    return rows
+
+
+def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
+    """Bar chart of the daily runs' ``record.json``: items applied and tiles updated per
+    run (by the run's day), failed and waiting tiles marked."""
+    rows = []
+    for path in sorted(records):
+        rec = json.loads(Path(path).read_text())
+        rows.append({"run": rec["run"], "today": rec["today"],
+                     "items_applied": rec.get("items_applied", 0),
+                     "tiles_updated": len(rec.get("tiles_updated", [])),
+                     "failed": len(rec.get("failed_tiles", {})),
+                     "waiting": len(rec.get("waiting_tiles", {})),
+                     "exit_status": rec.get("exit_status", 0)})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if rows:
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["items_applied"] for r in rows], 0.4, color="#2b83ba",
+               label="items applied")
+        ax.bar(x + 0.2, [r["tiles_updated"] for r in rows], 0.4, color="#abdda4",
+               label="tiles updated")
+        for k, r in enumerate(rows):
+            if r["failed"] or r["waiting"]:
+                ax.annotate(f"{r['failed']} failed\n{r['waiting']} waiting", (k, 0),
+                            xytext=(0, 18), textcoords="offset points", ha="center",
+                            color="#d7191c", fontsize=8)
+                ax.axvspan(k - 0.5, k + 0.5, color="#d7191c", alpha=0.08)
+        labels = [f"{r['today']}\n#{k + 1}" for k, r in enumerate(rows)]
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.legend(loc="upper right")
+        ax.set_ylabel("count")
+    else:
+        ax.text(0.5, 0.5, "no daily run yet (forestwatch daily)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_xticks([])
+    ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
+    _save(fig, out)
+    plt.close(fig)
+    return rows
+
+
+def date_label(days_since_epoch: int) -> str:
+    return str(EPOCH + dt.timedelta(days=int(days_since_epoch)))
+
+
+__all__ = ["quicklook", "alerts_per_month", "monthly_alerts", "run_history"]
