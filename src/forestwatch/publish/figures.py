@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path
-from .layers import EPOCH, Layer, LegendEntry
+from .layers import Layer, LegendEntry
 
 
 def _pyplot():
@@ -80,7 +79,7 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         edges = list(range(len(drawn) + 1))
         mappable = plt.cm.ScalarMappable(norm=BoundaryNorm(edges, cmap.N), cmap=cmap)
         bar = fig.colorbar(mappable, ax=ax, ticks=[k + 0.5 for k in range(len(drawn))],
-                           fraction=0.05, pad=0.03)
+                           fraction=0.05, pad=0.03, shrink=0.8)
         bar.ax.set_yticklabels([e.name for e in drawn], fontsize=8)
         bar.set_label(entry.units or entry.name)
     _save(fig, out)
@@ -116,6 +115,10 @@ def monthly_alerts(date_tiles: Sequence[str | Path]) -> list[dict]:
             row["patches"] += int(n)
             row["pixels"] += int(hit.sum())
             row["area_ha"] += float(hit.sum() * px_ha)
+    if by_month:  # every month from the first to the last, months without a break as 0
+        months = np.arange(np.datetime64(min(by_month), "M"), np.datetime64(max(by_month), "M") + 1)
+        for month in months:
+            by_month[str(month)]  # noqa: B018 - defaultdict: adds the month with zeros
     return [{"month": m, **v, "area_ha": round(v["area_ha"], 2)} for m, v in sorted(by_month.items())]
 
 
@@ -187,10 +190,6 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
     _save(fig, out)
     plt.close(fig)
     return rows
-
-
-def date_label(days_since_epoch: int) -> str:
-    return str(EPOCH + dt.timedelta(days=int(days_since_epoch)))
 
 
 __all__ = ["quicklook", "alerts_per_month", "monthly_alerts", "run_history"]
