@@ -183,7 +183,8 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
                                        "forest_mask": meta.get("forest_mask", {})},
             "forestwatch:state_sha256": digest,
             "forestwatch:source_items": sources,
-            "forestwatch:runs": sorted({e.run for e in ledger.applied if e.run}),
+            # who applied its days, in order (``fast_forward``, then daily run ids)
+            "forestwatch:runs": list(dict.fromkeys(e.run for e in ledger.applied if e.run)),
         },
         "links": _links(folder, root, source),
         "assets": assets,
@@ -263,7 +264,7 @@ def write_catalog(*, cfg: dict, tiles: Mapping[str, Mapping[str, str | Path]],
         "forestwatch:parameters": parameters,
         "forestwatch:software": software,
         "links": [{"rel": "root", "href": "./collection.json", "type": "application/json"},
-                  *({"rel": "item", "href": _rel(item_path(i["id"]), collection_path.parent),
+                  *({"rel": "item", "href": "./" + _rel(item_path(i["id"]), collection_path.parent),
                      "type": "application/geo+json"} for i in [mosaic, *items])],
     }
     write_json(collection_path, collection)
