@@ -129,7 +129,8 @@ def get_tile_reports(layer):
 def get_final_outputs(wildcards):
     """Everything `snakemake` (and each daily run's Snakemake run) brings up to date: the
     mosaics, the accuracy summary when there is a truth, and what rules/publish.smk makes
-    from them (the WMS mapfile, the QGIS styles, the STAC catalog, the report figures)."""
+    from them (the WMS mapfile, the QGIS styles, the STAC catalog, the report figures).
+    """
     outputs = [RUN.tiles(), RUN.mosaic("mask"), RUN.mosaic("detection_date")]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
@@ -140,3 +141,66 @@ def get_final_outputs(wildcards):
         *rules.report_figures.output,
     ]
     return outputs
+
+
+# -- publishing (rules/publish.smk) -------------------------------------------------------
+
+
+def published_layers():
+    """The table's layers (forestwatch.publish.layers.LAYERS) whose file the workflow
+    makes: a named output of rule mosaic, or the alert polygons."""
+    from forestwatch.publish.layers import published
+
+    made = list(rules.mosaic.output.keys())
+    if hasattr(RUN, "alert_polygons"):
+        made.append("alert_polygons")
+    return published(made)
+
+
+def published_rasters():
+    return [e.name for e in published_layers() if e.kind != "polygons"]
+
+
+def report_layers():
+    """The per-tile report layers (named outputs of rule tile_report), each an asset of
+    its tile's STAC item."""
+    return list(rules.tile_report.output.keys())
+
+
+def get_published_files(wildcards):
+    """Layer name -> the file it is drawn from (mosaic VRT, or the polygons' GeoPackage)."""
+    return {
+        e.name: RUN.alert_polygons() if e.kind == "polygons" else RUN.mosaic(e.name)
+        for e in published_layers()
+    }
+
+
+def style_of(name):
+    """The QGIS style beside a published layer's file."""
+    if name == "alert_polygons":
+        return RUN.alert_polygons_style()
+    return RUN.mosaic_style(name)
+
+
+def get_stac_inputs(wildcards):
+    """Every tile's report COGs (not ancient: a daily run's new reports rebuild the
+    catalog, with their new checksums), states, mosaics, styles, accuracy."""
+    inputs = {
+        "reports": [RUN.report(t, layer) for t in TILES for layer in report_layers()],
+        "states": [ancient(RUN.current_state(t)) for t in TILES],
+        "mosaics": [RUN.mosaic(name) for name in published_rasters()],
+        "styles": rules.qgis_styles.output,
+    }
+    if get_truth_folder():
+        inputs["accuracy"] = [RUN.accuracy("json"), RUN.accuracy("md")]
+    if hasattr(RUN, "alert_polygons"):
+        inputs["polygons"] = RUN.alert_polygons()
+    return inputs
+
+
+def get_daily_records(wildcards):
+    """The daily runs' records on disk when the workflow starts (a daily run's own record
+    is written after its Snakemake run: the next run's figure shows it)."""
+    from pathlib import Path
+
+    return sorted(str(p) for p in Path(RUN.runs()).glob("*/record.json"))

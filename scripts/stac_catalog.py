@@ -15,4 +15,6 @@ extras = {Path(p).name.replace(".", "_"): p for key in ("styles", "accuracy", "p
 run_step(sm, steps.stac_catalog, cfg=sm.params.cfg, tiles=tiles,
          states=dict(zip(sm.params.tiles, sm.input.states, strict=True)),
          mosaics=dict(zip(sm.params.rasters, sm.input.mosaics, strict=True)), extras=extras,
-         collection=sm.output.collection, run_dir=sm.params.run_dir, source=sm.params.source)
+         collection=sm.output.collection,
+         items=dict(zip(sm.params.item_ids, sm.output.tile_items, strict=True)),
+         source=sm.params.source)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, small_config
+from conftest import small_config
 from ports import free_port
 from pyproj import Transformer
 from scipy import ndimage

@@ -263,14 +263,13 @@ def qgis_styles(cfg: dict, layers: dict[str, str], styles: dict[str, str]) -> No
 
 def stac_catalog(cfg: dict, tiles: dict[str, dict[str, str]], states: dict[str, str],
                  mosaics: dict[str, str], extras: dict[str, str], collection: str | Path,
-                 run_dir: str | Path, source: str | None) -> None:
-    """The STAC catalog of the run's outputs (forestwatch.publish.stac_catalog)."""
-    from .layout import RunLayout
+                 items: dict[str, str], source: str | None) -> None:
+    """The STAC catalog of the run's outputs (forestwatch.publish.stac_catalog);
+    ``items``: item id (tile, ``mosaic``) -> its file."""
     from .publish.stac_catalog import write_catalog
 
     write_catalog(cfg=cfg, tiles=tiles, states=states, mosaics=mosaics, extras=extras,
-                  collection_path=collection, item_path=RunLayout(run_dir).stac_item,
-                  source=source)
+                  collection_path=collection, item_path=items.__getitem__, source=source)
     log.info("STAC catalog %s: %d tile item(s) and the mosaic item", collection, len(tiles))
 
 
