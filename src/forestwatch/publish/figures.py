@@ -174,13 +174,15 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
                label="tiles updated")
         for k, r in enumerate(rows):
             if r["failed"] or r["waiting"]:
-                ax.annotate(f"{r['failed']} failed\n{r['waiting']} waiting", (k, 0),
-                            xytext=(0, 18), textcoords="offset points", ha="center",
+                top = max(r["items_applied"], r["tiles_updated"])
+                ax.annotate(f"{r['failed']} failed, {r['waiting']} waiting", (k, top),
+                            xytext=(0, 4), textcoords="offset points", ha="center",
                             color="#d7191c", fontsize=8)
                 ax.axvspan(k - 0.5, k + 0.5, color="#d7191c", alpha=0.08)
         labels = [f"{r['today']}\n#{k + 1}" for k, r in enumerate(rows)]
         ax.set_xticks(x, labels, fontsize=8)
-        ax.legend(loc="upper right")
+        ax.set_ylim(0, max(max(r["items_applied"], r["tiles_updated"]) for r in rows) * 1.25 + 1)
+        ax.legend(loc="upper left")
         ax.set_ylabel("count")
     else:
         ax.text(0.5, 0.5, "no daily run yet (forestwatch daily)", ha="center", va="center",
