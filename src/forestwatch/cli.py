@@ -96,14 +96,18 @@ def serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     layout = RunLayout(run_root(cfg["run_name"]))
-    if args.stop:
-        pid = server.stop(layout.serve_pid())
-        print(f"stopped the WMS server (pid {pid})" if pid else
-              f"no WMS server runs for {layout.root} (no live pid in {layout.serve_pid()})")
-        return 0
-    setup_logging(None)
-    server.serve(mapfile=layout.wms_mapfile(), config_file=layout.mapserver_config(),
-                 pid_file=layout.serve_pid(), host=args.host, port=args.port)
+    try:
+        if args.stop:
+            pid = server.stop(layout.serve_pid())
+            print(f"stopped the WMS server (pid {pid})" if pid else
+                  f"no WMS server runs for {layout.root} (no live pid in {layout.serve_pid()})")
+            return 0
+        setup_logging(None)
+        server.serve(mapfile=layout.wms_mapfile(), config_file=layout.mapserver_config(),
+                     pid_file=layout.serve_pid(), host=args.host, port=args.port)
+    except server.ServerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, RuntimeError, TimeoutError) as err:
+    except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001

@@ -37,6 +37,10 @@ MAPSERV_CANDIDATES = ("mapserv", "/usr/lib/cgi-bin/mapserv")
 REQUEST_TIMEOUT_S = 120
 
 
+class ServerError(RuntimeError):
+    """The WMS server cannot start (another one runs) or would not stop."""
+
+
 def find_mapserv() -> str | None:
     """The path of ``mapserv`` (MapServer's CGI program), or None if it is not installed
     (install it with ``deploy/install_mapserver.sh``)."""
@@ -167,7 +171,7 @@ def serve(*, mapfile: str | Path, config_file: str | Path, pid_file: str | Path,
     pid_file = Path(pid_file)
     other = read_pid(pid_file)
     if other:
-        raise RuntimeError(f"a WMS server already runs for this run (pid {other}, {pid_file}); "
+        raise ServerError(f"a WMS server already runs for this run (pid {other}, {pid_file}); "
                            "stop it with `forestwatch serve --stop`")
     server = make_server(mapfile=mapfile, config_file=config_file, host=host, port=port)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +224,7 @@ def stop(pid_file: str | Path, *, timeout_s: float = 10.0) -> int | None:
         if read_pid(pid_file) is None:
             return pid
         time.sleep(0.1)
-    raise TimeoutError(f"the WMS server (pid {pid}) did not stop within {timeout_s:.0f} s")
+    raise ServerError(f"the WMS server (pid {pid}) did not stop within {timeout_s:.0f} s")
 
 
-__all__ = ["serve", "stop", "make_server", "find_mapserv", "read_pid", "write_mapserver_config"]
+__all__ = ["ServerError", "serve", "stop", "make_server", "find_mapserv", "read_pid", "write_mapserver_config"]
