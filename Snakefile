@@ -3,9 +3,9 @@
 #   snakemake --cores 2            run the whole chain on config/config.yaml
 #   snakemake -n                   list the pending jobs, per tile
 #
-# Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report;
-# publish (WMS mapfile, QGIS styles, STAC catalog, report figures); daily (update_tile) is
-# run by `forestwatch daily`. Every path under results/<run_name>/
+# Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report
+# -> alerts (polygons, area statistics) -> publish (WMS mapfile, QGIS styles, STAC catalog,
+# report figures); daily (update_tile) is run by `forestwatch daily`. Every path under results/<run_name>/
 # comes from forestwatch.layout.RunLayout (RUN in rules/common.smk). A tile's state:
 # state/fitted/<tile>.nc is written by rule fit, state/current/<tile>.nc only by
 # forestwatch.state.TileStateStore (rules fast_forward and update_tile).
@@ -31,6 +31,7 @@ include: "rules/grid.smk"
 include: "rules/forest_mask.smk"
 include: "rules/monitor.smk"
 include: "rules/report.smk"
+include: "rules/alerts.smk"
 include: "rules/daily.smk"
 include: "rules/publish.smk"
 
@@ -41,6 +42,8 @@ localrules:
     tiles,
     mosaic,
     accuracy,
+    alert_polygons,
+    alert_statistics,
     wms_mapfile,
     qgis_styles,
     stac_catalog,

@@ -2,6 +2,7 @@
 
 import copy
 
+from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
 from forestwatch.config import ConfigError, validate_config
 from forestwatch.daily.discovery import Discovery
 from forestwatch.forest_mask.model import ModelDescription, model_files
@@ -122,16 +123,39 @@ def get_tile_report_input(wildcards):
     return inputs
 
 
+#: every per-tile report layer, each mosaicked into one VRT
+REPORT_LAYERS = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
+
+
 def get_tile_reports(layer):
     return [RUN.report(tile, layer) for tile in TILES]
 
 
+def get_tile_alert_pieces():
+    return [RUN.alert_pieces(tile) for tile in TILES]
+
+
+def get_alert_statistics_input(wildcards):
+    inputs = {"pieces": get_tile_alert_pieces()}
+    if config["alerts"]["regions"]["path"]:
+        inputs["regions"] = config["alerts"]["regions"]["path"]
+    return inputs
+
+
+def get_alert_statistics_output():
+    outputs = {"by_tile": RUN.alert_area("tile")}
+    if config["alerts"]["regions"]["path"]:
+        outputs["by_region"] = RUN.alert_area("region")
+    return outputs
+
+
 def get_final_outputs(wildcards):
     """Everything `snakemake` (and each daily run's Snakemake run) brings up to date: the
-    mosaics, the accuracy summary when there is a truth, and what rules/publish.smk makes
-    from them (the WMS mapfile, the QGIS styles, the STAC catalog, the report figures).
-    """
-    outputs = [RUN.tiles(), RUN.mosaic("mask"), RUN.mosaic("detection_date")]
+    mosaics, the alert polygons and statistics, the accuracy summary when there is a
+    truth, and what rules/publish.smk makes from them (the WMS mapfile, the QGIS styles,
+    the STAC catalog, the report figures)."""
+    outputs = [RUN.tiles(), *(RUN.mosaic(name) for name in REPORT_LAYERS)]
+    outputs += [RUN.alert_polygons(), *get_alert_statistics_output().values()]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
     outputs += [
@@ -161,12 +185,6 @@ def published_rasters():
     return [e.name for e in published_layers() if e.kind != "polygons"]
 
 
-def report_layers():
-    """The per-tile report layers (named outputs of rule tile_report), each an asset of
-    its tile's STAC item."""
-    return list(rules.tile_report.output.keys())
-
-
 def get_published_files(wildcards):
     """Layer name -> the file it is drawn from (mosaic VRT, or the polygons' GeoPackage)."""
     return {
@@ -186,7 +204,7 @@ def get_stac_inputs(wildcards):
     """Every tile's report COGs (not ancient: a daily run's new reports rebuild the
     catalog, with their new checksums), states, mosaics, styles, accuracy."""
     inputs = {
-        "reports": [RUN.report(t, layer) for t in TILES for layer in report_layers()],
+        "reports": [RUN.report(t, layer) for t in TILES for layer in REPORT_LAYERS],
         "states": [ancient(RUN.current_state(t)) for t in TILES],
         "mosaics": [RUN.mosaic(name) for name in published_rasters()],
         "styles": rules.qgis_styles.output,
@@ -195,7 +213,13 @@ def get_stac_inputs(wildcards):
         inputs["accuracy"] = [RUN.accuracy("json"), RUN.accuracy("md")]
     if hasattr(RUN, "alert_polygons"):
         inputs["polygons"] = RUN.alert_polygons()
+        inputs["statistics"] = list(get_alert_statistics_output().values())
     return inputs
+
+
+def get_alert_polygons(wildcards):
+    """The alert polygons, when the workflow makes them (the report's alerts per month)."""
+    return [RUN.alert_polygons()] if hasattr(RUN, "alert_polygons") else []
 
 
 def get_daily_records(wildcards):

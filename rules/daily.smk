@@ -26,6 +26,14 @@ rule update_tile:
     resources:
         mem_mb=2000,
     params:
-        cfg=config_slice("run_name", "grid", *SOURCE, "index", "operational"),
+        cfg=config_slice(
+            "run_name",
+            "grid",
+            *SOURCE,
+            "index",
+            "operational",
+            "alerts.process_fraction",
+            "alerts.recovery_observations",
+        ),
     script:
         "../scripts/update_tile.py"

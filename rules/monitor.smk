@@ -55,6 +55,8 @@ rule fast_forward:
             "operational.keep_states",
             "operational.retries",
             "operational.retry_delay_s",
+            "alerts.process_fraction",
+            "alerts.recovery_observations",
         ),
     script:
         "../scripts/fast_forward.py"

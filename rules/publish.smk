@@ -49,7 +49,7 @@ rule stac_catalog:
     params:
         cfg=config_slice("run_name", "grid", "index", "monitor", "history"),
         tiles=TILES,
-        layers=report_layers(),
+        layers=REPORT_LAYERS,
         rasters=published_rasters(),
         source=config["stac"]["url"] or get_catalog() or None,
         item_ids=TILES + ["mosaic"],
@@ -62,6 +62,7 @@ rule report_figures:
         mosaics=[RUN.mosaic(name) for name in published_rasters()],
         dates=[RUN.report(t, "detection_date") for t in TILES],
         records=get_daily_records,
+        polygons=get_alert_polygons,
     output:
         quicklooks=[
             report(

@@ -5,12 +5,16 @@ rule tile_report:
     input:
         unpack(get_tile_report_input),
     output:
+        **{name: RUN.report("{tile}", name) for name in ALERT_REPORT_LAYERS},
         mask=RUN.report("{tile}", "mask"),
         detection_date=RUN.report("{tile}", "detection_date"),
+        pieces=RUN.alert_pieces("{tile}"),
     log:
         RUN.log("tile_report", "{tile}"),
     conda:
         "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("alerts.confidence_half"),
     script:
         "../scripts/tile_report.py"
 
@@ -19,12 +23,10 @@ rule tile_report:
 # the set of tiles: ancient() keeps tile updates from rebuilding it.
 rule mosaic:
     input:
+        **{name: [ancient(f) for f in get_tile_reports(name)] for name in REPORT_LAYERS},
         tiles=RUN.tiles(),
-        mask=[ancient(f) for f in get_tile_reports("mask")],
-        detection_date=[ancient(f) for f in get_tile_reports("detection_date")],
     output:
-        mask=RUN.mosaic("mask"),
-        detection_date=RUN.mosaic("detection_date"),
+        **{name: RUN.mosaic(name) for name in REPORT_LAYERS},
     log:
         RUN.log("mosaic"),
     conda:
@@ -37,7 +39,9 @@ rule accuracy:
     input:
         mask_vrt=RUN.mosaic("mask"),
         date_vrt=RUN.mosaic("detection_date"),
-        reports=get_tile_reports("mask") + get_tile_reports("detection_date"),
+        status_vrt=RUN.mosaic("alert_status"),
+        first_vrt=RUN.mosaic("first_detection_date"),
+        reports=[f for name in REPORT_LAYERS for f in get_tile_reports(name)],
         truth=get_truth_summary,
     output:
         json=RUN.accuracy("json"),

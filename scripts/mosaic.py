@@ -1,8 +1,9 @@
-"""Snakemake adapter: mosaic VRTs of all tiles (forestwatch.reports)."""
+"""Snakemake adapter: mosaic VRTs of all tiles, one per report layer (forestwatch.reports)."""
 
 from forestwatch import steps
 from forestwatch.workflow import run_step
 
 sm = snakemake  # noqa: F821
-run_step(sm, steps.mosaic, mask_tiles=list(sm.input.mask), date_tiles=list(sm.input.detection_date),
-         mask_vrt=sm.output.mask, date_vrt=sm.output.detection_date)
+layers = list(sm.output.keys())
+run_step(sm, steps.mosaic, tiles_by_layer={name: list(sm.input[name]) for name in layers},
+         vrts={name: sm.output[name] for name in layers})

@@ -9,4 +9,5 @@ run_step(sm, steps.report_figures, cfg=sm.params.cfg,
          date_tiles=list(sm.input.dates), records=list(sm.input.records),
          quicklooks=dict(zip(sm.params.rasters, sm.output.quicklooks, strict=True)),
          alerts_png=sm.output.alerts, alerts_tsv=sm.output.alerts_table,
-         history_png=sm.output.history)
+         history_png=sm.output.history,
+         polygons=sm.input.polygons[0] if sm.input.polygons else None)

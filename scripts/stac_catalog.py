@@ -9,7 +9,7 @@ sm = snakemake  # noqa: F821
 layers, reports = sm.params.layers, list(sm.input.reports)
 tiles = {t: dict(zip(layers, reports[k * len(layers):(k + 1) * len(layers)], strict=True))
          for k, t in enumerate(sm.params.tiles)}
-extras = {Path(p).name.replace(".", "_"): p for key in ("styles", "accuracy", "polygons")
+extras = {Path(p).name.replace(".", "_"): p for key in ("styles", "accuracy", "polygons", "statistics")
           if key in sm.input.keys() for p in ([sm.input[key]] if isinstance(sm.input[key], str)
                                                 else sm.input[key])}
 run_step(sm, steps.stac_catalog, cfg=sm.params.cfg, tiles=tiles,

@@ -1,8 +1,12 @@
-"""Snakemake adapter: mask and detection-date COGs of one tile (forestwatch.reports)."""
+"""Snakemake adapter: mask, detection-date and alert-layer COGs of one tile
+(forestwatch.reports), and its alert pieces (forestwatch.alerts.polygons)."""
 
 from forestwatch import steps
+from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
 from forestwatch.workflow import run_step
 
 sm = snakemake  # noqa: F821
-run_step(sm, steps.tile_report, state_in=sm.input.state, mask_out=sm.output.mask,
-         date_out=sm.output.detection_date)
+run_step(sm, steps.tile_report, cfg=sm.params.cfg, tile_id=sm.wildcards.tile,
+         state_in=sm.input.state, mask_out=sm.output.mask, date_out=sm.output.detection_date,
+         alert_out={name: sm.output[name] for name in ALERT_REPORT_LAYERS},
+         pieces_out=sm.output.pieces)

@@ -147,10 +147,10 @@ def test_perfect_detection(tmp_path, truth):
 
     md = to_markdown(m)
     assert "2023-01-01 to 2023-12-31" in md
-    assert "| Detected share of disturbed forest | 100.0 % |" in md
-    assert "| False-alarm share of undisturbed forest | 0.0 % |" in md
+    assert "| Confirmed alerts: detected share of disturbed forest | 100.0 % |" in md
+    assert "| Confirmed alerts: false-alarm share of undisturbed forest | 0.0 % |" in md
     assert f"| {DISTURBED} / {UNDISTURBED} |" in md
-    assert "| Median lag (days) | 10.0 |" in md
+    assert "| Confirmed alerts: median lag (days) | 10.0 |" in md
 
 
 def test_nothing_detected(tmp_path, truth):
@@ -165,13 +165,13 @@ def test_nothing_detected(tmp_path, truth):
     assert m["median_lag_days"] is None
     assert m["p90_lag_days"] is None
     md = to_markdown(m)
-    assert "| Detected share of disturbed forest | 0.0 % |" in md
+    assert "| Confirmed alerts: detected share of disturbed forest | 0.0 % |" in md
 
 
 def test_markdown_without_detections_says_na_for_lag(tmp_path, truth):
     mask, dates = _detections({})
     md = to_markdown(_assess(tmp_path, truth, mask, dates))
-    assert "| Median lag (days) | n/a |" in md
+    assert "| Confirmed alerts: median lag (days) | n/a |" in md
     assert "None" not in md
 
 
@@ -201,7 +201,7 @@ def test_false_alarms(tmp_path, truth):
     assert m["forest_mask_users_accuracy"] == pytest.approx(944 / 945, abs=1e-4)
     assert m["forest_mask_producers_accuracy"] == 1.0
     # 6 / 867 = 0.69 %
-    assert "| False-alarm share of undisturbed forest | 0.7 % |" in to_markdown(m)
+    assert "| Confirmed alerts: false-alarm share of undisturbed forest | 0.7 % |" in to_markdown(m)
 
 
 def test_detection_before_true_date_is_not_a_detection(tmp_path, truth):
@@ -215,7 +215,7 @@ def test_detection_before_true_date_is_not_a_detection(tmp_path, truth):
     assert m["median_lag_days"] == 10.0
     assert m["false_alarm_share"] == 0.0
     # 34 / 59 = 57.6 %
-    assert "| Detected share of disturbed forest | 57.6 % |" in to_markdown(m)
+    assert "| Confirmed alerts: detected share of disturbed forest | 57.6 % |" in to_markdown(m)
 
 
 def test_late_disturbances_are_not_assessed(tmp_path, truth):
@@ -231,3 +231,35 @@ def test_late_disturbances_are_not_assessed(tmp_path, truth):
     assert m29["disturbed_forest_pixels"] == DISTURBED + 9
     assert m29["detected_share"] == pytest.approx(50 / 68, abs=1e-4)
     assert m29["undisturbed_forest_pixels"] == UNDISTURBED
+
+
+def test_first_detections_false_starts_and_open_alerts(tmp_path, truth):
+    """The alert ladder's metrics from status and first-detection rasters: A confirmed and
+    first seen 2 days after its date, B provisional 4 days after, C first seen 5 days
+    *before* its date; on undisturbed forest 2 x 2 px with an open first detection and
+    2 x 2 px returned to normal."""
+    mask, dates = _detections({"A": 10})
+    status = np.zeros((N, N), np.uint8)
+    first = np.zeros((N, N), np.int32)
+    for name, code, lag in (("A", 3, 2), ("B", 2, 4), ("C", 1, -5)):
+        rows, cols, _, d = PATCHES[name]
+        status[rows, cols] = code
+        first[rows, cols] = d + lag
+    status[34:36, 14:16] = 1
+    first[34:36, 14:16] = day("2023-05-01")
+    status[34:36, 18:20] = 4
+    _write(tmp_path / "status.tif", status, "uint8")
+    _write(tmp_path / "first.tif", first, "int32")
+    m = _assess(tmp_path, truth, mask, dates, status_vrt=tmp_path / "status.tif",
+                first_vrt=tmp_path / "first.tif")["first_detection"]
+    assert m["detected_share"] == round(50 / 59, 4)  # A and B; C started too early
+    assert m["detected_before_true_date_share"] == round(9 / 59, 4)
+    assert m["median_lag_days"] == 3.0  # 25 px at 2 days, 25 at 4
+    assert m["p90_lag_days"] == 4.0
+    assert m["open_unconfirmed_on_undisturbed_share"] == round(4 / UNDISTURBED, 4)
+    assert m["false_start_on_undisturbed_share"] == round(4 / UNDISTURBED, 4)
+    # of the core forest pixels with an alert episode (25 + 25 + 9 + 4 + 4), 4 returned
+    assert m["false_start_share"] == round(4 / 67, 4)
+    md = to_markdown(_assess(tmp_path, truth, mask, dates, status_vrt=tmp_path / "status.tif",
+                             first_vrt=tmp_path / "first.tif"))
+    assert "| First detections: median lag (days) | 3.0 |" in md

@@ -136,6 +136,10 @@ def test_missing_files_are_named(tmp_path):
         validate_config({"stac": {"source": "local", "catalog": missing}})
     with pytest.raises(ConfigError, match="'aoi.file' points to .*nope.gpkg.*does not exist"):
         validate_config({"aoi": {"file": str(tmp_path / "nope.gpkg")}})
+    with pytest.raises(ConfigError, match="'alerts.regions.path' points to .*nope.gpkg"):
+        validate_config({"alerts": {"regions": {"path": str(tmp_path / "nope.gpkg")}}})
+    with pytest.raises(ConfigError, match="alerts.*min_mapping_unit_ha"):
+        validate_config({"alerts": {"min_mapping_unit_ha": -1}})
     with pytest.raises(ConfigError, match="'forest_mask.file.path' points to .*nope.tif"):
         validate_config({"forest_mask": {"method": "file", "file": {"path": str(tmp_path / "nope.tif")}}})
 

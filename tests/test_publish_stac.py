@@ -96,7 +96,8 @@ def test_assets_carry_the_files_checksums_projection_and_bands(workflow_run):
     for tile in TILES:
         item = items[tile]
         folder = Path(layout.stac_item(tile)).parent
-        assert set(item["assets"]) == {"mask", "detection_date", "state"}
+        assert {"mask", "detection_date", "alert_status", "first_detection_date",
+                "confirmation_date", "confidence", "state"} <= set(item["assets"])
         for key, asset in item["assets"].items():
             path = (folder / asset["href"]).resolve()
             assert asset["file:checksum"] == _sha(path), key
@@ -110,8 +111,8 @@ def test_assets_carry_the_files_checksums_projection_and_bands(workflow_run):
              "unit": "days since 1970-01-01"}]
         assert item["assets"]["mask"]["raster:bands"][0]["nodata"] == 255
     mosaic = items["mosaic"]
-    assert {"mask", "detection_date", "mask_qml", "detection_date_qml", "summary_json"} \
-        <= set(mosaic["assets"])
+    assert {"mask", "detection_date", "alert_status", "mask_qml", "alert_status_qml",
+            "summary_json", "alerts_gpkg", "alerts_qml", "area_by_tile_csv"} <= set(mosaic["assets"])
     assert mosaic["assets"]["mask_qml"]["roles"] == ["style"]
 
 

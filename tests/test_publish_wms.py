@@ -126,9 +126,13 @@ def wms(served):
     return WebMapService(served[0], version="1.3.0", timeout=60)
 
 
+PUBLISHED = ["mask", "detection_date", "alert_status", "first_detection_date",
+             "confirmation_date", "confidence", "alert_polygons"]
+
+
 def test_capabilities_list_every_layer_in_the_three_crs(wms):
-    assert {"mask", "detection_date"} <= set(wms.contents)
-    for name in ("mask", "detection_date"):
+    assert set(PUBLISHED) <= set(wms.contents)
+    for name in PUBLISHED:
         layer = wms.contents[name]
         assert set(CRSS) <= set(layer.crsOptions), layer.crsOptions
         assert layer.boundingBox[-1] == "EPSG:3035"
@@ -162,6 +166,31 @@ def test_wms_130_reads_northing_first_bboxes_of_epsg_3035_and_4326(served):
             with urllib.request.urlopen(f"{url}?{q}", timeout=60) as r:
                 centre[order] = tuple(_png(r.read())[15, 15][:3])
         assert centre["ne"] == RED and centre["en"] != RED, (crs, centre)
+
+
+def test_alert_status_and_polygons_are_drawn_in_the_status_colour(served, wms):
+    """A pixel inside a confirmed clear-cut: the status layer and the alert polygon over it
+    are drawn in the status palette's colour of 'confirmed' (read from the COG), and the
+    polygon's GetFeatureInfo names its alert."""
+    from forestwatch.publish.layers import raster_classes
+
+    _, _, layout = served
+    classes = raster_classes(layout.mosaic("alert_status"))
+    name, rgba = classes[3]
+    with rasterio.open(layout.mosaic("alert_status")) as src:
+        status, tr = src.read(1), src.transform
+    core = np.argwhere(ndimage.binary_erosion(status == 3, np.ones((9, 9))))
+    assert len(core), "no confirmed clear-cut of 9 x 9 px"
+    row, col = core[len(core) // 2]
+    x, y = (float(v) for v in tr * (col + 0.5, row + 0.5))
+    for lay in ("alert_status", "alert_polygons"):
+        img = wms.getmap(layers=[lay], styles=[""], srs="EPSG:3857",
+                         bbox=_bbox(x, y, "EPSG:3857"), size=(30, 30), format="image/png",
+                         transparent=True)
+        assert tuple(_png(img.read())[15, 15][:3]) == rgba[:3], lay
+    info = _info(wms, "alert_polygons", x, y)
+    assert info["status"] == "3" and int(info["alert_id"]) > 0, info
+    assert float(info["area_ha"]) >= 0.5, info
 
 
 def _info(wms, layer: str, x: float, y: float) -> dict:

@@ -558,7 +558,7 @@ def test_a_format_1_state_still_loads_with_its_ledger(tmp_path, ndvi, forest_mas
     assert read_ledger(path)[0] == ledger
     save_state(state, path)
     with netCDF4.Dataset(path) as nc:
-        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 2
+        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 3
     assert load_state(path).ledger == ledger
 
 

@@ -9,6 +9,12 @@ the grid mixes them, so neither answer is wrong there.
   the true date;
 * false-alarm share: undisturbed forest pixels flagged as a confirmed break;
 * lag: days from the true disturbance date to the detection date (median, p90);
+* with the alert layers (``status_vrt``, ``first_vrt``), the same for **first
+  detections** (an open alert of any status, 1-3, dated at its first anomalous
+  observation; key ``first_detection``), the share of undisturbed forest with an open
+  unconfirmed alert (status 1-2) at the end, and the **false-start** shares: of the
+  pixels that had an alert episode (status 1-4), those whose last episode returned to
+  normal (status 4), overall and on undisturbed forest;
 * forest mask: producer's and user's accuracy of the mask the workflow derived.
 """
 
@@ -36,7 +42,9 @@ def _read_on(path: Path, bounds, shape) -> np.ndarray:
 
 
 def assess(mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
-           monitor_start: str, monitor_end: str, min_lead_days: int = 30) -> dict:
+           monitor_start: str, monitor_end: str, min_lead_days: int = 30, *,
+           status_vrt: str | Path | None = None, first_vrt: str | Path | None = None
+           ) -> dict:
     """Compare the mosaic with the truth; return a dict of metrics (shares in 0..1)."""
     truth_dir = Path(truth_dir)
     with rasterio.open(mask_vrt) as src:
@@ -80,6 +88,24 @@ def assess(mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
         "forest_mask_producers_accuracy": share(forest & monitored & core, forest & core),
         "forest_mask_users_accuracy": share(forest & monitored & core, monitored & core),
     }
+    if status_vrt is not None and first_vrt is not None:
+        status = _read_on(Path(status_vrt), bounds, shape)
+        first = _read_on(Path(first_vrt), bounds, shape).astype(np.int64)
+        alert = np.isin(status, (1, 2, 3))
+        f_detected = disturbed & alert & (first >= t_day)
+        f_lag = (first - t_day)[f_detected]
+        episode = np.isin(status, (1, 2, 3, 4))
+        out["first_detection"] = {
+            "detected_share": share(f_detected, disturbed),
+            "detected_before_true_date_share": share(disturbed & alert & (first < t_day),
+                                                     disturbed),
+            "median_lag_days": float(np.median(f_lag)) if f_lag.size else None,
+            "p90_lag_days": float(np.percentile(f_lag, 90)) if f_lag.size else None,
+            "open_unconfirmed_on_undisturbed_share": share(stable & np.isin(status, (1, 2)),
+                                                           stable),
+            "false_start_share": share(forest & core & (status == 4), forest & core & episode),
+            "false_start_on_undisturbed_share": share(stable & (status == 4), stable),
+        }
     return out
 
 
@@ -91,17 +117,30 @@ def to_markdown(metrics: dict) -> str:
         return "n/a" if v is None else v
 
     rows = [
-        ("Detected share of disturbed forest", pct(metrics["detected_share"])),
+        ("Confirmed alerts: detected share of disturbed forest",
+         pct(metrics["detected_share"])),
         ("  clear-cuts", pct(metrics["detected_share_clear_cut"])),
         ("  partial dieback", pct(metrics["detected_share_partial"])),
-        ("False-alarm share of undisturbed forest", pct(metrics["false_alarm_share"])),
-        ("Median lag (days)", num(metrics["median_lag_days"])),
-        ("90th percentile lag (days)", num(metrics["p90_lag_days"])),
+        ("Confirmed alerts: false-alarm share of undisturbed forest",
+         pct(metrics["false_alarm_share"])),
+        ("Confirmed alerts: median lag (days)", num(metrics["median_lag_days"])),
+        ("Confirmed alerts: 90th percentile lag (days)", num(metrics["p90_lag_days"])),
         ("Forest mask producer's accuracy", pct(metrics["forest_mask_producers_accuracy"])),
         ("Forest mask user's accuracy", pct(metrics["forest_mask_users_accuracy"])),
         ("Disturbed / undisturbed forest pixels assessed",
          f"{metrics['disturbed_forest_pixels']} / {metrics['undisturbed_forest_pixels']}"),
     ]
+    first = metrics.get("first_detection")
+    if first:
+        rows[6:6] = [
+            ("First detections: detected share", pct(first["detected_share"])),
+            ("First detections: median lag (days)", num(first["median_lag_days"])),
+            ("First detections: 90th percentile lag (days)", num(first["p90_lag_days"])),
+            ("Undisturbed forest with an open unconfirmed alert",
+             pct(first["open_unconfirmed_on_undisturbed_share"])),
+            ("Alert episodes that returned to normal (false starts)",
+             pct(first["false_start_share"])),
+        ]
     lines = ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     period = " to ".join(metrics["monitoring_period"])
     return f"Detections against the synthetic truth, monitoring {period}:\n\n" + "\n".join(lines) + "\n"

@@ -201,6 +201,14 @@ def _check_semantics(cfg: dict) -> None:
             "tiles give nrt too few pixels per job and multiply the number of jobs."
         )
 
+    regions = cfg["alerts"]["regions"]["path"]
+    if regions is not None and not Path(regions).exists():
+        raise ConfigError(
+            f"config key 'alerts.regions.path' points to {regions!r}, which does not exist; "
+            "give a vector file of region polygons (relative to the workflow folder), or "
+            "null for no per-region statistics."
+        )
+
     aoi = cfg["aoi"]
     if aoi["file"] is None and aoi["bbox"] is None:
         raise ConfigError("config key 'aoi' needs either 'bbox' or 'file'. " + CONFIG_HELP)

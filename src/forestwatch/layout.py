@@ -65,6 +65,22 @@ class RunLayout:
         """VRT over every tile's report layer (rule ``mosaic``)."""
         return self._p("mosaic", f"{layer}.vrt")
 
+    # -- alerts --------------------------------------------------------------------------
+    def alert_pieces(self, tile: str) -> str:
+        """GeoPackage of a tile's open alerts as pieces of one status and month (rule
+        ``tile_report``; :mod:`forestwatch.alerts.polygons`)."""
+        return self._p("alerts", "tiles", f"{tile}.gpkg")
+
+    def alert_polygons(self) -> str:
+        """GeoPackage of the run's alerts with stable ids, layers ``alerts`` and
+        ``history`` (rule ``alert_polygons``, which reads it before replacing it)."""
+        return self._p("alerts", "alerts.gpkg")
+
+    def alert_area(self, by: str) -> str:
+        """CSV of mapped alert area, ``by`` ``tile`` or ``region`` (rule
+        ``alert_statistics``)."""
+        return self._p("alerts", f"area_by_{by}.csv")
+
     def accuracy(self, suffix: str) -> str:
         """Accuracy summary, ``json`` or ``md`` (rule ``accuracy``)."""
         return self._p("accuracy", f"summary.{suffix}")

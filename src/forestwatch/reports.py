@@ -24,6 +24,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
+from .alerts.layers import ALERT_REPORT_LAYERS
 from .io import atomic_path
 
 #: nrt mask codes -> (name, RGBA)
@@ -66,6 +67,57 @@ def write_tile_reports(mask: np.ndarray, detection_date: np.ndarray | None, crs:
         dst.write(dates, 1)
         dst.set_band_description(1, "detection_date")
         dst.update_tags(1, units=DATE_UNITS)
+
+
+def alert_report_arrays(alerts, *, confidence_half: float) -> dict[str, np.ndarray]:
+    """The alert report layers (:data:`~forestwatch.alerts.layers.ALERT_REPORT_LAYERS`)
+    of a tile's :class:`~forestwatch.alerts.ladder.AlertLayers`, with their nodata set."""
+    from .alerts.ladder import ALERT_STATUSES, CONFIRMED, NO_ALERT, NO_DATA
+
+    status = alerts.status
+    none = status == NO_DATA
+    open_ = np.isin(status, ALERT_STATUSES)
+    episode = ~none & (status != NO_ALERT)
+    out = {
+        "alert_status": status.astype(np.uint8),
+        "first_detection_date": np.where(open_, alerts.first_date, 0),
+        "confirmation_date": np.where(status == CONFIRMED, alerts.confirmed_date, 0),
+        "last_observation_date": np.where(none, 0, alerts.last_date),
+        "anomaly_count": np.where(episode, alerts.count, 0),
+        "max_loss": np.where(episode, alerts.max_loss, 0.0),
+        "confidence": alerts.confidence(confidence_half=confidence_half),
+    }
+    for name, layer in ALERT_REPORT_LAYERS.items():
+        arr = out[name].astype(layer.dtype)
+        if name not in ("alert_status", "first_detection_date", "confirmation_date",
+                        "last_observation_date"):
+            arr[none] = layer.nodata
+        out[name] = arr
+    return out
+
+
+def write_alert_reports(arrays: dict[str, np.ndarray], crs: str, transform: Affine,
+                        paths: dict[str, str | Path]) -> None:
+    """Write the alert report COGs of one tile (atomically), one per entry of ``paths``;
+    the status layer gets its palette and class names."""
+    from .alerts.ladder import STATUS_CLASSES
+
+    for name, path in paths.items():
+        layer = ALERT_REPORT_LAYERS[name]
+        data = arrays[name]
+        profile = dict(height=data.shape[0], width=data.shape[1], count=1,
+                       crs=CRS.from_user_input(crs), transform=transform, dtype=layer.dtype,
+                       nodata=layer.nodata, overview_resampling="nearest", **_COG)
+        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data.astype(layer.dtype), 1)
+            dst.set_band_description(1, name)
+            tags = {"description": layer.description}
+            if layer.units:
+                tags["units"] = layer.units
+            if name == "alert_status":
+                dst.write_colormap(1, {k: rgba for k, (_, rgba) in STATUS_CLASSES.items()})
+                tags.update({f"class_{k}": n for k, (n, _) in STATUS_CLASSES.items()})
+            dst.update_tags(1, **tags)
 
 
 def build_vrt(sources: Sequence[str | Path], vrt_path: str | Path) -> None:

@@ -190,31 +190,65 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     return record
 
 
-def tile_report(state_in: str | Path, mask_out: str | Path, date_out: str | Path) -> None:
-    from .reports import write_tile_reports
+def tile_report(cfg: dict, tile_id: str, state_in: str | Path, mask_out: str | Path,
+                date_out: str | Path, alert_out: dict[str, str | Path],
+                pieces_out: str | Path) -> None:
+    """nrt's mask and detection date, and the alert layers, of one tile as COGs, and the
+    tile's alert pieces (for the polygons and statistics)."""
+    from .alerts.polygons import tile_pieces, write_pieces
+    from .reports import alert_report_arrays, write_alert_reports, write_tile_reports
     from .state import read_layers
 
     state = read_layers(state_in, ("mask", "detection_date"))
     write_tile_reports(state.layers["mask"], state.layers["detection_date"], state.crs,
                        state.transform, mask_out, date_out)
+    arrays = alert_report_arrays(state.alerts,
+                                 confidence_half=cfg["alerts"]["confidence_half"])
+    write_alert_reports(arrays, state.crs, state.transform, alert_out)
+    pieces = tile_pieces(arrays, transform=state.transform, crs=state.crs, tile_id=tile_id)
+    write_pieces(pieces, pieces_out)
+    log.info("tile %s: %d alert piece(s), %d open alert pixel(s)", tile_id, len(pieces),
+             int(pieces["n_pixels"].sum()) if len(pieces) else 0)
 
 
-def mosaic(mask_tiles: list[str], date_tiles: list[str], mask_vrt: str | Path,
-           date_vrt: str | Path) -> None:
+def alert_polygons(cfg: dict, pieces: list[str], out: str | Path) -> None:
+    from .alerts.polygons import merge_alerts
+
+    merge_alerts(pieces, out, min_mapping_unit_ha=cfg["alerts"]["min_mapping_unit_ha"],
+                 pixel_size_m=cfg["grid"]["resolution"])
+
+
+def alert_statistics(cfg: dict, pieces: list[str], by_tile_out: str | Path,
+                     by_region_out: str | Path | None = None) -> None:
+    from .alerts.statistics import write_statistics
+
+    regions = cfg["alerts"]["regions"]
+    table = write_statistics(pieces, pixel_size_m=cfg["grid"]["resolution"],
+                             crs=cfg["grid"]["crs"], by_tile_out=by_tile_out,
+                             regions_path=regions["path"], regions_field=regions["field"],
+                             by_region_out=by_region_out)
+    log.info("mapped alert area: %.2f ha in %d row(s)",
+             float(table["area_ha"].sum()) if len(table) else 0.0, len(table))
+
+
+def mosaic(tiles_by_layer: dict[str, list[str]], vrts: dict[str, str | Path]) -> None:
+    """One VRT per layer over every tile's COG of that layer."""
     from .reports import build_vrt
 
-    build_vrt(mask_tiles, mask_vrt)
-    build_vrt(date_tiles, date_vrt)
-    log.info("mosaic of %d tiles", len(mask_tiles))
+    for layer, vrt in vrts.items():
+        build_vrt(tiles_by_layer[layer], vrt)
+    log.info("mosaic of %d tiles, layers %s", len(next(iter(tiles_by_layer.values()))),
+             ", ".join(vrts))
 
 
 def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
-             json_out: str | Path, md_out: str | Path) -> dict:
+             json_out: str | Path, md_out: str | Path, status_vrt: str | Path | None = None,
+             first_vrt: str | Path | None = None) -> dict:
     from .accuracy import assess, to_markdown
     from .io import atomic_path
 
     metrics = assess(mask_vrt, date_vrt, truth_dir, cfg["history"]["end"],
-                     cfg["fast_forward"]["until"])
+                     cfg["fast_forward"]["until"], status_vrt=status_vrt, first_vrt=first_vrt)
     write_json(json_out, metrics)
     with atomic_path(md_out) as tmp:
         tmp.write_text(to_markdown(metrics))
@@ -275,7 +309,8 @@ def stac_catalog(cfg: dict, tiles: dict[str, dict[str, str]], states: dict[str, 
 
 def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
                    records: list[str], quicklooks: dict[str, str], alerts_png: str | Path,
-                   alerts_tsv: str | Path, history_png: str | Path) -> None:
+                   alerts_tsv: str | Path, history_png: str | Path,
+                   polygons: str | None = None) -> None:
     """The report's pictures: a quicklook per mosaic, alerts per month, the daily runs."""
     from .publish.figures import alerts_per_month, quicklook, run_history
     from .publish.layers import legend_entries
@@ -284,7 +319,7 @@ def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
         if entry.kind != "polygons":
             quicklook(entry, path, legend_entries(entry, path=path, monitoring=_monitoring(cfg)),
                       quicklooks[entry.name])
-    rows = alerts_per_month(date_tiles, alerts_png, alerts_tsv)
+    rows = alerts_per_month(date_tiles, alerts_png, alerts_tsv, polygons=polygons)
     runs = run_history(records, history_png)
     log.info("figures: %d quicklook(s), %d month(s) with breaks, %d daily run(s)",
              len(quicklooks), len(rows), len(runs))
@@ -292,5 +327,5 @@ def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
 
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
            "tile_store", "tile_search",
-           "tile_report", "mosaic", "accuracy", "wms_mapfile", "qgis_styles", "stac_catalog",
-           "report_figures"]
+           "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
+           "wms_mapfile", "qgis_styles", "stac_catalog", "report_figures"]

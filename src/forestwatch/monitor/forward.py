@@ -1,7 +1,9 @@
 """Feed solar days to a tile's monitor, in date order, recording each in the ledger.
 
-This is the one place where ``monitor()`` is called after the fit. Days are loaded in
-batches sized to a memory budget (:data:`FF_BATCH_BUDGET`) and applied one at a time.
+This is the one place where ``monitor()`` is called after the fit (:func:`observe_day`),
+and where the alert ladder (:mod:`forestwatch.alerts.ladder`) takes each observation.
+Days are loaded in batches sized to a memory budget (:data:`FF_BATCH_BUDGET`) and applied
+one at a time.
 
 An asset that cannot be read (a 404, a corrupt file, a server that keeps failing) is
 handled by an :class:`UnreadablePolicy`:
@@ -32,6 +34,8 @@ import xarray as xr
 
 from ..access import clear_gdal_http_cache
 from ..acquisitions import acquisition_key, version_label
+from ..alerts.anomaly import anomaly_strength
+from ..alerts.ladder import AlertParams, observe
 from ..grid import Tile
 from ..stac import INDEX_BANDS, AssetReadError, load_reflectance, spectral_index
 from ..state import AppliedDay, TileState
@@ -142,6 +146,7 @@ def monitor_days(
         return spectral_index(cube, cfg["index"]), found
 
     monitor = state.monitor
+    params = AlertParams.from_config(cfg.get("alerts"))
     for start in range(0, len(days), batch):
         chunk = days[start : start + batch]
         index, unreadable = load(chunk)
@@ -169,7 +174,7 @@ def monitor_days(
             array = np.ascontiguousarray(array)
             valid = int(np.isfinite(array[monitor.mask == 1]).sum())
             if valid:
-                monitor.monitor(array=array, date=dt.datetime(d.year, d.month, d.day))
+                observe_day(state, array, d, params)
             entry = AppliedDay(
                 day=str(d), items=[it.id for it in by_day[d]],
                 acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
@@ -183,6 +188,26 @@ def monitor_days(
         log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
     _finish(state, tile)
     return out
+
+
+def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: AlertParams
+                ) -> None:
+    """Monitor one day's index ``array`` (float, NaN = not observed) and take it into the
+    state's alert layers.
+
+    The residuals and the pixels the monitor takes are those of nrt's own ``monitor()``
+    (its prediction, its mask, its screening of extreme outliers), computed here once more
+    because nrt keeps neither.
+    """
+    monitor = state.monitor
+    date = dt.datetime(day.year, day.month, day.day)
+    residuals = array - monitor.predict(date)
+    observed = (monitor.mask == 1) & np.isfinite(array)
+    observed = monitor._detect_extreme_outliers(residuals=residuals, is_valid=observed)
+    monitor.monitor(array=array, date=date)
+    strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
+    observe(state.alerts, observed=observed, strength=strength, residuals=residuals,
+            confirmed=observed & (monitor.mask == 3), day=day, params=params)
 
 
 def _read_again(load, day: dt.date, array: np.ndarray, failed: list[dict],
@@ -210,4 +235,4 @@ def _finish(state: TileState, tile: Tile) -> None:
         state.monitor.detection_date = np.zeros(tile.shape, dtype=np.uint16)
 
 
-__all__ = ["monitor_days", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET"]
+__all__ = ["monitor_days", "observe_day", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET"]

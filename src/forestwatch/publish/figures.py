@@ -93,7 +93,7 @@ def _month(days_since_epoch: np.ndarray) -> np.ndarray:
 
 def monthly_alerts(date_tiles: Sequence[str | Path]) -> list[dict]:
     """Per month of confirmation: ``month`` (YYYY-MM), ``patches`` (8-connected groups of
-    pixels of one tile confirmed that month), ``pixels``, ``area_ha``. Read tile by tile."""
+    pixels of one tile confirmed that month), ``pixels``, ``area_ha``. Read tile by tile (the fallback without alert polygons)."""
     import rasterio
     from scipy import ndimage
 
@@ -122,31 +122,69 @@ def monthly_alerts(date_tiles: Sequence[str | Path]) -> list[dict]:
     return [{"month": m, **v, "area_ha": round(v["area_ha"], 2)} for m, v in sorted(by_month.items())]
 
 
+def monthly_polygon_alerts(polygons: str | Path) -> list[dict]:
+    """Per month, from the alert polygons (layer ``alerts``): ``new`` alerts (by month of
+    ``first_date``) and their ``new_area_ha``; ``confirmed`` alerts (by month of
+    ``confirmed_date``) and their ``confirmed_area_ha``; every month in between."""
+    import pandas as pd
+    import pyogrio
+
+    df = pyogrio.read_dataframe(polygons, layer="alerts", read_geometry=False)
+    rows: dict[str, dict] = defaultdict(lambda: {"new": 0, "new_area_ha": 0.0, "confirmed": 0,
+                                                 "confirmed_area_ha": 0.0})
+    for col, key in (("first_date", "new"), ("confirmed_date", "confirmed")):
+        dates = pd.to_datetime(df[col], errors="coerce")
+        for month, part in df[dates.notna()].groupby(dates[dates.notna()].dt.strftime("%Y-%m")):
+            rows[month][key] += len(part)
+            rows[month][f"{key}_area_ha"] += float(part["area_ha"].sum())
+    if rows:
+        for month in np.arange(np.datetime64(min(rows), "M"), np.datetime64(max(rows), "M") + 1):
+            rows[str(month)]  # noqa: B018 - defaultdict: adds the month with zeros
+    return [{"month": m, **{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}}
+            for m, r in sorted(rows.items())]
+
+
 def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
-                     out_tsv: str | Path, *, title: str = "New confirmed breaks per month"
-                     ) -> list[dict]:
-    """Bar chart (patches) and line (area, ha) per month, and the same as a TSV."""
-    rows = monthly_alerts(date_tiles)
+                     out_tsv: str | Path, *, polygons: str | Path | None = None) -> list[dict]:
+    """New alerts and their area per month, as a figure and a TSV: from the alert
+    polygons when the workflow makes them (new alerts by first detection, confirmed ones
+    by confirmation), else from the detection-date tiles (confirmed breaks as patches)."""
+    if polygons:
+        rows = monthly_polygon_alerts(polygons)
+        series = [("new", "new_area_ha", "#fdae61", "new alerts (first detection)"),
+                  ("confirmed", "confirmed_area_ha", "#d7191c", "confirmed alerts")]
+    else:
+        rows = monthly_alerts(date_tiles)
+        series = [("patches", "area_ha", "#d7191c", "confirmed breaks (patches)")]
+    cols = ["month"] + [c for s in series for c in s[:2]] + ([] if polygons else ["pixels"])
     with atomic_path(out_tsv) as tmp:
-        tmp.write_text("month\tpatches\tpixels\tarea_ha\n" + "".join(
-            f"{r['month']}\t{r['patches']}\t{r['pixels']}\t{r['area_ha']}\n" for r in rows))
+        tmp.write_text("\t".join(cols) + "\n" + "".join(
+            "\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     if rows:
         x = np.arange(len(rows))
-        ax.bar(x, [r["patches"] for r in rows], color="#d7191c", label="patches")
-        ax.set_xticks(x, [r["month"] for r in rows], rotation=45, ha="right")
-        ax.set_ylabel("new patches")
+        width = 0.8 / len(series)
         ax2 = ax.twinx()
-        ax2.plot(x, [r["area_ha"] for r in rows], "o-", color="#333", label="area")
+        for k, (count, area, colour, label) in enumerate(series):
+            offset = (k - (len(series) - 1) / 2) * width
+            ax.bar(x + offset, [r[count] for r in rows], width, color=colour, label=label)
+            ax2.plot(x, [r[area] for r in rows], "o-", color=colour, markeredgecolor="#333",
+                     label=f"area of {label.split(' (')[0]}")
+        ax.set_xticks(x, [r["month"] for r in rows], rotation=45, ha="right")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.set_ylabel("count")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, max(max(r[s[0]] for s in series) for r in rows) * 1.15 + 0.5)
         ax2.set_ylabel("area (ha)")
         ax2.set_ylim(bottom=0)
-        fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.88))
+        fig.legend(loc="lower center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8,
+                   frameon=False)
     else:
-        ax.text(0.5, 0.5, "no confirmed break yet", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no alert yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
-    ax.set_title(title)
+    ax.set_title("New alerts and their area per month")
     _save(fig, out_png)
     plt.close(fig)
     return rows

@@ -79,6 +79,12 @@ LAYERS: tuple[Layer, ...] = (
           units="days since 1970-01-01"),
     Layer("confidence", "Alert confidence", "continuous", nodata=255, units="percent",
           value_range=(0, 100)),
+    Layer("last_observation_date", "Date of the last clear observation", "date", nodata=0,
+          units="days since 1970-01-01"),
+    Layer("anomaly_count", "Anomalous observations of the alert", "continuous",
+          nodata=65535, units="observations", value_range=(0, 20)),
+    Layer("max_loss", "Largest drop of the index below its prediction", "continuous",
+          nodata=-9999, units="index units", value_range=(0, 0.5)),
     Layer("alert_polygons", "Alert polygons", "polygons", field="status",
           classes_from="alert_status", ogr_layer="alerts"),
 )

@@ -44,7 +44,7 @@ COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 MEDIA_TYPES = {".tif": COG, ".vrt": "application/xml", ".qml": "application/xml",
                ".nc": "application/x-netcdf", ".json": "application/json",
                ".md": "text/markdown", ".gpkg": "application/geopackage+sqlite3",
-               ".map": "text/plain"}
+               ".map": "text/plain", ".csv": "text/csv"}
 
 
 def sha256_multihash(path: str | Path) -> str:

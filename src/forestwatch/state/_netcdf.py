@@ -19,9 +19,15 @@ loads without error. This module writes every attribute of the monitor instead:
 * ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
   raises :class:`StateCorruptError` when a file was truncated or altered.
 
-Format versions: 1 kept the ledger inside ``metadata``; 2 (this version) has its own
-``ledger`` attribute and records the fitted state a state descends from. Version-1 files
-still load (their ledger is converted on reading) and are written back as version 2.
+* the alert layers (:class:`~forestwatch.alerts.ladder.AlertLayers`) are variables
+  ``alert_<name>`` beside the monitor's arrays.
+
+Format versions: 1 kept the ledger inside ``metadata``; 2 has its own ``ledger`` attribute
+and records the fitted state a state descends from; 3 (this version) adds the alert
+layers. Older files still load: a version-1 ledger is converted on reading, and the alert
+layers of a version-1 or 2 state are rebuilt from nrt's mask and detection date
+(:meth:`AlertLayers.from_monitor`: confirmed breaks stay confirmed; anomalies before the
+upgrade are not known). They are written back as version 3.
 """
 
 from __future__ import annotations
@@ -37,14 +43,17 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
+from ..alerts.ladder import AlertLayers
 from ..config import monitor_class
 from ..io import atomic_path
 from .ledger import Ledger
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: versions this module reads (older ones are converted on load)
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 _COORD_ATTRS = ("x", "y")
+#: prefix of the alert layers' variables
+_ALERT_PREFIX = "alert_"
 
 
 class StateCorruptError(RuntimeError):
@@ -71,6 +80,13 @@ class TileState:
     #: model ``model``, ``model_sha256``, ``threshold`` ...), strings; ``{}`` for a state
     #: written before it was recorded
     forest_mask: dict = field(default_factory=dict)
+    #: the alert ladder's layers; ``None`` only while a state is being built (the fit
+    #: starts them from the monitor's mask, :meth:`AlertLayers.start`)
+    alerts: AlertLayers | None = None
+
+    def __post_init__(self) -> None:
+        if self.alerts is None:
+            self.alerts = AlertLayers.start(self.monitor.mask)
 
     def metadata(self) -> dict:
         """Everything but the monitor arrays and the ledger, as stored in the file."""
@@ -121,6 +137,8 @@ def _to_dataset(state: TileState) -> xr.Dataset:
                 raise TypeError(f"monitor attribute {name!r} has {value.ndim} dimensions")
         else:
             scalars[name] = _jsonable(value, name)
+    for name, value in state.alerts.arrays().items():
+        data_vars[_ALERT_PREFIX + name] = (("y", "x"), value)
     ds = xr.Dataset(data_vars, coords={"y": y, "x": x})
     ds.attrs = {
         "title": "forestwatch tile monitoring state",
@@ -201,7 +219,8 @@ def load_state(path: str | Path) -> TileState:
     monitor = cls.__new__(cls)
     attrs: dict[str, Any] = json.loads(ds.attrs["monitor_attributes"])
     for name in ds.data_vars:
-        attrs[name] = np.ascontiguousarray(ds[name].values)
+        if not name.startswith(_ALERT_PREFIX):
+            attrs[name] = np.ascontiguousarray(ds[name].values)
     attrs["x"] = ds["x"].values.astype(np.float64)
     attrs["y"] = ds["y"].values.astype(np.float64)
     monitor.__dict__.update(attrs)
@@ -218,7 +237,16 @@ def load_state(path: str | Path) -> TileState:
         software=meta.get("software", {}),
         created=meta.get("created", ""),
         forest_mask=meta.get("forest_mask", {}),
+        alerts=_alerts_of(ds),
     )
+
+
+def _alerts_of(ds: xr.Dataset) -> AlertLayers:
+    names = [n for n in ds.data_vars if n.startswith(_ALERT_PREFIX)]
+    if names:
+        return AlertLayers.from_arrays({n[len(_ALERT_PREFIX):]: ds[n].values for n in names})
+    detection = ds["detection_date"].values if "detection_date" in ds.data_vars else None
+    return AlertLayers.from_monitor(ds["mask"].values, detection)
 
 
 @dataclass
@@ -230,6 +258,7 @@ class StateLayers:
     crs: str
     transform: Affine
     ledger: Ledger
+    alerts: AlertLayers
 
 
 def read_layers(path: str | Path, names: tuple[str, ...]) -> StateLayers:
@@ -240,7 +269,7 @@ def read_layers(path: str | Path, names: tuple[str, ...]) -> StateLayers:
         layers={n: np.ascontiguousarray(ds[n].values) if n in ds.data_vars else None
                 for n in names},
         crs=ds.attrs["crs"], transform=Affine(*json.loads(ds.attrs["transform"])),
-        ledger=_ledger_of(ds))
+        ledger=_ledger_of(ds), alerts=_alerts_of(ds))
 
 
 def read_ledger(path: str | Path) -> tuple[Ledger, str]:

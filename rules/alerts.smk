@@ -1,0 +1,34 @@
+# Alert polygons and area statistics from the tiles' alert pieces (written by tile_report):
+# a daily run rewrites the pieces of the tiles it changed, and these two rules join all
+# pieces again without reading any raster (forestwatch.alerts).
+
+
+rule alert_polygons:
+    input:
+        pieces=get_tile_alert_pieces(),
+    output:
+        # read before it is replaced: the previous alerts pass their ids on
+        update(RUN.alert_polygons()),
+    log:
+        RUN.log("alert_polygons"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("grid.resolution", "alerts.min_mapping_unit_ha"),
+    script:
+        "../scripts/alert_polygons.py"
+
+
+rule alert_statistics:
+    input:
+        unpack(get_alert_statistics_input),
+    output:
+        **get_alert_statistics_output(),
+    log:
+        RUN.log("alert_statistics"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("grid.resolution", "grid.crs", "alerts.regions"),
+    script:
+        "../scripts/alert_statistics.py"
