@@ -186,9 +186,15 @@ def published_rasters():
 
 
 def get_published_files(wildcards):
-    """Layer name -> the file it is drawn from (mosaic VRT, or the polygons' GeoPackage)."""
+    """Layer name -> the file it is drawn from (mosaic VRT, or the polygons' GeoPackage).
+    The mapfile and the styles name the polygons' file but do not read it: ancient(), so
+    that the polygons' rewrite in every daily run rewrites neither."""
     return {
-        e.name: RUN.alert_polygons() if e.kind == "polygons" else RUN.mosaic(e.name)
+        e.name: (
+            ancient(RUN.alert_polygons())
+            if e.kind == "polygons"
+            else RUN.mosaic(e.name)
+        )
         for e in published_layers()
     }
 
@@ -223,8 +229,10 @@ def get_alert_polygons(wildcards):
 
 
 def get_daily_records(wildcards):
-    """The daily runs' records on disk when the workflow starts (a daily run's own record
-    is written after its Snakemake run: the next run's figure shows it)."""
+    """The daily runs' records on disk when the workflow starts. A daily run's own record
+    is written after its Snakemake run, so it shows from the next rebuild of the figures
+    on. ancient(): a new record alone reruns nothing (after a daily run, `snakemake -n`
+    plans nothing); the figures are redrawn when the tiles' reports change."""
     from pathlib import Path
 
-    return sorted(str(p) for p in Path(RUN.runs()).glob("*/record.json"))
+    return [ancient(str(p)) for p in sorted(Path(RUN.runs()).glob("*/record.json"))]
