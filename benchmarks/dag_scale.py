@@ -4,8 +4,8 @@
 The configs only build the DAG: a bbox in EPSG:3035 covering ``cols x rows`` tiles of
 30 x 30 px, ``stac.source: stac_api`` with a URL that is never contacted (no archive job,
 no accuracy job), so the plan is 4 jobs per tile (forest_mask, fit, fast_forward,
-tile_report) plus tiles, mosaic and all. Each measurement is a fresh process, timed
-with its peak RSS (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
+tile_report) plus tiles, mosaic, alert_polygons, alert_statistics and all. Each
+measurement is a fresh process, timed with its peak RSS (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
 the Snakemake inside each cluster job plans before running); and the dry-run once every
 output exists (empty stand-ins), i.e. checking that nothing is pending.
 
@@ -86,15 +86,22 @@ def write_config(work: Path, n_tiles: int) -> Path:
 def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
     """Empty files in place of every output, oldest first along the chain, as after a
     completed run (Snakemake then only checks them: the daily "anything pending?" case)."""
-    res = workdir / "results" / run
-    stages = [["grid/tiles.gpkg"], [f"forest_mask/{t}.tif" for t in tiles],
-              [f"state/fitted/{t}.nc" for t in tiles], [f"state/current/{t}.nc" for t in tiles],
-              [f"reports/{t}/{layer}.tif" for t in tiles for layer in ("mask", "detection_date")],
-              ["mosaic/mask.vrt", "mosaic/detection_date.vrt"]]
+    from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
+    from forestwatch.layout import RunLayout
+
+    run_layout = RunLayout(workdir / "results" / run)
+    layers = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
+    stages = [[run_layout.tiles()], [run_layout.forest_mask(t) for t in tiles],
+              [run_layout.fitted_state(t) for t in tiles],
+              [run_layout.current_state(t) for t in tiles],
+              [run_layout.report(t, layer) for t in tiles for layer in layers]
+              + [run_layout.alert_pieces(t) for t in tiles],
+              [run_layout.mosaic(layer) for layer in layers]
+              + [run_layout.alert_polygons(), run_layout.alert_area("tile")]]
     stamp = time.time() - len(stages)
     for i, paths in enumerate(stages):
-        for rel in paths:
-            path = res / rel
+        for name in paths:
+            path = Path(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
             os.utime(path, (stamp + i, stamp + i))

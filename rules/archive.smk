@@ -5,6 +5,7 @@ TRUTH_LAYERS = [
     "land_cover",
     "disturbance_date",
     "disturbance_type",
+    "canopy_loss",
     "tree_cover",
 ]
 

@@ -263,3 +263,26 @@ def test_first_detections_false_starts_and_open_alerts(tmp_path, truth):
     md = to_markdown(_assess(tmp_path, truth, mask, dates, status_vrt=tmp_path / "status.tif",
                              first_vrt=tmp_path / "first.tif"))
     assert "| First detections: median lag (days) | 3.0 |" in md
+
+
+def test_shares_per_disturbance_type_present_in_the_truth(tmp_path, truth):
+    # without thinning or storm damage in the truth there are no rows for them
+    mask, dates = _detections({"A": 10, "C": 10})
+    plain = _assess(tmp_path / "plain", truth, mask, dates)
+    assert "detected_share_thinning" not in plain and "detected_share_storm" not in plain
+    assert "thinning" not in to_markdown(plain)
+    # A becomes a thinning (25 core px), B storm damage (25): A and C (clear-cut, 9) found
+    kind = np.zeros((N, N), np.uint8)
+    for name, (rows, cols, t, _) in PATCHES.items():
+        kind[rows, cols] = {"A": 3, "B": 4}.get(name, t)
+    _write(truth / "disturbance_type.tif", kind, "uint8")
+    m = _assess(tmp_path / "typed", truth, mask, dates)
+    assert m["detected_share_thinning"] == 1.0
+    assert m["detected_share_storm"] == 0.0
+    assert m["detected_share_clear_cut"] == 1.0
+    assert m["detected_share_partial"] is None  # no partial dieback left
+    assert m["detected_share"] == pytest.approx((25 + 9) / DISTURBED, abs=1e-4)
+    md = to_markdown(m)
+    assert "thinning | 100.0 %" in md
+    assert "storm damage | 0.0 %" in md
+    assert "partial dieback | n/a" in md

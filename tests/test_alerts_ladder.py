@@ -184,3 +184,25 @@ def test_a_format_2_state_gets_its_layers_from_nrt_mask():
     layers = AlertLayers.from_monitor(mask, dates)
     assert layers.status[0].tolist() == [NO_DATA, NO_ALERT, NO_DATA, CONFIRMED, NO_DATA]
     assert layers.confirmed_date[0, 3] == layers.first_date[0, 3] == 19800
+
+
+def test_a_confirmed_alert_is_dated_from_the_run_of_anomalies_that_confirmed_it():
+    """An isolated anomaly, one normal observation (not enough to end the episode), then
+    the disturbance: three anomalies, confirmed at the third. The provisional alert is
+    dated from the isolated anomaly; once confirmed, from the start of the run."""
+    layers = AlertLayers.start(np.ones((1, 1), dtype=np.uint8))
+    params = AlertParams(recovery_observations=2)
+    one = np.ones((1, 1), bool)
+    seq = [("2024-03-01", 2.0, False), ("2024-03-06", 0.0, False),
+           ("2024-03-11", 3.0, False), ("2024-03-16", 3.0, False), ("2024-03-21", 3.0, True)]
+    for day, s, conf in seq:
+        observe(layers, observed=one, strength=np.full((1, 1), s, np.float32),
+                residuals=np.full((1, 1), -0.1 * s, np.float32), confirmed=one & conf,
+                day=dt.date.fromisoformat(day), params=params)
+        if day == "2024-03-16":
+            assert layers.status[0, 0] == PROVISIONAL
+            assert layers.first_date[0, 0] == _days(dt.date(2024, 3, 1))
+    assert layers.status[0, 0] == CONFIRMED
+    assert layers.first_date[0, 0] == _days(dt.date(2024, 3, 11))
+    assert layers.confirmed_date[0, 0] == _days(dt.date(2024, 3, 21))
+    assert layers.count[0, 0] == 4  # the episode's evidence is all kept

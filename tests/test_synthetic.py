@@ -9,6 +9,7 @@ nodata 0; SCL classes; eo:cloud_cover from SCL), not from a previous run.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections import Counter
 from dataclasses import replace
@@ -19,6 +20,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from forestwatch import synthetic
 from forestwatch.grid import make_tiles
 from forestwatch.synthetic import (
     BASELINE_04_START,
@@ -279,3 +281,171 @@ def test_disturbance_start_too_late_is_refused(small_archive, tmp_path):
     spec = replace(_tiny_spec(small_archive), disturbance_start="2021-11-20")
     with pytest.raises(ValueError, match="disturbance_start"):
         generate_archive(tmp_path / "late", spec, workers=1)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+#: sha256 of the small demo archive's pixels (_pixel_digest) as the code made them before
+#: the hard scenario existed (commit 64d39cd, run on tests/config/small.yaml): the truth
+#: layers and B04/B11/SCL of three dates. Pixel arrays, not file bytes, so that another
+#: GDAL or zlib build does not change it; the demo must keep these draws so that its
+#: accuracy numbers stay comparable. If a deliberate change to the demo moves it, say so
+#: in the CHANGELOG and update it.
+DEMO_SMALL_PIXELS = "cc5e8a03d240fc2b6f9b894c09d7837fe634bda1406df40d384f2e5ca28bbc90"
+HARD_ONLY = ("_hard_landscape", "_reflectance_hard", "_hard_surface_and_air", "_hard_scl",
+             "_shifted_samplers")
+
+
+def _pixel_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    features = json.loads((folder / "items.json").read_text())["features"]
+    paths = [folder / "truth" / f"{name}.tif"
+             for name in ("forest", "land_cover", "disturbance_date", "disturbance_type")]
+    paths += [folder / f["assets"][key]["href"]
+              for f in (features[0], features[len(features) // 2], features[-1])
+              for key in ("B04", "B11", "SCL")]
+    for path in paths:
+        with rasterio.open(path) as src:
+            digest.update(np.ascontiguousarray(src.read(1)).tobytes())
+    return digest.hexdigest()
+
+
+def test_demo_scenario_pixels_are_those_of_before_the_hard_scenario(small_archive):
+    assert small_archive["cfg"]["synthetic"]["scenario"] == "demo"
+    assert _pixel_digest(Path(small_archive["folder"])) == DEMO_SMALL_PIXELS
+    summary = json.loads((Path(small_archive["folder"]) / "truth" / "truth.json").read_text())
+    assert summary["scenario"] == "demo"
+    assert set(summary["pixels_by_type"]) == {"clear_cut", "partial"}
+
+
+def test_demo_scenario_never_runs_the_hard_code(small_archive, tmp_path, monkeypatch):
+    """The demo's draws cannot depend on the hard scenario's code: it never calls it."""
+    spec = _tiny_spec(small_archive)
+    before = generate_archive(tmp_path / "before", spec, workers=1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the demo scenario called hard-scenario code")
+
+    for name in HARD_ONLY:
+        monkeypatch.setattr(synthetic, name, refuse)
+    after = generate_archive(tmp_path / "after", spec, workers=1)
+    assert before.read_bytes() == after.read_bytes()
+    for rel in ("truth/disturbance_type.tif", "truth/disturbance_date.tif",
+                json.loads(before.read_text())["features"][-1]["assets"]["B11"]["href"]):
+        assert (before.parent / rel).read_bytes() == (after.parent / rel).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def hard_archive(small_archive, tmp_path_factory) -> dict:
+    """The small config's hard scenario, every 20 days (46 dates: three winters)."""
+    spec = replace(SyntheticSpec.from_config(small_archive["cfg"]), scenario="hard",
+                   revisit_days=20)
+    folder = tmp_path_factory.mktemp("hard")
+    catalog = generate_archive(folder, spec, workers=2)
+    return {"spec": spec, "folder": folder, "catalog": catalog,
+            "features": json.loads(catalog.read_text())["features"]}
+
+
+def _truth(folder: Path, name: str) -> np.ndarray:
+    with rasterio.open(folder / "truth" / f"{name}.tif") as src:
+        return src.read(1)
+
+
+def test_hard_scenario_is_deterministic_and_differs_from_the_demo(small_archive, hard_archive,
+                                                                    tmp_path):
+    again = generate_archive(tmp_path / "again", hard_archive["spec"], workers=1)
+    first = hard_archive["catalog"]
+    assert again.read_bytes() == first.read_bytes()
+    features = hard_archive["features"]
+    for rel in ["truth/disturbance_type.tif", "truth/disturbance_date.tif",
+                "truth/canopy_loss.tif", "truth/truth.json"] + [
+            features[k]["assets"][key]["href"] for k in (0, 31, -1) for key in ("B04", "B12", "SCL")]:
+        assert (again.parent / rel).read_bytes() == (first.parent / rel).read_bytes(), rel
+    # the same landscape as the demo's (same seed), other disturbances
+    demo = Path(small_archive["folder"])
+    assert np.array_equal(_truth(demo, "land_cover"), _truth(hard_archive["folder"], "land_cover"))
+    assert not np.array_equal(_truth(demo, "disturbance_type"),
+                              _truth(hard_archive["folder"], "disturbance_type"))
+
+
+def test_hard_scenario_has_four_disturbance_types_with_their_canopy_loss(hard_archive):
+    folder = hard_archive["folder"]
+    kind, loss = _truth(folder, "disturbance_type"), _truth(folder, "canopy_loss")
+    date, forest = _truth(folder, "disturbance_date"), _truth(folder, "forest")
+    assert set(np.unique(kind).tolist()) == {0, 1, 2, 3, 4}
+    assert np.array_equal(kind != 0, date != 0) and (forest[kind != 0] == 1).all()
+    assert 25 <= loss[kind == 3].min() and loss[kind == 3].max() <= 45  # thinning
+    assert loss[kind == 1].min() >= 90  # clear-cut
+    assert (loss[kind == 2] == 35).all()  # partial dieback, as in the demo
+    storm = loss[kind == 4]
+    assert storm.min() < 60 and storm.max() == 100  # partial to full loss
+    storm_days = np.unique(date[kind == 4])
+    assert 2 <= storm_days.size <= 3  # a few storm dates, each hitting many patches
+    assert all((EPOCH + dt.timedelta(days=int(d))).month in (10, 11, 12, 1, 2, 3)
+               for d in storm_days)
+    summary = json.loads((folder / "truth" / "truth.json").read_text())
+    assert summary["scenario"] == "hard"
+    assert summary["pixels_by_type"] == {
+        name: int((kind == code).sum()) for code, name in synthetic.DISTURBANCE_TYPES.items()}
+    with rasterio.open(folder / "truth" / "disturbance_type.tif") as src:
+        assert src.tags(1)["description"] == (
+            "0 none, 1 clear-cut, 2 partial dieback, 3 thinning, 4 storm damage")
+
+
+def test_hard_scenario_snow_only_in_winter_and_swir_dark(hard_archive):
+    snow_months, classes, unflagged = set(), set(), 0
+    for f in hard_archive["features"]:
+        scl = _read(hard_archive, f, "SCL")
+        classes |= set(np.unique(scl).tolist())
+        snow = scl == 11
+        if not snow.any():
+            continue
+        snow_months.add(_date(f).month)
+        offset = 1000 if f["properties"]["s2:processing_baseline"] >= "04.00" else 0
+        nir = (_read(hard_archive, f, "B8A").astype(float) - offset) / 1e4
+        swir = (_read(hard_archive, f, "B11").astype(float) - offset) / 1e4
+        assert np.median(nir[snow]) > 2 * np.median(swir[snow])  # NDSI-like contrast
+        # some snow is labelled clear: bright green, dark SWIR, SCL 4/5
+        green = (_read(hard_archive, f, "B03").astype(float) - offset) / 1e4
+        clear = _scl_at_10m(np.isin(scl, (4, 5)))
+        unflagged += int((clear & (green > 0.3) & (_scl_at_10m(swir) < 0.15)).sum())
+    assert snow_months and snow_months <= {11, 12, 1, 2, 3}
+    assert unflagged > 0
+    assert classes <= {0, 3, 4, 5, 6, 8, 9, 10, 11} and {10, 11} <= classes
+
+
+def test_hard_scenario_thinning_moves_nbr_more_than_ndvi():
+    """Linear mixing with the exposed understory and slash: the SWIR rises with the canopy
+    loss, so NBR falls more than NDVI (summer, closed deciduous canopy, 35 % loss)."""
+    canopy = np.array([0.055 - 0.010, 0.060 - 0.035, 0.20 + 0.17, 0.20 - 0.06, 0.11 - 0.05])
+    under, slash = np.array(synthetic.UNDERSTORY_SUMMER), np.array(synthetic.SOIL_SLASH)
+    thinned = 0.65 * canopy + 0.35 * (0.6 * under + 0.4 * slash)
+
+    def ndvi(r):
+        return (r[2] - r[1]) / (r[2] + r[1])
+
+    def nbr(r):
+        return (r[2] - r[4]) / (r[2] + r[4])
+
+    assert thinned[4] > canopy[4]
+    assert nbr(canopy) - nbr(thinned) > 1.5 * (ndvi(canopy) - ndvi(thinned)) > 0
+
+
+def test_hard_scenario_granules_are_shifted_a_little_on_each_date(small_archive):
+    spec = replace(_tiny_spec(small_archive), scenario="hard")
+    granules = synthetic._granules(spec)
+    transform, shape = synthetic._truth_grid(spec, granules)
+    coords = {(g.name, res): synthetic._sample_coords(g, res, spec.grid_crs, transform)
+              for g in granules for res in (10, 20)}
+    fixed = {key: synthetic._nearest(*c, shape) for key, c in coords.items()}
+    moved = synthetic._shifted_samplers(coords, shape, spec.resolution, granules,
+                                        np.random.default_rng(1))
+    for key, (tr, tc, _) in moved.items():
+        changed = (tr != fixed[key][0]) | (tc != fixed[key][1])
+        assert 0 < changed.mean() < 0.9  # sub-pixel: only part of the pixels move
+        assert np.abs(tr - fixed[key][0]).max() <= 1 and np.abs(tc - fixed[key][1]).max() <= 1
+
+
+def test_unknown_scenario_is_refused(small_archive):
+    with pytest.raises(ValueError, match="synthetic.scenario"):
+        replace(_tiny_spec(small_archive), scenario="harder")

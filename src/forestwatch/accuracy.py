@@ -6,7 +6,8 @@ the grid mixes them, so neither answer is wrong there.
 
 * detected share: disturbed forest pixels (disturbed after the history ends and at least
   ``min_lead_days`` before the end of monitoring) flagged as a confirmed break on or after
-  the true date;
+  the true date; also per disturbance type (``detected_share_<type>``, TYPES): clear-cut
+  and partial dieback always, the others when the truth has them;
 * false-alarm share: undisturbed forest pixels flagged as a confirmed break;
 * lag: days from the true disturbance date to the detection date (median, p90);
 * with the alert layers (``status_vrt``, ``first_vrt``), the same for **first
@@ -29,6 +30,9 @@ from rasterio.windows import from_bounds
 from scipy import ndimage
 
 EPOCH = dt.date(1970, 1, 1)
+#: disturbance_type.tif code -> (key suffix, label); other codes get ``type_<code>``
+TYPES = {1: ("clear_cut", "clear-cuts"), 2: ("partial", "partial dieback"),
+         3: ("thinning", "thinning"), 4: ("storm", "storm damage")}
 
 
 def _days(value: str) -> int:
@@ -79,8 +83,9 @@ def assess(mask_vrt: str | Path, date_vrt: str | Path, truth_dir: str | Path,
         "disturbed_forest_pixels": int(disturbed.sum()),
         "undisturbed_forest_pixels": int(stable.sum()),
         "detected_share": share(detected, disturbed),
-        "detected_share_clear_cut": share(detected & (t_type == 1), disturbed & (t_type == 1)),
-        "detected_share_partial": share(detected & (t_type == 2), disturbed & (t_type == 2)),
+        **{f"detected_share_{TYPES.get(code, (f'type_{code}',))[0]}":
+           share(detected & (t_type == code), disturbed & (t_type == code))
+           for code in sorted({1, 2} | set(np.unique(t_type[t_type > 0]).tolist()))},
         "detected_before_true_date_share": share(early, disturbed),
         "false_alarm_share": share(stable & brk, stable),
         "median_lag_days": float(np.median(lag)) if lag.size else None,
@@ -119,8 +124,8 @@ def to_markdown(metrics: dict) -> str:
     rows = [
         ("Confirmed alerts: detected share of disturbed forest",
          pct(metrics["detected_share"])),
-        ("  clear-cuts", pct(metrics["detected_share_clear_cut"])),
-        ("  partial dieback", pct(metrics["detected_share_partial"])),
+        *((f"  {label}", pct(metrics[f"detected_share_{key}"]))
+          for key, label in TYPES.values() if f"detected_share_{key}" in metrics),
         ("Confirmed alerts: false-alarm share of undisturbed forest",
          pct(metrics["false_alarm_share"])),
         ("Confirmed alerts: median lag (days)", num(metrics["median_lag_days"])),
@@ -132,7 +137,8 @@ def to_markdown(metrics: dict) -> str:
     ]
     first = metrics.get("first_detection")
     if first:
-        rows[6:6] = [
+        after = next(i for i, (k, _) in enumerate(rows) if "90th percentile" in k) + 1
+        rows[after:after] = [
             ("First detections: detected share", pct(first["detected_share"])),
             ("First detections: median lag (days)", num(first["median_lag_days"])),
             ("First detections: 90th percentile lag (days)", num(first["p90_lag_days"])),

@@ -41,9 +41,9 @@ def _register(name: str):
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.asarray(num, dtype=np.float64) / np.asarray(den, dtype=np.float64)
-    out[~np.isfinite(out)] = np.nan
-    return out.astype(np.float32)
+        out = np.divide(num, den, dtype=np.float32)
+    out[np.isinf(out)] = np.nan
+    return out
 
 
 @_register("IQR")

@@ -14,7 +14,10 @@ code  name                  meaning
 0     no alert              monitored, no anomaly in the current episode
 1     first detection       one anomalous observation
 2     provisional           more than one, not (yet) confirmed by the monitor
-3     confirmed             the monitor's break (nrt mask 3)
+3     confirmed             the monitor's break (nrt mask 3); its first-detection date
+                            becomes the start of the uninterrupted run of anomalies
+                            that led to it (an isolated anomaly before it, with a
+                            normal observation between, was not the disturbance)
 4     returned to normal    was anomalous, then ``recovery_observations`` consecutive
                             normal observations: a false start (counted in
                             ``false_starts``); a new anomaly starts a new episode at 1
@@ -111,12 +114,15 @@ class AlertLayers:
     evidence: np.ndarray
     #: uint8 consecutive normal observations since the episode's last anomaly
     normal_run: np.ndarray
+    #: int32 date the episode's current uninterrupted run of anomalies began
+    run_start: np.ndarray
     #: uint16 episodes that returned to normal, over the whole monitoring
     false_starts: np.ndarray
 
     DTYPES = {"status": np.uint8, "first_date": np.int32, "confirmed_date": np.int32,
               "last_date": np.int32, "count": np.uint16, "max_loss": np.float32,
-              "evidence": np.float32, "normal_run": np.uint8, "false_starts": np.uint16}
+              "evidence": np.float32, "normal_run": np.uint8, "run_start": np.int32,
+              "false_starts": np.uint16}
 
     @classmethod
     def names(cls) -> list[str]:
@@ -147,6 +153,7 @@ class AlertLayers:
             dates = np.asarray(detection_date).astype(np.int32)
             layers.confirmed_date[brk] = dates[brk]
             layers.first_date[brk] = dates[brk]
+            layers.run_start[brk] = dates[brk]
         layers.count[brk] = 1
         return layers
 
@@ -169,6 +176,19 @@ class AlertLayers:
         return conf.astype(np.uint8)
 
 
+def _lut(codes) -> np.ndarray:
+    """Boolean lookup table over uint8 status codes (``LUT[status]`` is much faster than
+    ``np.isin`` on a tile)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(codes)] = True
+    return table
+
+
+_LUT_OPEN_OR_NONE = _lut((NO_ALERT, FIRST, PROVISIONAL, RECOVERED))
+_LUT_NEW = _lut((NO_ALERT, RECOVERED))
+_LUT_UNCONFIRMED = _lut((FIRST, PROVISIONAL))
+
+
 def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
             residuals: np.ndarray, confirmed: np.ndarray, day: dt.date,
             params: AlertParams) -> None:
@@ -182,12 +202,13 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     """
     days = np.int32((day - EPOCH).days)
     st = layers.status
-    open_or_none = np.isin(st, (NO_ALERT, FIRST, PROVISIONAL, RECOVERED))
-    anomalous = observed & open_or_none & (np.nan_to_num(strength, nan=0.0) >= 1.0)
+    open_or_none = _LUT_OPEN_OR_NONE[st]
+    with np.errstate(invalid="ignore"):
+        anomalous = observed & open_or_none & (strength >= 1.0)  # NaN compares False
     normal = observed & open_or_none & ~anomalous
 
     # a new episode
-    new = anomalous & np.isin(st, (NO_ALERT, RECOVERED))
+    new = anomalous & _LUT_NEW[st]
     layers.first_date[new] = days
     for name in ("count", "max_loss", "evidence"):
         getattr(layers, name)[new] = 0
@@ -198,11 +219,12 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     loss = np.maximum(-np.asarray(residuals, dtype=np.float32), 0)
     layers.max_loss[anomalous] = np.maximum(layers.max_loss[anomalous], loss[anomalous])
     layers.evidence[anomalous] += np.minimum(strength[anomalous], STRENGTH_CAP)
+    layers.run_start[new | (anomalous & (layers.normal_run > 0))] = days
     layers.normal_run[anomalous] = 0
     st[anomalous & (layers.count >= 2)] = PROVISIONAL
 
     # back to normal ends an unconfirmed episode
-    waiting = normal & np.isin(st, (FIRST, PROVISIONAL))
+    waiting = normal & _LUT_UNCONFIRMED[st]
     layers.normal_run[waiting] = np.minimum(layers.normal_run[waiting].astype(np.int64) + 1,
                                             255).astype(np.uint8)
     back = waiting & (layers.normal_run >= params.recovery_observations)
@@ -212,8 +234,13 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     # the monitor's confirmation (also of a break in the other direction, with no anomaly
     # of ours before it: it then starts and confirms its episode on the same day)
     conf = confirmed & (st != CONFIRMED)
-    unstarted = conf & ~np.isin(st, (FIRST, PROVISIONAL))
+    # a confirmed disturbance began with the run of anomalies the monitor confirmed: an
+    # isolated anomaly before it, with a normal observation between, is not part of it
+    rerun = conf & anomalous & _LUT_UNCONFIRMED[st] & (layers.run_start > layers.first_date)
+    layers.first_date[rerun] = layers.run_start[rerun]
+    unstarted = conf & ~_LUT_UNCONFIRMED[st]
     layers.first_date[unstarted] = days
+    layers.run_start[unstarted] = days
     layers.count[unstarted] = 1
     layers.max_loss[unstarted] = loss[unstarted]
     layers.evidence[unstarted] = 1.0

@@ -30,7 +30,8 @@ ALERT_REPORT_LAYERS: dict[str, ReportLayer] = {layer.name: layer for layer in (
                 "alert status: 0 no alert, 1 first detection, 2 provisional, 3 confirmed, "
                 "4 returned to normal; 255 not monitored"),
     ReportLayer("first_detection_date", "int32", 0,
-                "first anomalous observation of the open alert (statuses 1-3); 0 none",
+                "first anomalous observation of the open alert (statuses 1-3; of a "
+                "confirmed one, of the run of anomalies that was confirmed); 0 none",
                 DATE_UNITS),
     ReportLayer("confirmation_date", "int32", 0,
                 "date the monitor confirmed the break (status 3); 0 none", DATE_UNITS),

@@ -196,15 +196,21 @@ def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: Alert
     state's alert layers.
 
     The residuals and the pixels the monitor takes are those of nrt's own ``monitor()``
-    (its prediction, its mask, its screening of extreme outliers), computed here once more
-    because nrt keeps neither.
+    (its prediction, its mask, its screening of extreme outliers): nrt keeps neither, so
+    they are computed here, and nrt's ``monitor()`` is handed the same prediction instead
+    of computing it a second time (a third of the cost of a day on 1000 x 1000 px).
     """
     monitor = state.monitor
     date = dt.datetime(day.year, day.month, day.day)
-    residuals = array - monitor.predict(date)
+    predicted = monitor.predict(date)
+    residuals = array - predicted
     observed = (monitor.mask == 1) & np.isfinite(array)
     observed = monitor._detect_extreme_outliers(residuals=residuals, is_valid=observed)
-    monitor.monitor(array=array, date=date)
+    monitor.predict = lambda _date: predicted  # for this one call; the method is restored
+    try:
+        monitor.monitor(array=array, date=date)
+    finally:
+        del monitor.predict
     strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
     observe(state.alerts, observed=observed, strength=strength, residuals=residuals,
             confirmed=observed & (monitor.mask == 3), day=day, params=params)
