@@ -4,8 +4,8 @@
 #   snakemake -n                   list the pending jobs, per tile
 #
 # Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report
-# -> alerts (polygons, area statistics);
-# daily (update_tile) is run by `forestwatch daily`. Every path under results/<run_name>/
+# -> alerts (polygons, area statistics) -> publish (WMS mapfile, QGIS styles, STAC catalog,
+# report figures); daily (update_tile) is run by `forestwatch daily`. Every path under results/<run_name>/
 # comes from forestwatch.layout.RunLayout (RUN in rules/common.smk). A tile's state:
 # state/fitted/<tile>.nc is written by rule fit, state/current/<tile>.nc only by
 # forestwatch.state.TileStateStore (rules fast_forward and update_tile).
@@ -33,6 +33,7 @@ include: "rules/monitor.smk"
 include: "rules/report.smk"
 include: "rules/alerts.smk"
 include: "rules/daily.smk"
+include: "rules/publish.smk"
 
 
 # quick bookkeeping steps: under a cluster executor they run on the submitting host
@@ -43,6 +44,10 @@ localrules:
     accuracy,
     alert_polygons,
     alert_statistics,
+    wms_mapfile,
+    qgis_styles,
+    stac_catalog,
+    report_figures,
 
 
 onstart:

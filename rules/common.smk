@@ -150,8 +150,89 @@ def get_alert_statistics_output():
 
 
 def get_final_outputs(wildcards):
+    """Everything `snakemake` (and each daily run's Snakemake run) brings up to date: the
+    mosaics, the alert polygons and statistics, the accuracy summary when there is a
+    truth, and what rules/publish.smk makes from them (the WMS mapfile, the QGIS styles,
+    the STAC catalog, the report figures)."""
     outputs = [RUN.tiles(), *(RUN.mosaic(name) for name in REPORT_LAYERS)]
     outputs += [RUN.alert_polygons(), *get_alert_statistics_output().values()]
     if get_truth_folder():
         outputs.append(RUN.accuracy("json"))
+    outputs += [
+        *rules.wms_mapfile.output,
+        *rules.qgis_styles.output,
+        *rules.stac_catalog.output,
+        *rules.report_figures.output,
+    ]
     return outputs
+
+
+# -- publishing (rules/publish.smk) -------------------------------------------------------
+
+
+def published_layers():
+    """The table's layers (forestwatch.publish.layers.LAYERS) whose file the workflow
+    makes: a named output of rule mosaic, or the alert polygons."""
+    from forestwatch.publish.layers import published
+
+    made = list(rules.mosaic.output.keys())
+    if hasattr(RUN, "alert_polygons"):
+        made.append("alert_polygons")
+    return published(made)
+
+
+def published_rasters():
+    return [e.name for e in published_layers() if e.kind != "polygons"]
+
+
+def get_published_files(wildcards):
+    """Layer name -> the file it is drawn from (mosaic VRT, or the polygons' GeoPackage).
+    The mapfile and the styles name the polygons' file but do not read it: ancient(), so
+    that the polygons' rewrite in every daily run rewrites neither."""
+    return {
+        e.name: (
+            ancient(RUN.alert_polygons())
+            if e.kind == "polygons"
+            else RUN.mosaic(e.name)
+        )
+        for e in published_layers()
+    }
+
+
+def style_of(name):
+    """The QGIS style beside a published layer's file."""
+    if name == "alert_polygons":
+        return RUN.alert_polygons_style()
+    return RUN.mosaic_style(name)
+
+
+def get_stac_inputs(wildcards):
+    """Every tile's report COGs (not ancient: a daily run's new reports rebuild the
+    catalog, with their new checksums), states, mosaics, styles, accuracy."""
+    inputs = {
+        "reports": [RUN.report(t, layer) for t in TILES for layer in REPORT_LAYERS],
+        "states": [ancient(RUN.current_state(t)) for t in TILES],
+        "mosaics": [RUN.mosaic(name) for name in published_rasters()],
+        "styles": rules.qgis_styles.output,
+    }
+    if get_truth_folder():
+        inputs["accuracy"] = [RUN.accuracy("json"), RUN.accuracy("md")]
+    if hasattr(RUN, "alert_polygons"):
+        inputs["polygons"] = RUN.alert_polygons()
+        inputs["statistics"] = list(get_alert_statistics_output().values())
+    return inputs
+
+
+def get_alert_polygons(wildcards):
+    """The alert polygons, when the workflow makes them (the report's alerts per month)."""
+    return [RUN.alert_polygons()] if hasattr(RUN, "alert_polygons") else []
+
+
+def get_daily_records(wildcards):
+    """The daily runs' records on disk when the workflow starts. A daily run's own record
+    is written after its Snakemake run, so it shows from the next rebuild of the figures
+    on. ancient(): a new record alone reruns nothing (after a daily run, `snakemake -n`
+    plans nothing); the figures are redrawn when the tiles' reports change."""
+    from pathlib import Path
+
+    return [ancient(str(p)) for p in sorted(Path(RUN.runs()).glob("*/record.json"))]

@@ -1,8 +1,11 @@
-"""Command line: ``forestwatch daily`` (the operational run) and ``forestwatch check-config``.
+"""Command line: ``forestwatch daily`` (the operational run), ``forestwatch serve`` (the
+WMS) and ``forestwatch check-config``.
 
     forestwatch daily --config config/config.yaml            # discover, update, refresh reports
     forestwatch daily --config config/config.yaml --dry-run  # what it would do, per tile
     forestwatch daily --config config/config.yaml --profile profiles/slurm   # on a cluster
+    forestwatch serve --config config/config.yaml --port 8080  # WMS until Ctrl-C
+    forestwatch serve --config config/config.yaml --stop       # stop it from another shell
 
 Exit status of ``daily``: 0 every tile up to date; 1 a tile update failed (its state is
 unchanged; the record and its log say why); 2 bad configuration or no states yet; 3 an
@@ -86,6 +89,28 @@ def daily(args: argparse.Namespace) -> int:
     return 0 if args.dry_run else record["exit_status"]
 
 
+def serve(args: argparse.Namespace) -> int:
+    from .layout import RunLayout, run_root
+    from .publish import server
+    from .workflow import setup_logging
+
+    cfg = load_config(args.config)
+    layout = RunLayout(run_root(cfg["run_name"]))
+    try:
+        if args.stop:
+            pid = server.stop(layout.serve_pid())
+            print(f"stopped the WMS server (pid {pid})" if pid else
+                  f"no WMS server runs for {layout.root} (no live pid in {layout.serve_pid()})")
+            return 0
+        setup_logging(None)
+        server.serve(mapfile=layout.wms_mapfile(), config_file=layout.mapserver_config(),
+                     pid_file=layout.serve_pid(), host=args.host, port=args.port)
+    except server.ServerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=2, default=str))
@@ -110,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--wait", type=float, default=None,
                    help="seconds to wait for the run lock (default operational.lock_wait_s)")
     d.set_defaults(func=daily)
+    s = sub.add_parser("serve", help="serve the run's WMS (MapServer) over HTTP until Ctrl-C "
+                       "or `serve --stop`")
+    s.add_argument("--config", default="config/config.yaml")
+    s.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    s.add_argument("--stop", action="store_true",
+                   help="stop the server running for this config's run (its PID file)")
+    s.set_defaults(func=serve)
     c = sub.add_parser("check-config", help="validate a config and print it with defaults")
     c.add_argument("config")
     c.set_defaults(func=check_config)

@@ -85,6 +85,49 @@ class RunLayout:
         """Accuracy summary, ``json`` or ``md`` (rule ``accuracy``)."""
         return self._p("accuracy", f"summary.{suffix}")
 
+    def mosaic_style(self, layer: str) -> str:
+        """QGIS style (.qml) beside the mosaic VRT of a layer, so that QGIS opens the VRT
+        with the WMS's colours (rule ``qgis_styles``)."""
+        return self._p("mosaic", f"{layer}.qml")
+
+    def alert_polygons_style(self) -> str:
+        """QGIS style beside the alert polygons' GeoPackage (rule ``qgis_styles``), once
+        the workflow writes them (``alert_polygons``)."""
+        return str(Path(self.alert_polygons()).with_suffix(".qml"))
+
+    # -- publishing (forestwatch.publish) ------------------------------------------------
+    def wms_mapfile(self) -> str:
+        """MapServer mapfile of the run's WMS, over the mosaics (rule ``wms_mapfile``)."""
+        return self._p("publish", "wms.map")
+
+    def mapserver_config(self) -> str:
+        """MapServer 8's config file naming the mapfile (``forestwatch serve``, when it
+        starts)."""
+        return self._p("publish", "mapserver.conf")
+
+    def serve_pid(self) -> str:
+        """PID of the running ``forestwatch serve`` (written by it, removed when it stops)."""
+        return self._p("publish", "serve.pid")
+
+    def stac_catalog(self) -> str:
+        """STAC Collection of the run's outputs (rule ``stac_catalog``, which writes every
+        file under ``stac/``)."""
+        return self._p("stac", "collection.json")
+
+    def stac_item(self, item_id: str) -> str:
+        """STAC Item of one tile's products (``item_id`` = tile id) or of the run's mosaics
+        (``mosaic``) (rule ``stac_catalog``)."""
+        return self._p("stac", item_id, f"{item_id}.json")
+
+    def figure(self, name: str) -> str:
+        """PNG figure of the HTML report: ``quicklook_<layer>``, ``alerts_per_month``,
+        ``run_history`` (rule ``report_figures``)."""
+        return self._p("figures", f"{name}.png")
+
+    def figure_table(self, name: str) -> str:
+        """TSV table of the HTML report: ``alerts_per_month`` (rule ``report_figures``)."""
+        return self._p("figures", f"{name}.tsv")
+
     # -- the daily run -------------------------------------------------------------------
     def lock(self) -> str:
         """The run lock (:mod:`forestwatch.runlock`): held by ``forestwatch daily`` and by a

@@ -256,6 +256,76 @@ def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: s
     return metrics
 
 
+def _monitoring(cfg: dict):
+    import datetime as dt
+
+    return (dt.date.fromisoformat(str(cfg["history"]["end"])) + dt.timedelta(days=1),
+            dt.date.fromisoformat(str(cfg["fast_forward"]["until"])))
+
+
+def _published(layers: dict[str, str]):
+    from .publish.layers import layer
+
+    return [(layer(name), path) for name, path in layers.items()]
+
+
+def wms_mapfile(cfg: dict, layers: dict[str, str], out: str | Path) -> None:
+    """The run's MapServer mapfile over ``layers`` (layer name -> mosaic VRT, or the
+    polygons' GeoPackage)."""
+    from .publish.mapfile import write_mapfile
+
+    names = write_mapfile(out=out, layers=_published(layers), crs=cfg["grid"]["crs"],
+                          monitoring=_monitoring(cfg), name=f"forestwatch_{cfg['run_name']}",
+                          title=f"forestwatch {cfg['run_name']}: forest disturbance monitoring")
+    log.info("mapfile %s: layers %s", out, ", ".join(names))
+
+
+def qgis_styles(cfg: dict, layers: dict[str, str], styles: dict[str, str]) -> None:
+    """A QGIS style per layer (``styles``: layer name -> .qml beside its file)."""
+    from .publish.layers import legend_entries, raster_classes
+    from .publish.qml import write_qml
+
+    published = _published(layers)
+    classes_of = {e.name: raster_classes(p, e.classes, e.transparent) for e, p in published
+                  if e.kind == "classes"}
+    for entry, path in published:
+        entries = legend_entries(entry, path=None if entry.kind == "polygons" else path,
+                                 monitoring=_monitoring(cfg), classes_of=classes_of)
+        write_qml(entry, entries, styles[entry.name])
+        log.info("style %s: %d entries", styles[entry.name], len(entries))
+
+
+def stac_catalog(cfg: dict, tiles: dict[str, dict[str, str]], states: dict[str, str],
+                 mosaics: dict[str, str], extras: dict[str, str], collection: str | Path,
+                 items: dict[str, str], source: str | None) -> None:
+    """The STAC catalog of the run's outputs (forestwatch.publish.stac_catalog);
+    ``items``: item id (tile, ``mosaic``) -> its file."""
+    from .publish.stac_catalog import write_catalog
+
+    write_catalog(cfg=cfg, tiles=tiles, states=states, mosaics=mosaics, extras=extras,
+                  collection_path=collection, item_path=items.__getitem__, source=source)
+    log.info("STAC catalog %s: %d tile item(s) and the mosaic item", collection, len(tiles))
+
+
+def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
+                   records: list[str], quicklooks: dict[str, str], alerts_png: str | Path,
+                   alerts_tsv: str | Path, history_png: str | Path,
+                   polygons: str | None = None) -> None:
+    """The report's pictures: a quicklook per mosaic, alerts per month, the daily runs."""
+    from .publish.figures import alerts_per_month, quicklook, run_history
+    from .publish.layers import legend_entries
+
+    for entry, path in _published(layers):
+        if entry.kind != "polygons":
+            quicklook(entry, path, legend_entries(entry, path=path, monitoring=_monitoring(cfg)),
+                      quicklooks[entry.name])
+    rows = alerts_per_month(date_tiles, alerts_png, alerts_tsv, polygons=polygons)
+    runs = run_history(records, history_png)
+    log.info("figures: %d quicklook(s), %d month(s) with breaks, %d daily run(s)",
+             len(quicklooks), len(rows), len(runs))
+
+
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
            "tile_store", "tile_search",
-           "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy"]
+           "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
+           "wms_mapfile", "qgis_styles", "stac_catalog", "report_figures"]

@@ -21,6 +21,7 @@ from ._netcdf import (
     monitors_equal,
     read_layers,
     read_ledger,
+    read_provenance,
     save_state,
     software_versions,
     state_digest,
@@ -30,6 +31,6 @@ from .store import TileStateStore
 
 __all__ = [
     "FORMAT_VERSION", "StateCorruptError", "TileState", "load_state", "save_state",
-    "read_ledger", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
+    "read_ledger", "read_provenance", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
     "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
 ]

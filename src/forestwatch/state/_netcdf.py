@@ -287,6 +287,20 @@ def read_ledger(path: str | Path) -> tuple[Ledger, str]:
     return ledger, str(attrs.get("content_sha256", ""))
 
 
+def read_provenance(path: str | Path) -> tuple[dict, Ledger, str]:
+    """(metadata, ledger, content digest) of a state file, from its attributes only (cheap,
+    **not verified**): what made it (tile id, index, monitor configuration, software
+    versions, forest mask provenance; :meth:`TileState.metadata`) and what it has seen.
+    For the STAC catalog of the outputs."""
+    import netCDF4
+
+    ledger, digest = read_ledger(path)
+    with netCDF4.Dataset(path) as nc:
+        meta = json.loads(nc.getncattr("metadata")) if "metadata" in nc.ncattrs() else {}
+    meta.pop("applied", None), meta.pop("history", None), meta.pop("skipped", None)
+    return meta, ledger, digest
+
+
 def state_digest(path: str | Path) -> str:
     """The recorded content digest of a state file (from its attributes; not verified)."""
     import netCDF4

@@ -1,0 +1,102 @@
+# Publishing (forestwatch.publish): the WMS's mapfile over the mosaics, QGIS styles beside
+# them, a STAC catalog of the outputs and the HTML report's figures. The layers and their
+# colours are one table (forestwatch.publish.layers.LAYERS): every entry whose file the
+# workflow makes (a named output of rule mosaic, or the alert polygons) is published
+# (published_layers() in rules/common.smk).
+
+
+rule wms_mapfile:
+    input:
+        unpack(get_published_files),
+    output:
+        RUN.wms_mapfile(),
+    log:
+        RUN.log("wms_mapfile"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("run_name", "grid.crs", "history.end", "fast_forward.until"),
+    script:
+        "../scripts/wms_mapfile.py"
+
+
+rule qgis_styles:
+    input:
+        unpack(get_published_files),
+    output:
+        [style_of(e.name) for e in published_layers()],
+    log:
+        RUN.log("qgis_styles"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("history.end", "fast_forward.until"),
+        styles={e.name: style_of(e.name) for e in published_layers()},
+    script:
+        "../scripts/qgis_styles.py"
+
+
+rule stac_catalog:
+    input:
+        unpack(get_stac_inputs),
+    output:
+        collection=RUN.stac_catalog(),
+        tile_items=[RUN.stac_item(t) for t in TILES] + [RUN.stac_item("mosaic")],
+    log:
+        RUN.log("stac_catalog"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("run_name", "grid", "index", "monitor", "history"),
+        tiles=TILES,
+        layers=REPORT_LAYERS,
+        rasters=published_rasters(),
+        source=config["stac"]["url"] or get_catalog() or None,
+        item_ids=TILES + ["mosaic"],
+    script:
+        "../scripts/stac_catalog.py"
+
+
+rule report_figures:
+    input:
+        mosaics=[RUN.mosaic(name) for name in published_rasters()],
+        dates=[RUN.report(t, "detection_date") for t in TILES],
+        records=get_daily_records,
+        polygons=get_alert_polygons,
+    output:
+        quicklooks=[
+            report(
+                RUN.figure(f"quicklook_{name}"),
+                category="Maps",
+                caption="captions/quicklook.rst",
+                labels={"layer": name},
+            )
+            for name in published_rasters()
+        ],
+        alerts=report(
+            RUN.figure("alerts_per_month"),
+            category="Alerts",
+            caption="captions/alerts_per_month.rst",
+            labels={"figure": "new breaks per month"},
+        ),
+        alerts_table=report(
+            RUN.figure_table("alerts_per_month"),
+            category="Alerts",
+            caption="captions/alerts_table.rst",
+            labels={"figure": "table of new breaks per month"},
+        ),
+        history=report(
+            RUN.figure("run_history"),
+            category="Operations",
+            caption="captions/run_history.rst",
+            labels={"figure": "daily runs"},
+        ),
+    log:
+        RUN.log("report_figures"),
+    conda:
+        "../envs/forestwatch.yaml"
+    params:
+        cfg=config_slice("history.end", "fast_forward.until"),
+        rasters=published_rasters(),
+    script:
+        "../scripts/report_figures.py"
