@@ -131,6 +131,13 @@ def get_tile_reports(layer):
     return [RUN.report(tile, layer) for tile in TILES]
 
 
+def get_tile_reports_written():
+    """One file per tile that stands for all of its report layers: tile_report writes its
+    alert pieces last. Rules over every tile's reports take these as input (and the
+    layers' paths as params): 9 layers x 10,000 tiles as inputs cost minutes of DAG."""
+    return [RUN.alert_pieces(tile) for tile in TILES]
+
+
 def get_tile_alert_pieces():
     return [RUN.alert_pieces(tile) for tile in TILES]
 
@@ -161,7 +168,9 @@ def get_final_outputs(wildcards):
     outputs += [
         *rules.wms_mapfile.output,
         *rules.qgis_styles.output,
-        *rules.stac_catalog.output,
+        # the collection only: asking for every tile's item too would make Snakemake
+        # compare each of them with the rule's inputs (10,000 tiles: minutes of DAG)
+        rules.stac_catalog.output.collection,
         *rules.report_figures.output,
     ]
     return outputs
@@ -210,22 +219,23 @@ def get_stac_inputs(wildcards):
     """Every tile's report COGs (not ancient: a daily run's new reports rebuild the
     catalog, with their new checksums), states, mosaics, styles, accuracy."""
     inputs = {
-        "reports": [RUN.report(t, layer) for t in TILES for layer in REPORT_LAYERS],
+        # one file per tile stands for all its report layers: tile_report writes the
+        # pieces last (the layers' paths are the rule's params)
+        "tile_reports": [RUN.alert_pieces(t) for t in TILES],
         "states": [ancient(RUN.current_state(t)) for t in TILES],
         "mosaics": [RUN.mosaic(name) for name in published_rasters()],
         "styles": rules.qgis_styles.output,
     }
     if get_truth_folder():
         inputs["accuracy"] = [RUN.accuracy("json"), RUN.accuracy("md")]
-    if hasattr(RUN, "alert_polygons"):
-        inputs["polygons"] = RUN.alert_polygons()
-        inputs["statistics"] = list(get_alert_statistics_output().values())
+    inputs["polygons"] = RUN.alert_polygons()
+    inputs["statistics"] = list(get_alert_statistics_output().values())
     return inputs
 
 
 def get_alert_polygons(wildcards):
     """The alert polygons, when the workflow makes them (the report's alerts per month)."""
-    return [RUN.alert_polygons()] if hasattr(RUN, "alert_polygons") else []
+    return [RUN.alert_polygons()]
 
 
 def get_daily_records(wildcards):

@@ -50,6 +50,7 @@ rule stac_catalog:
         cfg=config_slice("run_name", "grid", "index", "monitor", "history"),
         tiles=TILES,
         layers=REPORT_LAYERS,
+        reports={name: get_tile_reports(name) for name in REPORT_LAYERS},
         rasters=published_rasters(),
         source=config["stac"]["url"] or get_catalog() or None,
         item_ids=TILES + ["mosaic"],

@@ -23,14 +23,16 @@ rule tile_report:
 # the set of tiles: ancient() keeps tile updates from rebuilding it.
 rule mosaic:
     input:
-        **{name: [ancient(f) for f in get_tile_reports(name)] for name in REPORT_LAYERS},
         tiles=RUN.tiles(),
+        reports=[ancient(f) for f in get_tile_reports_written()],
     output:
         **{name: RUN.mosaic(name) for name in REPORT_LAYERS},
     log:
         RUN.log("mosaic"),
     conda:
         "../envs/forestwatch.yaml"
+    params:
+        tiles_by_layer={name: get_tile_reports(name) for name in REPORT_LAYERS},
     script:
         "../scripts/mosaic.py"
 
@@ -41,7 +43,7 @@ rule accuracy:
         date_vrt=RUN.mosaic("detection_date"),
         status_vrt=RUN.mosaic("alert_status"),
         first_vrt=RUN.mosaic("first_detection_date"),
-        reports=[f for name in REPORT_LAYERS for f in get_tile_reports(name)],
+        reports=get_tile_reports_written(),
         truth=get_truth_summary,
     output:
         json=RUN.accuracy("json"),

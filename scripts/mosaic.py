@@ -5,5 +5,6 @@ from forestwatch.workflow import run_step
 
 sm = snakemake  # noqa: F821
 layers = list(sm.output.keys())
-run_step(sm, steps.mosaic, tiles_by_layer={name: list(sm.input[name]) for name in layers},
+run_step(sm, steps.mosaic,
+         tiles_by_layer={name: list(sm.params.tiles_by_layer[name]) for name in layers},
          vrts={name: sm.output[name] for name in layers})

@@ -6,8 +6,8 @@ from forestwatch import steps
 from forestwatch.workflow import run_step
 
 sm = snakemake  # noqa: F821
-layers, reports = sm.params.layers, list(sm.input.reports)
-tiles = {t: dict(zip(layers, reports[k * len(layers):(k + 1) * len(layers)], strict=True))
+reports = sm.params.reports  # layer -> every tile's file, in the order of params.tiles
+tiles = {t: {layer: reports[layer][k] for layer in sm.params.layers}
          for k, t in enumerate(sm.params.tiles)}
 extras = {Path(p).name.replace(".", "_"): p for key in ("styles", "accuracy", "polygons", "statistics")
           if key in sm.input.keys() for p in ([sm.input[key]] if isinstance(sm.input[key], str)
