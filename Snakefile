@@ -5,7 +5,8 @@
 #
 # Stages (rules/): archive -> grid -> forest_mask -> monitor (fit, fast_forward) -> report
 # -> alerts (polygons, area statistics) -> publish (WMS mapfile, QGIS styles, STAC catalog,
-# report figures); daily (update_tile) is run by `forestwatch daily`. Every path under results/<run_name>/
+# report figures); daily (update_tile) is run by `forestwatch daily`; strategy (`snakemake
+# strategy`) ranks monitoring candidates. Every path under results/<run_name>/
 # comes from forestwatch.layout.RunLayout (RUN in rules/common.smk). A tile's state:
 # state/fitted/<tile>.nc is written by rule fit, state/current/<tile>.nc only by
 # forestwatch.state.TileStateStore (rules fast_forward and update_tile).
@@ -34,6 +35,7 @@ include: "rules/report.smk"
 include: "rules/alerts.smk"
 include: "rules/daily.smk"
 include: "rules/publish.smk"
+include: "rules/strategy.smk"
 
 
 # quick bookkeeping steps: under a cluster executor they run on the submitting host

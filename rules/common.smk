@@ -246,3 +246,35 @@ def get_daily_records(wildcards):
     from pathlib import Path
 
     return [ancient(str(p)) for p in sorted(Path(RUN.runs()).glob("*/record.json"))]
+
+
+def get_strategy_tiles():
+    """The strategy run's test tiles (strategy.tiles / strategy.bbox, else every tile)."""
+    from forestwatch.strategy.run import test_area
+
+    try:
+        return [t.id for t in test_area(config)]
+    except ConfigError as err:
+        raise WorkflowError(f"Invalid configuration: {err}") from None
+
+
+def get_strategy_truth():
+    """The truth folder the strategy scores against when no reference file is given."""
+    return None if config["strategy"]["reference"]["path"] else get_truth_folder()
+
+
+def get_strategy_input(wildcards):
+    """Forest masks of the test tiles, the catalog, and the reference samples (a file) or
+    the synthetic truth."""
+    ref = config["strategy"]["reference"]
+    inputs = {
+        "catalog": ancient_catalog(),
+        "masks": [RUN.forest_mask(t) for t in get_strategy_tiles()],
+    }
+    if ref["path"]:
+        inputs["reference"] = ref["path"]
+        if ref["nrt_validate_db"]:
+            inputs["nrt_validate_db"] = ref["nrt_validate_db"]
+    elif get_truth_folder():
+        inputs["truth"] = f"{get_truth_folder()}/truth.json"
+    return inputs

@@ -95,6 +95,13 @@ class RunLayout:
         the workflow writes them (``alert_polygons``)."""
         return str(Path(self.alert_polygons()).with_suffix(".qml"))
 
+    # -- the strategy run (forestwatch.strategy) ----------------------------------------
+    def strategy(self, name: str) -> str:
+        """An output of the strategy run (rule ``strategy``): ``ranking.csv``,
+        ``ranking.md``, ``tradeoff.png``, ``lags.png``, ``quicklooks.png``,
+        ``recommended.yaml``."""
+        return self._p("strategy", name)
+
     # -- publishing (forestwatch.publish) ------------------------------------------------
     def wms_mapfile(self) -> str:
         """MapServer mapfile of the run's WMS, over the mosaics (rule ``wms_mapfile``)."""

@@ -256,6 +256,44 @@ def accuracy(cfg: dict, mask_vrt: str | Path, date_vrt: str | Path, truth_dir: s
     return metrics
 
 
+def strategy(cfg: dict, *, catalog: str | None, masks: dict[str, str],
+             truth_dir: str | None, outputs: dict[str, str], threads: int = 1) -> None:
+    """Rank the strategy candidates on the test area (:mod:`forestwatch.strategy`).
+    ``masks``: tile id -> forest mask file of each test tile; ``outputs``: name -> path of
+    the rule's outputs (``RunLayout.strategy``)."""
+    import numpy as np
+    import rasterio
+
+    from .strategy import outputs as out
+    from .strategy.run import run_strategy
+
+    arrays = {}
+    for tile_id, path in masks.items():
+        with rasterio.open(path) as src:
+            arrays[tile_id] = src.read(1)
+    st = cfg["strategy"]
+    result = run_strategy(cfg, catalog=catalog, masks=arrays, truth_dir=truth_dir,
+                          threads=threads)
+    limit = st["max_false_alarm_share"]
+    out.write_ranking(result, csv_out=outputs["ranking_csv"], md_out=outputs["ranking_md"],
+                      limit=limit, rank_by=st["rank_by"])
+    out.write_recommended(result, outputs["recommended"], limit=limit)
+    out.plot_tradeoff(result, outputs["tradeoff"], limit=limit, rank_by=st["rank_by"])
+    out.plot_lags(result, outputs["lags"])
+    truth = None
+    if truth_dir is not None and not st["reference"]["path"] and result.window is not None:
+        from .strategy.samples import _read_on
+
+        rows, cols = result.window
+        truth = _read_on(Path(truth_dir) / "disturbance_type.tif", result.window_tile)
+        truth = np.asarray(truth[rows, cols], dtype=np.int64)
+    out.plot_quicklooks(result, outputs["quicklooks"], truth=truth)
+    best = result.ranked[0]
+    log.info("strategy: %d candidates in %s; best %s (%s)", len(result.ranked),
+             ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()), best.name,
+             json.dumps(best.metrics))
+
+
 def _monitoring(cfg: dict):
     import datetime as dt
 

@@ -12,10 +12,10 @@ and the daily run's ``update_tile``).
 from .advance import Plan, TileUpdate, advance_tile, forward_items, plan_update
 from .build import build_monitor, fit_kwargs, needed_bands, warm_numba_cache
 from .fit import fit_tile
-from .forward import FF_BATCH_BUDGET, Forwarded, UnreadablePolicy, monitor_days
+from .forward import FF_BATCH_BUDGET, Forwarded, UnreadablePolicy, monitor_days, take_observation
 
 __all__ = [
     "advance_tile", "forward_items", "plan_update", "Plan", "TileUpdate",
     "build_monitor", "fit_kwargs", "needed_bands", "warm_numba_cache",
-    "fit_tile", "monitor_days", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
+    "fit_tile", "monitor_days", "take_observation", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
 ]

@@ -35,7 +35,7 @@ import xarray as xr
 from ..access import clear_gdal_http_cache
 from ..acquisitions import acquisition_key, version_label
 from ..alerts.anomaly import anomaly_strength
-from ..alerts.ladder import AlertParams, observe
+from ..alerts.ladder import AlertLayers, AlertParams, observe
 from ..grid import Tile
 from ..stac import INDEX_BANDS, AssetReadError, load_reflectance, spectral_index
 from ..state import AppliedDay, TileState
@@ -193,14 +193,22 @@ def monitor_days(
 def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: AlertParams
                 ) -> None:
     """Monitor one day's index ``array`` (float, NaN = not observed) and take it into the
-    state's alert layers.
+    state's alert layers (:func:`take_observation` on the state's monitor and layers)."""
+    take_observation(state.monitor, state.alerts, array, day, params)
+
+
+def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.date,
+                     params: AlertParams) -> None:
+    """Give one day's index ``array`` (float, NaN = not observed, the monitor's shape) to
+    an nrt ``monitor`` and take it into ``alerts``; both are updated in place. The
+    workflow (through :func:`observe_day`) and the strategy run (on sample pixels) both
+    call this, so that a candidate is scored on what the workflow would compute.
 
     The residuals and the pixels the monitor takes are those of nrt's own ``monitor()``
     (its prediction, its mask, its screening of extreme outliers): nrt keeps neither, so
     they are computed here, and nrt's ``monitor()`` is handed the same prediction instead
     of computing it a second time (a third of the cost of a day on 1000 x 1000 px).
     """
-    monitor = state.monitor
     date = dt.datetime(day.year, day.month, day.day)
     predicted = monitor.predict(date)
     residuals = array - predicted
@@ -212,7 +220,7 @@ def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: Alert
     finally:
         del monitor.predict
     strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
-    observe(state.alerts, observed=observed, strength=strength, residuals=residuals,
+    observe(alerts, observed=observed, strength=strength, residuals=residuals,
             confirmed=observed & (monitor.mask == 3), day=day, params=params)
 
 
@@ -241,4 +249,5 @@ def _finish(state: TileState, tile: Tile) -> None:
         state.monitor.detection_date = np.zeros(tile.shape, dtype=np.uint16)
 
 
-__all__ = ["monitor_days", "observe_day", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET"]
+__all__ = ["monitor_days", "observe_day", "take_observation", "UnreadablePolicy", "Forwarded",
+           "FF_BATCH_BUDGET"]

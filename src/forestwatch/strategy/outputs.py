@@ -1,0 +1,227 @@
+"""The strategy run's outputs (rule ``strategy``, the only writer of ``strategy/``):
+
+* ``ranking.csv`` and ``ranking.md``: one row per candidate, best first;
+* ``tradeoff.png``: detected share against false alarms, the limit drawn;
+* ``lags.png``: median and 90th-percentile lags of first detections and confirmed
+  alerts for the top candidates;
+* ``quicklooks.png``: the alert status of the top candidates over the quicklook window,
+  side by side (with the truth's disturbances when the synthetic truth is the reference);
+* ``recommended.yaml``: the winner's config block to paste (the best single candidate:
+  the workflow runs one monitor per tile, so a consensus is reported, not recommended).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..accuracy import TYPES
+from ..alerts.ladder import STATUS_CLASSES
+from ..io import atomic_path
+from .run import StrategyResult
+
+COLUMNS = ["rank", "candidate", "within_limit", "type_mean", "detected", "omission",
+           "commission", "f1", "false_alarms", "first_detected", "first_open_on_stable",
+           "median_lag", "p90_lag", "first_median_lag", "first_p90_lag"]
+
+
+def _rows(result: StrategyResult, limit: float) -> list[dict]:
+    kinds = sorted({k for k in result.samples.kind if k})
+    rows = []
+    for i, s in enumerate(result.ranked, start=1):
+        fa = s.get("false_alarms")
+        row = {"rank": i, "candidate": s.name,
+               "within_limit": fa is not None and fa <= limit}
+        row.update({c: s.get(c) for c in COLUMNS[3:]})
+        row.update({f"detected_{k}": s.get(f"detected_{k}") for k in kinds})
+        if s.area:
+            row.update(s.area)
+        rows.append(row)
+    return rows
+
+
+def write_ranking(result: StrategyResult, *, csv_out: str | Path, md_out: str | Path,
+                  limit: float, rank_by: str) -> None:
+    rows = _rows(result, limit)
+    fields = list(rows[0]) if rows else COLUMNS
+    with atomic_path(csv_out) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    kinds = sorted({k for k in result.samples.kind if k})
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
+    def num(v):
+        return "n/a" if v is None else f"{v:g}"
+
+    head = (["#", "candidate", "type mean"] + [TYPES_LABEL.get(k, k) for k in kinds]
+            + ["false alarms", "F1", "first det. median lag d", "confirmed median lag d"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        mark = "" if r["within_limit"] else " (over the limit)"
+        cells = ([str(r["rank"]), f"{r['candidate']}{mark}", pct(r["type_mean"])]
+                 + [pct(r[f"detected_{k}"]) for k in kinds]
+                 + [pct(r["false_alarms"]), num(r["f1"]), num(r["first_median_lag"]),
+                    num(r["median_lag"])])
+        lines.append("| " + " | ".join(cells) + " |")
+    s = result.samples
+    intro = (f"Candidates ranked by {rank_by} among those with at most {100 * limit:g} % "
+             f"false alarms on stable samples, then by false alarms. Samples: {s.source}; "
+             f"{int(s.disturbed.sum())} disturbed, {int((~s.disturbed).sum())} stable. "
+             "Detected = a confirmed alert on or after the true date; shares are weighted by "
+             "the area each sample stands for.")
+    best = result.ranked[0] if result.ranked else None
+    area = ""
+    if best is not None and best.area:
+        a = best.area
+        area = (f"\n\nArea-adjusted estimate with the top candidate's map (Stehman 2014): "
+                f"disturbed area {a['disturbed_area_ha']:g} ha ± "
+                f"{a['disturbed_area_ci95_ha']:g} ha (95 %), user's accuracy "
+                f"{pct(a['users_accuracy'])}, producer's accuracy "
+                f"{pct(a['producers_accuracy'])}.")
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    with atomic_path(md_out) as tmp:
+        tmp.write_text(f"{intro}\n\n" + "\n".join(lines) + area
+                       + f"\n\nTime: {timing}; bands read once per tile ({result.reads} "
+                       "tile read(s)).\n")
+
+
+TYPES_LABEL = {key: label for key, label in TYPES.values()}
+
+
+def write_recommended(result: StrategyResult, out: str | Path, *, limit: float) -> None:
+    """The best single candidate's config block (module docstring)."""
+    cons = {c.name for c in result.consensus}
+    by_name = {c.name: c for c in result.candidates}
+    best = next(s for s in result.ranked if s.name not in cons)
+    block = by_name[best.name].config_block()
+    lines = [f"# The best single candidate of the strategy run: {best.name}",
+             f"# type mean {best.get('type_mean')}, detected {best.get('detected')}, false "
+             f"alarms {best.get('false_alarms')} (limit {limit})."]
+    top = result.ranked[0]
+    if top.name in cons:
+        lines.append(f"# The consensus {top.name!r} ranked higher; the workflow runs one "
+                     "monitor per tile, so it is not recommended here.")
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n" + yaml.safe_dump(block, sort_keys=False))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank_by: str
+                  ) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    for i, s in enumerate(result.ranked):
+        fa, y = s.get("false_alarms"), s.get(rank_by)
+        if fa is None or y is None:
+            continue
+        ax.scatter(100 * fa, 100 * y, color="tab:red" if i < 3 else "tab:blue", s=30)
+        if i < 5:
+            ax.annotate(f"{i + 1}", (100 * fa, 100 * y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=9)
+    ax.axvline(100 * limit, color="grey", linestyle="--", label=f"limit {100 * limit:g} %")
+    ax.set_xlabel("false alarms on stable samples (%)")
+    ax.set_ylabel(f"{rank_by.replace('_', ' ')} (%)")
+    ax.set_title("Strategy candidates: detection against false alarms (numbers: rank)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
+    plt = _pyplot()
+    ranked = result.ranked[:top]
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(ranked) + 1.8), dpi=110)
+    y = np.arange(len(ranked))
+    for off, key, p90, label, color in ((-0.2, "first_median_lag", "first_p90_lag",
+                                         "first detection", "tab:orange"),
+                                        (0.2, "median_lag", "p90_lag", "confirmed",
+                                         "tab:red")):
+        med = [s.get(key) or 0 for s in ranked]
+        hi = [max((s.get(p90) or 0) - (s.get(key) or 0), 0) for s in ranked]
+        ax.barh(y + off, med, height=0.38, color=color, label=f"{label}: median",
+                xerr=[np.zeros(len(hi)), hi], capsize=3)
+    ax.set_yticks(y, [f"{i + 1}. {s.name[:60]}" for i, s in enumerate(ranked)], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("days from the disturbance (bar: median, whisker: 90th percentile)")
+    ax.set_title("Lag of the top candidates")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_quicklooks(result: StrategyResult, out: str | Path, *,
+                    truth: np.ndarray | None = None) -> None:
+    """The top candidates' status over the window; ``truth``: the window's disturbance
+    type codes (0 none), drawn first when given."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    names = list(result.quicklooks)
+    panels = (1 if truth is not None else 0) + len(names)
+    if not panels or result.window is None:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no quicklook (strategy.quicklooks: 0)", ha="center")
+        ax.axis("off")
+    else:
+        rows, cols = result.window
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 4.8), dpi=110,
+                                 squeeze=False)
+        axes = list(axes[0])
+        colors = np.zeros((256, 4))
+        colors[255] = (0.85, 0.85, 0.85, 1)
+        for code, (_, rgba) in STATUS_CLASSES.items():
+            colors[code] = np.array(rgba) / 255
+        cmap = ListedColormap(colors)
+        if truth is not None:
+            ax = axes.pop(0)
+            tcol = np.array([(0.85, 0.85, 0.85, 1), (0.5, 0, 0, 1), (0.9, 0.4, 0.1, 1),
+                             (0.6, 0.2, 0.7, 1), (0.1, 0.3, 0.8, 1)])
+            ax.imshow(tcol[np.clip(truth, 0, 4)], interpolation="nearest")
+            ax.set_title("truth: disturbances", fontsize=9)
+            ax.axis("off")
+            fig.legend(handles=[Patch(color=tcol[c], label=TYPES[c][1]) for c in TYPES],
+                       loc="lower left", fontsize=7, ncol=2, title="truth", title_fontsize=7)
+        px = result.window_pixels
+        for rank, (name, ax) in enumerate(zip(names, axes, strict=True), start=1):
+            img = np.full(shape, 255, dtype=np.uint8)
+            img[px.rows - rows.start, px.cols - cols.start] = result.quicklooks[name].status
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(f"{rank}. {name[:40]}", fontsize=8)
+            ax.axis("off")
+        fig.legend(handles=[Patch(color=np.array(rgba) / 255, label=label)
+                            for label, rgba in STATUS_CLASSES.values()]
+                   + [Patch(color=colors[255], label="not monitored")],
+                   loc="lower right", fontsize=7, ncol=3, title="alert status",
+                   title_fontsize=7)
+        fig.suptitle(f"Alert status at the end of monitoring, tile {result.window_tile.id}, "
+                     f"{shape[0]} x {shape[1]} px window", fontsize=10)
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+__all__ = ["write_ranking", "write_recommended", "plot_tradeoff", "plot_lags",
+           "plot_quicklooks"]

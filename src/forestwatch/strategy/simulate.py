@@ -1,0 +1,118 @@
+"""Run one candidate on pixel series in memory: fit on the history, monitor every later
+day with the alert ladder, exactly as the workflow's ``fit`` and ``fast_forward`` do
+(:func:`forestwatch.monitor.build_monitor`, :func:`~forestwatch.monitor.fit_kwargs`,
+:func:`~forestwatch.monitor.take_observation`), but on a row of sample pixels.
+
+Consensus candidates (:func:`combine`) are made from their members' outcomes: at least
+``k`` members at a status or beyond, dated by the k-th earliest member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..alerts.ladder import (
+    CONFIRMED,
+    FIRST,
+    NO_ALERT,
+    NO_DATA,
+    PROVISIONAL,
+    AlertLayers,
+    AlertParams,
+)
+from ..monitor import build_monitor, fit_kwargs, take_observation
+from ..stac import spectral_index
+from .candidates import Candidate, Consensus
+from .series import PixelSeries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Per pixel, at the end of monitoring: ``status`` (uint8, the ladder's codes),
+    ``first_date`` and ``confirmed_date`` (int32 days since 1970, 0 = none)."""
+
+    status: np.ndarray
+    first_date: np.ndarray
+    confirmed_date: np.ndarray
+
+    @classmethod
+    def nothing(cls, n: int) -> Outcome:
+        return cls(np.full(n, NO_DATA, np.uint8), np.zeros(n, np.int32), np.zeros(n, np.int32))
+
+
+def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: AlertParams
+             ) -> Outcome:
+    """Fit ``candidate`` on the series' days up to ``history.end`` (inclusive) and monitor
+    the days after it up to ``fast_forward.until``; ``cfg`` is the workflow config."""
+    n = len(series.pixels)
+    end = dt.date.fromisoformat(str(cfg["history"]["end"]))
+    until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
+    days = np.array(series.days, dtype="datetime64[D]")
+    n_hist = int(np.searchsorted(days, np.datetime64(end, "D"), side="right"))
+    n_end = int(np.searchsorted(days, np.datetime64(until, "D"), side="right"))
+    if n == 0 or n_hist == 0:
+        return Outcome.nothing(n)
+    run_cfg = candidate.config(cfg)
+    bands = sorted(series.bands)
+    hist = series.dataset(bands, slice(0, n_hist))
+    index = spectral_index(hist, candidate.index)
+    index = index.copy(data=np.ascontiguousarray(index.values))
+    mask = series.pixels.monitored.astype(np.uint8)[None, :]
+    monitor = build_monitor(candidate.monitor, mask)
+    try:
+        monitor.fit(index, **fit_kwargs(run_cfg, hist, 1))
+    except ValueError as err:
+        if "no time-series with sufficient" not in str(err):
+            raise
+        log.warning("candidate %s, tile %s: no pixel has enough clear observations to fit",
+                    candidate.name, series.pixels.tile_id)
+        return Outcome.nothing(n)
+    alerts = AlertLayers.start(monitor.mask)
+    later = series.dataset(bands, slice(n_hist, n_end))
+    values = spectral_index(later, candidate.index).values
+    for i, day in enumerate(series.days[n_hist:n_end]):
+        array = np.ascontiguousarray(values[i])
+        if np.isfinite(array[monitor.mask == 1]).any():
+            take_observation(monitor, alerts, array, day, params)
+    return Outcome(status=alerts.status[0].copy(), first_date=alerts.first_date[0].copy(),
+                   confirmed_date=alerts.confirmed_date[0].copy())
+
+
+def _kth(values: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Per pixel (column), the k-th smallest of ``values`` where ``valid``, 0 elsewhere."""
+    masked = np.where(valid, values.astype(np.int64), np.iinfo(np.int64).max)
+    kth = np.sort(masked, axis=0)[k - 1]
+    return np.where(kth == np.iinfo(np.int64).max, 0, kth).astype(np.int32)
+
+
+def combine(consensus: Consensus, members: list[Outcome]) -> Outcome:
+    """The consensus of ``members`` (one outcome each, same pixels).
+
+    Status: the highest level (first detection < provisional < confirmed) that at least
+    ``k`` members have reached with an open alert; a member that returned to normal or
+    has none counts as no alert. Confirmed date: the k-th earliest member confirmation;
+    first date: the k-th earliest first date of the members with an open alert. Pixels no
+    member monitors are no data.
+    """
+    k = consensus.k
+    status = np.stack([m.status for m in members])
+    level = np.where(np.isin(status, (FIRST, PROVISIONAL, CONFIRMED)), status, NO_ALERT)
+    reached = np.sort(level, axis=0)[::-1][k - 1].astype(np.uint8)
+    confirmed = status == CONFIRMED
+    open_ = np.isin(status, (FIRST, PROVISIONAL, CONFIRMED))
+    out_status = np.where((status == NO_DATA).all(axis=0), NO_DATA, reached).astype(np.uint8)
+    conf_date = np.where(reached == CONFIRMED,
+                         _kth(np.stack([m.confirmed_date for m in members]), confirmed, k), 0)
+    first = np.where(np.isin(reached, (FIRST, PROVISIONAL, CONFIRMED)),
+                     _kth(np.stack([m.first_date for m in members]), open_, k), 0)
+    return Outcome(status=out_status, first_date=first.astype(np.int32),
+                   confirmed_date=conf_date.astype(np.int32))
+
+
+__all__ = ["Outcome", "simulate", "combine"]
