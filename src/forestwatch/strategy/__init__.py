@@ -7,7 +7,8 @@ once per tile, and scored against reference samples or the synthetic archive's t
 Modules:
 
 * ``reference``: reading reference samples (GeoPackage, GeoJSON, CSV, nrt-validate's
-  SQLite segments) into :class:`ReferenceSamples`, with clear errors for bad files;
+  SQLite segments) into :class:`ReferenceSamples`, with clear errors for bad files, and
+  finding their pixels on the tiles (:func:`sample_pixels`);
 * ``estimate``: stratified estimators of accuracy and area (Stehman 2014, which reduces
   to Olofsson et al. 2014 when the strata are the map classes);
 """
