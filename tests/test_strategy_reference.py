@@ -19,7 +19,7 @@ from shapely.geometry import LineString, Point, Polygon, box
 from forestwatch.config import validate_config
 from forestwatch.grid import Tile
 from forestwatch.strategy.reference import (
-    ReferenceError,
+    ReferenceDataError,
     ReferenceSamples,
     read_reference,
     sample_pixels,
@@ -197,7 +197,7 @@ def test_samples_outside_every_tile_fail_or_are_dropped_with_a_warning(tmp_path,
     rows = [{"id": f"s{i}", "label": "stable"} for i in range(4)]
     geoms = [Point(1015, 2085), Point(5000, 5000), box(9000, 9000, 9100, 9100), Point(999, 2050)]
     s = read_reference(ref_cfg(path=str(write_gpkg(tmp_path / "r.gpkg", rows, geoms))), period=PERIOD)
-    with pytest.raises(ReferenceError) as err:
+    with pytest.raises(ReferenceDataError) as err:
         sample_pixels(s, [WEST])
     msg = str(err.value)
     assert "3 of 4 reference samples are outside every tile" in msg
@@ -213,7 +213,7 @@ def test_samples_outside_every_tile_fail_or_are_dropped_with_a_warning(tmp_path,
 # ---- bad files -------------------------------------------------------------------------
 
 def expect(cfg, *facts, period=PERIOD):
-    with pytest.raises(ReferenceError) as err:
+    with pytest.raises(ReferenceDataError) as err:
         read_reference(cfg, period=period)
     for fact in facts:
         assert fact in str(err.value), f"{fact!r} not in {str(err.value)!r}"

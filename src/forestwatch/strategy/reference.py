@@ -23,7 +23,7 @@ truth (clear_cut, partial, thinning, storm). With ``stratum_field``, every strat
 file needs its area in ``strata`` (hectares) for the area-adjusted estimates of
 :mod:`forestwatch.strategy.estimate`.
 
-Every problem with the file raises :class:`ReferenceError`, naming the file, the samples
+Every problem with the file raises :class:`ReferenceDataError`, naming the file, the samples
 and what to do.
 """
 
@@ -51,11 +51,8 @@ SHOW = 5
 SEGMENT_COLUMNS = ("id", "begin", "end", "label", "feature_id")
 
 
-class ReferenceError(ValueError):
+class ReferenceDataError(ValueError):
     """The reference samples cannot be used; the message says what to fix.
-
-    (It shadows the builtin ``ReferenceError`` of weak references inside this module only;
-    import it as ``from forestwatch.strategy.reference import ReferenceError``.)
     """
 
 
@@ -139,7 +136,7 @@ def _text(value) -> str:
 def _need_field(frame: pd.DataFrame, field: str, key: str, where: str) -> None:
     if field not in frame.columns:
         have = [c for c in frame.columns if c != "geometry"]
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: no field {field!r} (named by strategy.reference.{key}); the file has "
             f"the fields {have}. Set strategy.reference.{key} to the right one, or add the "
             "field to the file.")
@@ -148,14 +145,14 @@ def _need_field(frame: pd.DataFrame, field: str, key: str, where: str) -> None:
 def _read_table(path: Path, ref_cfg: dict) -> gpd.GeoDataFrame:
     """The file's features as a GeoDataFrame with a CRS."""
     if not path.exists():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"Reference file {str(path)!r} does not exist; check strategy.reference.path "
             "(relative paths are from the working directory of the run).")
     if path.suffix.lower() == ".csv":
         try:
             table = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
         except (OSError, ValueError, UnicodeDecodeError) as err:
-            raise ReferenceError(
+            raise ReferenceDataError(
                 f"Reference file {str(path)!r} cannot be read as CSV ({err}); it must be a "
                 "comma-separated table with a header row.") from err
         for key in ("x_field", "y_field"):
@@ -168,7 +165,7 @@ def _read_table(path: Path, ref_cfg: dict) -> gpd.GeoDataFrame:
             if bad.any():
                 ids = table[ref_cfg["id_field"]][bad] if ref_cfg["id_field"] in table else (
                     [f"row {i + 2}" for i in np.flatnonzero(bad)])
-                raise ReferenceError(
+                raise ReferenceDataError(
                     f"Reference CSV {str(path)!r}: {int(bad.sum())} rows have no number in "
                     f"{field!r} (strategy.reference.{key}): {_few(ids)}. Give every row "
                     "its coordinates, or remove it.")
@@ -178,17 +175,17 @@ def _read_table(path: Path, ref_cfg: dict) -> gpd.GeoDataFrame:
         frame = gpd.read_file(path, layer=ref_cfg.get("layer") or None)
     except Exception as err:  # pyogrio raises its own types for every reading problem
         layer = f" (layer {ref_cfg['layer']!r})" if ref_cfg.get("layer") else ""
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"Reference file {str(path)!r}{layer} cannot be read as a vector file "
             f"({str(err).rstrip('. ')}). "
             "Use a GeoPackage, GeoJSON or CSV (with x/y columns); for a GeoPackage with "
             "several layers set strategy.reference.layer.") from err
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame.columns:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"Reference file {str(path)!r} has no geometry column. Samples need points or "
             "polygons; for a table of coordinates use a .csv with x_field/y_field.")
     if frame.crs is None:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"Reference file {str(path)!r} has no CRS; set one (e.g. ogr2ogr -a_srs EPSG:...).")
     return frame
 
@@ -197,19 +194,19 @@ def _check_geometries(frame: gpd.GeoDataFrame, ids: np.ndarray, where: str) -> N
     geom = frame.geometry
     empty = geom.isna().to_numpy() | geom.is_empty.to_numpy()
     if empty.any():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {int(empty.sum())} samples have an empty geometry: "
             f"{_few(ids[empty])}. Give them a point or polygon, or remove them.")
     kinds = geom.geom_type.to_numpy()
     wrong = ~np.isin(kinds, ("Point", "Polygon", "MultiPolygon"))
     if wrong.any():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: samples must be points or polygons; {int(wrong.sum())} are not "
             f"({sorted(set(kinds[wrong]))}): {_few(ids[wrong])}.")
     invalid = ~geom.is_valid.to_numpy()
     if invalid.any():
         reasons = [shapely.is_valid_reason(g) for g in geom[invalid][:SHOW]]
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {int(invalid.sum())} samples have invalid geometries: "
             f"{_few(ids[invalid])} ({'; '.join(reasons)}). Repair them (e.g. QGIS 'Fix "
             "geometries' or shapely.make_valid) and read again.")
@@ -222,14 +219,14 @@ def _ids(frame: pd.DataFrame, ref_cfg: dict, where: str) -> np.ndarray:
     blank = np.array([_is_blank(v) for v in raw], dtype=bool)
     if blank.any():
         rows = [f"row {i + 1}" for i in np.flatnonzero(blank)]
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {int(blank.sum())} samples have no id in {field!r}: {_few(rows)}. "
             "Give every sample a unique id.")
     ids = np.array([_text(v) for v in raw], dtype=object)
     counts = pd.Series(ids).value_counts()
     dup = counts[counts > 1]
     if len(dup):
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: duplicate ids in {field!r}: {_few(dup.index)}. Ids must be unique; "
             "renumber the samples or remove the copies.")
     return ids
@@ -241,7 +238,7 @@ def _check_labels(labels: np.ndarray, ids: np.ndarray, ref_cfg: dict, where: str
     unknown = np.array([lab not in known for lab in labels], dtype=bool)
     if unknown.any():
         names = sorted({str(v) for v in labels[unknown]})
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: labels {names} in {field} are neither in "
             f"strategy.reference.disturbed_labels {list(ref_cfg['disturbed_labels'])} nor "
             f"in stable_labels {list(ref_cfg['stable_labels'])} (samples {_few(ids[unknown])}). "
@@ -268,12 +265,12 @@ def _parse_dates(values: np.ndarray, ids: np.ndarray, field: str, where: str) ->
         except ValueError:
             bad.append(f"{ids[i]} {v!r}")
     if missing:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {len(missing)} disturbed samples have no date in {field!r} "
             f"(strategy.reference.date_field): {_few(missing)}. Give each its disturbance "
             "date (YYYY-MM-DD), or label it stable if it is not disturbed.")
     if bad:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {len(bad)} disturbed samples have a date in {field!r} that is not an "
             f"ISO date (YYYY-MM-DD): {_few(bad, quote=False)}.")
     return out
@@ -285,7 +282,7 @@ def _check_period(date: np.ndarray, disturbed: np.ndarray, ids: np.ndarray,
     outside = disturbed & ((date < start) | (date > end))
     if outside.any():
         shown = [f"{i} ({_iso(d)})" for i, d in zip(ids[outside], date[outside], strict=True)]
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {int(outside.sum())} disturbed samples are dated outside the monitoring "
             f"period {period[0]} .. {period[1]}: {_few(shown, quote=False)}. No candidate can detect "
             "them: drop them from the file, or change the monitoring period.")
@@ -296,7 +293,7 @@ def _strata(frame: pd.DataFrame, ids: np.ndarray, ref_cfg: dict, where: str
     field, areas = ref_cfg.get("stratum_field"), dict(ref_cfg.get("strata") or {})
     if not field:
         if areas:
-            raise ReferenceError(
+            raise ReferenceDataError(
                 f"strategy.reference.strata is set ({sorted(areas)}) but stratum_field is "
                 "not: set stratum_field to the field of the reference file that holds each "
                 "sample's stratum, or remove strata.")
@@ -305,19 +302,19 @@ def _strata(frame: pd.DataFrame, ids: np.ndarray, ref_cfg: dict, where: str
     raw = frame[field].to_numpy(dtype=object)
     blank = np.array([_is_blank(v) for v in raw], dtype=bool)
     if blank.any():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: {int(blank.sum())} samples have no stratum in {field!r}: "
             f"{_few(ids[blank])}. Every sample of a stratified sample has a stratum.")
     stratum = np.array([_text(v) for v in raw], dtype=object)
     if not areas:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: the samples have strata (field {field!r}: "
             f"{sorted(set(stratum))}) but strategy.reference.strata gives no areas; set "
             "strata to {stratum: area in hectares} for each of them.")
     areas = {str(k): float(v) for k, v in areas.items()}
     unknown = sorted(set(stratum) - set(areas))
     if unknown:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"{where}: strata {unknown} in {field!r} have no area in "
             f"strategy.reference.strata (which has {sorted(areas)}); add their areas in "
             "hectares.")
@@ -328,7 +325,7 @@ def _from_segments(db: Path, frame: gpd.GeoDataFrame, ids: np.ndarray, ref_cfg: 
                    period: tuple[str, str], where: str):
     """(keep, disturbed, kind, date) per feature of ``frame`` from nrt-validate's segments."""
     if not db.exists():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r} does not exist; check "
             "strategy.reference.nrt_validate_db.")
     try:
@@ -336,7 +333,7 @@ def _from_segments(db: Path, frame: gpd.GeoDataFrame, ids: np.ndarray, ref_cfg: 
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "segments" not in tables:
-                raise ReferenceError(
+                raise ReferenceDataError(
                     f"nrt-validate database {str(db)!r} has no table 'segments' (it has "
                     f"{sorted(tables)}). Point strategy.reference.nrt_validate_db at the "
                     "SQLite file nrt-validate's labelling interface saved.")
@@ -344,17 +341,17 @@ def _from_segments(db: Path, frame: gpd.GeoDataFrame, ids: np.ndarray, ref_cfg: 
         finally:
             con.close()
     except sqlite3.DatabaseError as err:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r} cannot be read as SQLite ({err}).") from err
     lacking = [c for c in SEGMENT_COLUMNS if c not in seg.columns]
     if lacking:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r}: table 'segments' lacks the columns "
             f"{lacking} (it has {list(seg.columns)}); expected {list(SEGMENT_COLUMNS)}.")
     seg["fid"] = [_text(v) for v in seg["feature_id"]]
     unknown = sorted(set(seg["fid"]) - set(ids))
     if unknown:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r} has segments of features {_few(unknown)} "
             f"that are not in the r{where[1:]} (field {ref_cfg['id_field']!r}, "
             "strategy.reference.id_field). Use the vector file the labelling was done on.")
@@ -365,7 +362,7 @@ def _from_segments(db: Path, frame: gpd.GeoDataFrame, ids: np.ndarray, ref_cfg: 
     disturbed_labels = set(ref_cfg["disturbed_labels"])
     undated = seg["label"].isin(disturbed_labels) & begin.isna()
     if undated.any():
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r}: disturbed segments without a begin date "
             f"(features {_few(seg['fid'][undated])}). Label them again in nrt-validate.")
     start, end = _days(period[0]), _days(period[1])
@@ -391,7 +388,7 @@ def _from_segments(db: Path, frame: gpd.GeoDataFrame, ids: np.ndarray, ref_cfg: 
         date[i] = int(inside["begin"].iloc[0])
         kind[i] = type_of_label(inside["label"].iloc[0])
     if outside:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"nrt-validate database {str(db)!r}: {len(outside)} disturbed features have no "
             f"disturbed segment inside the monitoring period {period[0]} .. {period[1]}: "
             f"{_few(outside, quote=False)}. No candidate can detect them: drop them from the file, or "
@@ -407,17 +404,17 @@ def read_reference(ref_cfg: dict, *, period: tuple[str, str]) -> ReferenceSample
 
     ``period``: the monitoring period (start, end) as ISO dates; disturbed samples must be
     dated inside it (inclusive). Returns the samples in the file's CRS (a CSV's: ``crs``).
-    Raises :class:`ReferenceError` for every problem with the file.
+    Raises :class:`ReferenceDataError` for every problem with the file.
     """
     if not ref_cfg.get("path"):
-        raise ReferenceError(
+        raise ReferenceDataError(
             "strategy.reference.path is not set: give the vector or CSV file of reference "
             "samples (or, with the synthetic archive, leave reference empty to use its truth).")
     path = Path(ref_cfg["path"])
     where = f"Reference file {str(path)!r}"
     frame = _read_table(path, ref_cfg)
     if len(frame) == 0:
-        raise ReferenceError(f"{where} holds no samples; add some.")
+        raise ReferenceDataError(f"{where} holds no samples; add some.")
     ids = _ids(frame, ref_cfg, where)
     _check_geometries(frame, ids, where)
 
@@ -425,7 +422,7 @@ def read_reference(ref_cfg: dict, *, period: tuple[str, str]) -> ReferenceSample
         keep, disturbed, kind, date = _from_segments(
             Path(ref_cfg["nrt_validate_db"]), frame, ids, ref_cfg, period, where)
         if not keep.any():
-            raise ReferenceError(
+            raise ReferenceDataError(
                 f"nrt-validate database {ref_cfg['nrt_validate_db']!r} labels none of the "
                 f"{len(ids)} features of the r{where[1:]}: there are no samples. Label some first.")
     else:
@@ -513,12 +510,12 @@ def sample_pixels(samples: ReferenceSamples, tiles: Sequence[Tile], *,
 
     A point takes the pixel that contains it; a polygon every pixel whose centre is inside
     it, or, when no pixel centre is (a polygon smaller than a pixel), the pixel that
-    contains its centroid. Samples outside every tile raise :class:`ReferenceError`, or
+    contains its centroid. Samples outside every tile raise :class:`ReferenceDataError`, or
     with ``drop_outside=True`` are dropped with a logged warning and listed in
     ``dropped``.
     """
     if not tiles:
-        raise ReferenceError("No tiles to map the reference samples onto; check strategy.tiles.")
+        raise ReferenceDataError("No tiles to map the reference samples onto; check strategy.tiles.")
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     found = np.zeros(len(samples), dtype=bool)
     by_crs: dict[str, gpd.GeoSeries] = {}
@@ -556,7 +553,7 @@ def sample_pixels(samples: ReferenceSamples, tiles: Sequence[Tile], *,
         missing = samples.ids[~found]
         extent = f"tiles {_few([t.id for t in tiles])}"
         if not drop_outside:
-            raise ReferenceError(
+            raise ReferenceDataError(
                 f"{len(missing)} of {len(samples)} reference samples are outside every tile "
                 f"of the test area ({extent}): {_few(missing)}. The test area does not cover "
                 "them: widen strategy.tiles/strategy.bbox, or drop them (drop_outside).")

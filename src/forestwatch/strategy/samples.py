@@ -145,6 +145,36 @@ def truth_samples(
     return samples, pixels
 
 
+def reference_samples(ref, pixels, masks: dict[str, np.ndarray]
+                      ) -> tuple[ScoringSamples, list[TilePixels]]:
+    """:class:`ScoringSamples` and their pixels from reference samples ``ref``
+    (:class:`~forestwatch.strategy.reference.ReferenceSamples`) and their pixels
+    (:class:`~forestwatch.strategy.reference.SamplePixels`); ``masks``: tile id -> the
+    workflow's forest mask. With strata, each sample stands for its stratum's area over
+    the stratum's sample size; without, for 1."""
+    n = len(ref)
+    weight = np.ones(n, dtype=np.float64)
+    if ref.stratum is not None and ref.strata_area_ha:
+        for name, area in ref.strata_area_ha.items():
+            members = ref.stratum == name
+            if members.any():
+                weight[members] = float(area) / int(members.sum())
+    tiles = []
+    for tile_id in sorted(pixels.rows):
+        rows, cols = pixels.rows[tile_id], pixels.cols[tile_id]
+        tiles.append(TilePixels(tile_id=tile_id, rows=rows, cols=cols,
+                                sample=pixels.sample[tile_id],
+                                monitored=masks[tile_id][rows, cols] == 1))
+    kinds = np.array([k or "" for k in ref.kind], dtype=object)
+    samples = ScoringSamples(
+        disturbed=np.asarray(ref.disturbed, dtype=bool), kind=kinds,
+        date=np.asarray(ref.date, dtype=np.int64), weight=weight,
+        stratum=ref.stratum, strata_area_ha=ref.strata_area_ha,
+        source=f"{n} reference sample(s)" + (" (stratified)" if ref.stratum is not None
+                                              else ""))
+    return samples, tiles
+
+
 def quicklook_pixels(tile: Tile, mask: np.ndarray, *, max_px: int
                      ) -> tuple[TilePixels, tuple[slice, slice]]:
     """The forest pixels of a window of at most ``max_px`` a side at the tile's centre."""
@@ -158,4 +188,4 @@ def quicklook_pixels(tile: Tile, mask: np.ndarray, *, max_px: int
                       monitored=np.ones(rows.size, dtype=bool)), window
 
 
-__all__ = ["ScoringSamples", "truth_samples", "quicklook_pixels"]
+__all__ = ["ScoringSamples", "truth_samples", "reference_samples", "quicklook_pixels"]

@@ -148,10 +148,7 @@ def score(name: str, samples: ScoringSamples, answers: SampleAnswers) -> Scores:
     m["samples_stable"] = int(stable.sum())
     out = Scores(name=name, metrics=m)
     if samples.stratum is not None and samples.strata_area_ha:
-        try:  # TEMPORARY until the estimator lands
-            out.area = area_estimate(samples, answers)
-        except ImportError:
-            pass
+        out.area = area_estimate(samples, answers)
     return out
 
 
