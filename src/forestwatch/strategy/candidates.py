@@ -60,10 +60,11 @@ def describe(index: str, monitor: dict) -> str:
 
 
 def _monitor(cls: str, params: dict | None, fit: dict | None, where: str) -> dict:
+    # parameters and fit arguments not given take the class's measured defaults (not
+    # nrt's own), so that the candidate is what its config block runs in the workflow
     mon = {"class": cls,
-           "params": copy.deepcopy(MONITOR_DEFAULTS[cls]["params"] if params is None
-                                   else params),
-           "fit": copy.deepcopy(MONITOR_DEFAULTS[cls]["fit"] if fit is None else fit)}
+           "params": copy.deepcopy({**MONITOR_DEFAULTS[cls]["params"], **(params or {})}),
+           "fit": copy.deepcopy({**MONITOR_DEFAULTS[cls]["fit"], **(fit or {})})}
     try:
         _check_monitor(mon)
     except ConfigError as err:
