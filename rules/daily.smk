@@ -32,6 +32,7 @@ rule update_tile:
             *SOURCE,
             "index",
             "operational",
+            "monitor.regional_screening",
             "alerts.process_fraction",
             "alerts.recovery_observations",
         ),

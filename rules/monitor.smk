@@ -23,7 +23,16 @@ rule fit:
     resources:
         mem_mb=3000,
     params:
-        cfg=config_slice("grid", *SOURCE, "history", "index", "monitor"),
+        cfg=config_slice(
+            "grid",
+            *SOURCE,
+            "history",
+            "index",
+            "monitor.class",
+            "monitor.params",
+            "monitor.fit",
+            "monitor.block_size",
+        ),
     script:
         "../scripts/fit.py"
 
@@ -50,6 +59,7 @@ rule fast_forward:
             *SOURCE,
             "index",
             "fast_forward",
+            "monitor.regional_screening",
             "operational.late_items",
             "operational.reprocessed_items",
             "operational.keep_states",

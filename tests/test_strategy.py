@@ -51,6 +51,11 @@ def strategy_config(**strategy) -> dict:
     return small_config(strategy=strategy)
 
 
+def core(cand) -> dict:
+    """A candidate's nrt monitor configuration (without the regional screen)."""
+    return {k: v for k, v in cand.monitor.items() if k != "regional_screening"}
+
+
 def triples(cands) -> set[tuple]:
     return {(c.index, c.monitor["class"], tuple(sorted(c.monitor["params"].items())),
              tuple(sorted(c.monitor["fit"].items()))) for c in cands}
@@ -87,19 +92,22 @@ def test_absent_params_take_the_measured_defaults():
     ], grid=[{"index": ["NDMI"], "params": {"sensitivity": [2.5]}}])
     by_name = {c.name: c for c in expand_candidates(cfg)[0]}
     assert by_name["bare"].index == "NBR"
-    assert by_name["bare"].monitor == {"class": "IQR", **IQR}
+    assert core(by_name["bare"]) == {"class": "IQR", **IQR}
     assert by_name["ewma"].index == cfg["index"]  # the workflow's index
-    assert by_name["ewma"].monitor == {"class": "EWMA", **MONITOR_DEFAULTS["EWMA"]}
+    assert core(by_name["ewma"]) == {"class": "EWMA", **MONITOR_DEFAULTS["EWMA"]}
     # a candidate that sets some parameters gets the others from the defaults, as a grid
     # entry does: otherwise nrt's own defaults (trend=True, harmonic_order=3) would run,
     # and the recommended block merged into a config would not be the candidate scored
-    assert by_name["partial"].monitor == {
+    assert core(by_name["partial"]) == {
         "class": "IQR", "params": {**IQR["params"], "sensitivity": 3.0}, "fit": IQR["fit"]}
-    assert by_name["fit only"].monitor == {
+    assert core(by_name["fit only"]) == {
         "class": "IQR", "params": IQR["params"], "fit": {"method": "RIRLS"}}
     grid = [c for c in by_name.values() if c.index == "NDMI"]
-    assert [c.monitor for c in grid] == [
+    assert [core(c) for c in grid] == [
         {"class": "IQR", "params": {**IQR["params"], "sensitivity": 2.5}, "fit": IQR["fit"]}]
+    # the regional screen is the workflow's unless a candidate says otherwise
+    assert all(c.monitor["regional_screening"] == cfg["monitor"]["regional_screening"]
+               for c in by_name.values())
 
 
 def test_the_configured_candidate_comes_first_and_is_not_repeated_by_a_grid():
@@ -109,7 +117,7 @@ def test_the_configured_candidate_comes_first_and_is_not_repeated_by_a_grid():
     cands, _ = expand_candidates(cfg)
     assert cands[0].name.endswith("(configured)")
     assert (cands[0].index, cands[0].monitor) == (
-        "NDVI", {k: cfg["monitor"][k] for k in ("class", "params", "fit")})
+        "NDVI", {k: cfg["monitor"][k] for k in ("class", "params", "fit", "regional_screening")})
     # NDVI sensitivity 2.0 is the configured candidate: 4 grid entries, 3 new
     assert len(cands) == 4
     assert len(triples(cands)) == 4

@@ -40,8 +40,11 @@ from ..grid import Tile
 from ..stac import INDEX_BANDS, AssetReadError, load_reflectance, spectral_index
 from ..state import AppliedDay, TileState
 from .fit import collect_unreadable
+from .regional import RegionalScreen
 
 log = logging.getLogger(__name__)
+
+EPOCH = dt.date(1970, 1, 1)
 
 #: bytes of float32 input per pixel-date and band allowed in one batch of days
 FF_BATCH_BUDGET = 256 * 1024**2
@@ -147,6 +150,9 @@ def monitor_days(
 
     monitor = state.monitor
     params = AlertParams.from_config(cfg.get("alerts"))
+    screen = RegionalScreen.from_config({"grid": cfg["grid"], "monitor": {
+        "class": state.monitor_config["class"],
+        "regional_screening": cfg["monitor"]["regional_screening"]}})
     for start in range(0, len(days), batch):
         chunk = days[start : start + batch]
         index, unreadable = load(chunk)
@@ -174,7 +180,7 @@ def monitor_days(
             array = np.ascontiguousarray(array)
             valid = int(np.isfinite(array[monitor.mask == 1]).sum())
             if valid:
-                observe_day(state, array, d, params)
+                observe_day(state, array, d, params, screen)
             entry = AppliedDay(
                 day=str(d), items=[it.id for it in by_day[d]],
                 acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
@@ -190,33 +196,45 @@ def monitor_days(
     return out
 
 
-def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: AlertParams
-                ) -> None:
+def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: AlertParams,
+                screen: RegionalScreen | None = None) -> None:
     """Monitor one day's index ``array`` (float, NaN = not observed) and take it into the
     state's alert layers (:func:`take_observation` on the state's monitor and layers)."""
-    take_observation(state.monitor, state.alerts, array, day, params)
+    take_observation(state.monitor, state.alerts, array, day, params, screen)
 
 
 def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.date,
-                     params: AlertParams) -> None:
+                     params: AlertParams, screen: RegionalScreen | None = None) -> None:
     """Give one day's index ``array`` (float, NaN = not observed, the monitor's shape) to
     an nrt ``monitor`` and take it into ``alerts``; both are updated in place. The
-    workflow (through :func:`observe_day`) and the strategy run (on sample pixels) both
-    call this, so that a candidate is scored on what the workflow would compute.
+    workflow (through :func:`observe_day`) and the strategy run (on sample pixels, or on
+    whole tiles with a regional screen) both call this, so that a candidate is scored
+    on what the workflow would compute.
 
     The residuals and the pixels the monitor takes are those of nrt's own ``monitor()``
     (its prediction, its mask, its screening of extreme outliers): nrt keeps neither, so
     they are computed here, and nrt's ``monitor()`` is handed the same prediction instead
     of computing it a second time (a third of the cost of a day on 1000 x 1000 px).
+
+    With a ``screen`` (:mod:`forestwatch.monitor.regional`), regional anomalies are
+    withheld from nrt (NaN in the array it gets) and still taken by the ladder.
     """
     date = dt.datetime(day.year, day.month, day.day)
     predicted = monitor.predict(date)
     residuals = array - predicted
     observed = (monitor.mask == 1) & np.isfinite(array)
     observed = monitor._detect_extreme_outliers(residuals=residuals, is_valid=observed)
+    given = array
+    if screen is not None:
+        before = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
+        anomalous = observed & (np.nan_to_num(before) >= 1.0)
+        held = screen.regional(observed=observed, anomalous=anomalous, alerts=alerts,
+                               today=(day - EPOCH).days)
+        if held.any():
+            given = np.where(held, np.nan, array).astype(array.dtype)
     monitor.predict = lambda _date: predicted  # for this one call; the method is restored
     try:
-        monitor.monitor(array=array, date=date)
+        monitor.monitor(array=given, date=date)
     finally:
         del monitor.predict
     strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)

@@ -23,7 +23,8 @@ class Candidate:
     name: str
     #: spectral index: NDVI, NBR or NDMI
     index: str
-    #: the ``monitor`` section of this candidate: ``{"class", "params", "fit"}``
+    #: the ``monitor`` section of this candidate: ``{"class", "params", "fit",
+    #: "regional_screening"}``
     monitor: dict
 
     def config(self, cfg: dict) -> dict:
@@ -32,6 +33,14 @@ class Candidate:
         out["index"] = self.index
         out["monitor"] = {**out["monitor"], **copy.deepcopy(self.monitor)}
         return out
+
+    @property
+    def screened(self) -> bool:
+        """Whether the regional screen applies (it needs whole tiles to evaluate)."""
+        from ..monitor.regional import SCREENED_CLASSES
+
+        rs = self.monitor.get("regional_screening") or {}
+        return rs.get("window_m") is not None and self.monitor["class"] in SCREENED_CLASSES
 
     def config_block(self) -> dict:
         """The keys to paste into a config file to run the workflow with this candidate."""
@@ -56,7 +65,30 @@ def describe(index: str, monitor: dict) -> str:
               if default["params"].get(k, object()) != v]
     parts += [f"{k}={v}" for k, v in sorted(monitor["fit"].items())
               if default["fit"].get(k, object()) != v]
+    rs = monitor.get("regional_screening")
+    if rs is not None and rs != SCREEN_DEFAULT:
+        parts.append("screen=off" if rs["window_m"] is None else
+                     f"screen={rs['window_m']:g}m/{rs['max_share']:g}/{rs['hold_days']}d")
     return " ".join(parts)
+
+
+#: the schema's defaults of monitor.regional_screening (a name shows what differs)
+SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45}
+
+
+def _screen(cfg: dict, given: dict | None | str) -> dict:
+    """A candidate's regional screening: the workflow's, updated by ``given`` (a dict of
+    keys, None for off, "inherit" for the workflow's own)."""
+    base = copy.deepcopy(cfg["monitor"]["regional_screening"])
+    if given == "inherit":
+        return base
+    if given is None:
+        return {**base, "window_m": None}
+    unknown = sorted(set(given) - set(SCREEN_DEFAULT))
+    if unknown:
+        raise ConfigError(f"strategy: regional_screening keys {unknown} are unknown; allowed: "
+                          f"{sorted(SCREEN_DEFAULT)}.")
+    return {**base, **given}
 
 
 def _monitor(cls: str, params: dict | None, fit: dict | None, where: str) -> dict:
@@ -83,29 +115,34 @@ def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
     st = cfg["strategy"]
     out: list[Candidate] = []
     if st["include_configured"]:
-        mon = {k: copy.deepcopy(cfg["monitor"][k]) for k in ("class", "params", "fit")}
+        mon = {k: copy.deepcopy(cfg["monitor"][k])
+               for k in ("class", "params", "fit", "regional_screening")}
         out.append(Candidate(f"{describe(cfg['index'], mon)} (configured)", cfg["index"], mon))
     for i, entry in enumerate(st["candidates"]):
         where = f"strategy.candidates[{i}] ({entry['name']!r})"
         m = entry.get("monitor", {})
         cls = m.get("class", cfg["monitor"]["class"])
-        out.append(Candidate(entry["name"], entry.get("index", cfg["index"]),
-                             _monitor(cls, m.get("params"), m.get("fit"), where)))
+        mon = _monitor(cls, m.get("params"), m.get("fit"), where)
+        mon["regional_screening"] = _screen(cfg, m.get("regional_screening", "inherit"))
+        out.append(Candidate(entry["name"], entry.get("index", cfg["index"]), mon))
     for g, grid in enumerate(st["grid"]):
         where = f"strategy.grid[{g}]"
         names = sorted(grid.get("params", {}))
-        for index, cls, fit in itertools.product(
+        for index, cls, fit, screen in itertools.product(
                 grid.get("index", [cfg["index"]]), grid.get("class", [cfg["monitor"]["class"]]),
-                grid.get("fit", [None])):
+                grid.get("fit", [None]), grid.get("regional_screening", ["inherit"])):
             for values in itertools.product(*(grid["params"][n] for n in names)):
-                params = {**MONITOR_DEFAULTS[cls]["params"], **dict(zip(names, values, strict=True))}
+                params = {**MONITOR_DEFAULTS[cls]["params"],
+                          **dict(zip(names, values, strict=True))}
                 mon = _monitor(cls, params, fit, where)
+                mon["regional_screening"] = _screen(cfg, screen)
                 out.append(Candidate(describe(index, mon), index, mon))
     seen: dict[tuple, str] = {}
     unique: list[Candidate] = []
     for cand in out:  # a grid may repeat the configured candidate: keep the first
         key = (cand.index, repr(sorted(cand.monitor["params"].items())),
-               cand.monitor["class"], repr(sorted(cand.monitor["fit"].items())))
+               cand.monitor["class"], repr(sorted(cand.monitor["fit"].items())),
+               repr(sorted(cand.monitor["regional_screening"].items())))
         if key in seen:
             continue
         seen[key] = cand.name

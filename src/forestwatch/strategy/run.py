@@ -3,8 +3,10 @@
 1. the test area's tiles (``strategy.tiles`` / ``strategy.bbox``, else every tile);
 2. the samples and their pixels: reference samples, or a stratified sample of the
    synthetic truth (:mod:`.samples`), plus the forest pixels of a quicklook window;
-3. the bands every candidate needs, read once per tile for those pixels only
-   (:mod:`.series`);
+3. the bands every candidate needs, read once per tile for those pixels only, or for the
+   whole tile when a candidate has a regional screen (:mod:`.series`; the screen needs
+   each pixel's neighbourhood, so such candidates are simulated on whole tiles and
+   scored at the samples; keep the test area to a few tiles);
 4. each candidate fitted and monitored on them (:mod:`.simulate`), in parallel over
    candidates (forked workers share the series), consensus candidates combined from
    their members;
@@ -28,7 +30,7 @@ from ..stac import search_items
 from .candidates import Candidate, Consensus, expand_candidates
 from .samples import ScoringSamples, quicklook_pixels, truth_samples
 from .scores import Scores, rank, sample_answers, score
-from .series import PixelSeries, TilePixels, load_pixel_series, strategy_bands
+from .series import PixelSeries, TilePixels, load_pixel_series, strategy_bands, whole_tile
 from .simulate import Outcome, combine, simulate
 
 log = logging.getLogger(__name__)
@@ -78,32 +80,35 @@ def test_area(cfg: dict) -> list[Tile]:
 _JOB: dict = {}
 
 
-def _simulate_task(task: tuple[int, int]) -> tuple[int, int, Outcome, float]:
-    c, s = task
+def _simulate_task(task: int) -> tuple[int, Outcome, float]:
     t0 = time.perf_counter()
-    out = simulate(_JOB["candidates"][c], _JOB["series"][s], _JOB["cfg"], _JOB["params"])
-    return c, s, out, time.perf_counter() - t0
+    candidate, series = _JOB["pairs"][task]
+    out = simulate(candidate, series, _JOB["cfg"], _JOB["params"])
+    return task, out, time.perf_counter() - t0
 
 
-def _run_all(candidates: list[Candidate], series: list[PixelSeries], cfg: dict,
-             params: AlertParams, workers: int) -> dict[tuple[int, int], Outcome]:
-    _JOB.update(candidates=candidates, series=series, cfg=cfg, params=params)
-    tasks = [(c, s) for c in range(len(candidates)) for s in range(len(series))]
-    out: dict[tuple[int, int], Outcome] = {}
+def _run_pairs(pairs: list[tuple[Candidate, PixelSeries]], cfg: dict, params: AlertParams,
+               workers: int) -> list[Outcome]:
+    """Simulate each (candidate, series) pair, in ``workers`` forked processes."""
+    _JOB.update(pairs=pairs, cfg=cfg, params=params)
+    out: list[Outcome | None] = [None] * len(pairs)
     try:
-        if workers > 1 and len(tasks) > 1:
+        if workers > 1 and len(pairs) > 1:
             with mp.get_context("fork").Pool(workers) as pool:
-                for c, s, res, sec in pool.imap_unordered(_simulate_task, tasks):
-                    out[(c, s)] = res
-                    log.info("candidate %s on tile %s: %.1f s", candidates[c].name,
-                             series[s].pixels.tile_id, sec)
+                for i, res, sec in pool.imap_unordered(_simulate_task, range(len(pairs))):
+                    out[i] = res
+                    log.info("candidate %s on tile %s: %.1f s", pairs[i][0].name,
+                             pairs[i][1].pixels.tile_id, sec)
         else:
-            for task in tasks:
-                c, s, res, sec = _simulate_task(task)
-                out[(c, s)] = res
+            for i in range(len(pairs)):
+                out[i] = _simulate_task(i)[1]
     finally:
         _JOB.clear()
-    return out
+    return out  # type: ignore[return-value]
+
+
+def _flat(pixels: TilePixels, shape: tuple[int, int]) -> np.ndarray:
+    return pixels.rows * shape[1] + pixels.cols
 
 
 def run_strategy(cfg: dict, *, catalog: str | None, masks: dict[str, np.ndarray],
@@ -147,7 +152,11 @@ def run_strategy(cfg: dict, *, catalog: str | None, masks: dict[str, np.ndarray]
     bands = strategy_bands(sorted({c.index for c in candidates}),
                            with_ccdc_screening=any(c.monitor["class"] == "CCDC"
                                                    for c in candidates))
+    # a regional screen needs each pixel's neighbourhood: then the test tiles are read
+    # whole (every pixel, once) and the sample series are taken from them
+    whole = any(c.screened for c in candidates)
     series: list[PixelSeries] = []
+    tiles_whole: dict[str, PixelSeries] = {}
     window_series: PixelSeries | None = None
     reads = 0
     block = min(cfg["monitor"]["block_size"], 256)
@@ -156,12 +165,22 @@ def run_strategy(cfg: dict, *, catalog: str | None, masks: dict[str, np.ndarray]
         extra = window_px if (window_px is not None and tile.id == window_tile.id) else None
         if px is None and extra is None:
             continue
-        both = _concat([p for p in (px, extra) if p is not None])
         items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
                              cfg["fast_forward"]["until"], catalog)
+        reads += 1
+        if whole:
+            full = load_pixel_series(tile, items, whole_tile(tile, masks[tile.id]), bands,
+                                     cfg["stac"], block=block, threads=threads,
+                                     shape=tile.shape)
+            tiles_whole[tile.id] = full
+            if px is not None:
+                series.append(full.gather(px))
+            if extra is not None:
+                window_series = full.gather(extra)
+            continue
+        both = _concat([p for p in (px, extra) if p is not None])
         loaded = load_pixel_series(tile, items, both, bands, cfg["stac"], block=block,
                                    threads=threads)
-        reads += 1
         n_s = len(px) if px is not None else 0
         if px is not None:
             series.append(_slice(loaded, px, slice(0, n_s)))
@@ -172,9 +191,21 @@ def run_strategy(cfg: dict, *, catalog: str | None, masks: dict[str, np.ndarray]
     t0 = time.perf_counter()
     params = AlertParams.from_config(cfg.get("alerts"))
     workers = st["workers"] or threads
-    outcomes = _run_all(candidates, series, cfg, params, workers)
-    per_candidate = {c.name: [outcomes[(i, s)] for s in range(len(series))]
-                     for i, c in enumerate(candidates)}
+    pairs = [(c, tiles_whole[s.pixels.tile_id] if c.screened else s)
+             for c in candidates for s in series]
+    results = iter(_run_pairs(pairs, cfg, params, workers))
+    per_candidate: dict[str, list[Outcome]] = {}
+    whole_outcomes: dict[tuple[str, str], Outcome] = {}
+    for c in candidates:
+        outs = []
+        for s in series:
+            res = next(results)
+            if c.screened:
+                shape = tiles_whole[s.pixels.tile_id].shape
+                whole_outcomes[(c.name, s.pixels.tile_id)] = res
+                res = res.take(_flat(s.pixels, shape))
+            outs.append(res)
+        per_candidate[c.name] = outs
     for con in consensus:
         per_candidate[con.name] = [
             combine(con, [per_candidate[m][s] for m in con.members])
@@ -192,8 +223,15 @@ def run_strategy(cfg: dict, *, catalog: str | None, masks: dict[str, np.ndarray]
         cons = {c.name: c for c in consensus}
         needed = sorted({m for n in top for m in (cons[n].members if n in cons else (n,))})
         by_name = {c.name: c for c in candidates}
-        runs = _run_all([by_name[n] for n in needed], [window_series], cfg, params, workers)
-        single = {n: runs[(i, 0)] for i, n in enumerate(needed)}
+        single: dict[str, Outcome] = {}
+        for name in needed:  # screened candidates ran on the whole tile already
+            key = (name, window_tile.id)
+            if key in whole_outcomes:
+                single[name] = whole_outcomes[key].take(_flat(window_px, window_tile.shape))
+        rest = [n for n in needed if n not in single]
+        for name, res in zip(rest, _run_pairs([(by_name[n], window_series) for n in rest],
+                                              cfg, params, workers), strict=True):
+            single[name] = res
         for name in top:
             quicklooks[name] = (combine(cons[name], [single[m] for m in cons[name].members])
                                 if name in cons else single[name])

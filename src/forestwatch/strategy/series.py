@@ -51,18 +51,45 @@ class PixelSeries:
     pixels: TilePixels
     days: tuple[dt.date, ...]
     bands: dict[str, np.ndarray]
+    #: (rows, cols) when the pixels are the whole tile in row-major order (what a
+    #: regional screen needs: the neighbourhood); None for scattered pixels
+    shape: tuple[int, int] | None = None
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """The 2-D layout the pixels are monitored in: the tile, or one row of pixels."""
+        return self.shape if self.shape is not None else (1, len(self.pixels))
 
     def dataset(self, band_names: Sequence[str], selection: slice) -> xr.Dataset:
-        """The ``selection`` of time steps as an xarray Dataset with dims (time, y, x),
-        the pixels laid out as one row (y = 1, x = pixel): nrt's monitors are per pixel,
-        so a row of sample pixels is monitored as a tile would be."""
+        """The ``selection`` of time steps as an xarray Dataset with dims (time, y, x):
+        the whole tile, or scattered pixels laid out as one row (y = 1, x = pixel):
+        nrt's monitors are per pixel, so a row of sample pixels is monitored as a tile
+        would be."""
         days = self.days[selection]
         time = np.array([np.datetime64(d, "ns") for d in days])
-        n = len(self.pixels)
-        coords = {"time": time, "y": np.array([0.0]), "x": np.arange(n, dtype=np.float64)}
+        h, w = self.grid_shape
+        coords = {"time": time, "y": np.arange(h, dtype=np.float64),
+                  "x": np.arange(w, dtype=np.float64)}
         data = {b: (("time", "y", "x"), np.ascontiguousarray(
-            self.bands[b][selection][:, None, :])) for b in band_names}
+            self.bands[b][selection].reshape(len(days), h, w))) for b in band_names}
         return xr.Dataset(data, coords=coords)
+
+    def gather(self, pixels: TilePixels) -> PixelSeries:
+        """The series of ``pixels`` (of the same tile) taken from this whole-tile series."""
+        assert self.shape is not None, "gather needs a whole-tile series"
+        flat = pixels.rows * self.shape[1] + pixels.cols
+        return PixelSeries(pixels=pixels, days=self.days,
+                           bands={b: np.ascontiguousarray(v[:, flat])
+                                  for b, v in self.bands.items()})
+
+
+def whole_tile(tile: Tile, mask: np.ndarray) -> TilePixels:
+    """Every pixel of ``tile`` in row-major order (monitored where ``mask`` is 1)."""
+    rows, cols = np.divmod(np.arange(tile.shape[0] * tile.shape[1], dtype=np.int64),
+                           tile.shape[1])
+    return TilePixels(tile_id=tile.id, rows=rows, cols=cols,
+                      sample=np.full(rows.size, -1, dtype=np.int64),
+                      monitored=(mask == 1).ravel())
 
 
 def strategy_bands(indices: Sequence[str], *, with_ccdc_screening: bool) -> list[str]:
@@ -85,6 +112,7 @@ def load_pixel_series(
     block: int,
     threads: int = 1,
     loader: Callable[..., xr.Dataset] = load_reflectance,
+    shape: tuple[int, int] | None = None,
 ) -> PixelSeries:
     """Read ``bands`` of ``items`` for ``pixels`` of ``tile``, block by block (square
     blocks of ``block`` pixels; only blocks holding one of the pixels are read)."""
@@ -119,7 +147,7 @@ def load_pixel_series(
         days = ()
     log.info("tile %s: %d pixel(s) x %d day(s) x %d band(s) read in %d block(s)", tile.id, n,
              len(days), len(bands), reads)
-    return PixelSeries(pixels=pixels, days=days, bands=out)
+    return PixelSeries(pixels=pixels, days=days, bands=out, shape=shape)
 
 
-__all__ = ["TilePixels", "PixelSeries", "load_pixel_series", "strategy_bands"]
+__all__ = ["TilePixels", "PixelSeries", "load_pixel_series", "strategy_bands", "whole_tile"]

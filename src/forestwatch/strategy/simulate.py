@@ -25,6 +25,7 @@ from ..alerts.ladder import (
     AlertParams,
 )
 from ..monitor import build_monitor, fit_kwargs, take_observation
+from ..monitor.regional import RegionalScreen
 from ..stac import spectral_index
 from .candidates import Candidate, Consensus
 from .series import PixelSeries
@@ -45,11 +46,17 @@ class Outcome:
     def nothing(cls, n: int) -> Outcome:
         return cls(np.full(n, NO_DATA, np.uint8), np.zeros(n, np.int32), np.zeros(n, np.int32))
 
+    def take(self, flat: np.ndarray) -> Outcome:
+        """The outcome at these positions (int64 indices into the pixels)."""
+        return Outcome(self.status[flat], self.first_date[flat], self.confirmed_date[flat])
+
 
 def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: AlertParams
              ) -> Outcome:
     """Fit ``candidate`` on the series' days up to ``history.end`` (inclusive) and monitor
-    the days after it up to ``fast_forward.until``; ``cfg`` is the workflow config."""
+    the days after it up to ``fast_forward.until``; ``cfg`` is the workflow config. A
+    candidate with a regional screen (:mod:`forestwatch.monitor.regional`) needs a
+    whole-tile series (the screen looks at each pixel's neighbourhood)."""
     n = len(series.pixels)
     end = dt.date.fromisoformat(str(cfg["history"]["end"]))
     until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
@@ -63,8 +70,11 @@ def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: Alert
     hist = series.dataset(bands, slice(0, n_hist))
     index = spectral_index(hist, candidate.index)
     index = index.copy(data=np.ascontiguousarray(index.values))
-    mask = series.pixels.monitored.astype(np.uint8)[None, :]
+    mask = series.pixels.monitored.astype(np.uint8).reshape(series.grid_shape)
     monitor = build_monitor(candidate.monitor, mask)
+    screen = RegionalScreen.from_config(run_cfg)
+    if screen is not None and series.shape is None:
+        raise ValueError(f"candidate {candidate.name}: the regional screen needs whole tiles")
     try:
         monitor.fit(index, **fit_kwargs(run_cfg, hist, 1))
     except ValueError as err:
@@ -79,9 +89,10 @@ def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: Alert
     for i, day in enumerate(series.days[n_hist:n_end]):
         array = np.ascontiguousarray(values[i])
         if np.isfinite(array[monitor.mask == 1]).any():
-            take_observation(monitor, alerts, array, day, params)
-    return Outcome(status=alerts.status[0].copy(), first_date=alerts.first_date[0].copy(),
-                   confirmed_date=alerts.confirmed_date[0].copy())
+            take_observation(monitor, alerts, array, day, params, screen)
+    return Outcome(status=alerts.status.ravel().copy(),
+                   first_date=alerts.first_date.ravel().copy(),
+                   confirmed_date=alerts.confirmed_date.ravel().copy())
 
 
 def _kth(values: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,102 @@
+"""The regional anomaly screen (forestwatch.monitor.regional) on a synthetic tile whose
+answer is known: a transient drop over most of the tile (an early leaf fall) is not
+confirmed, a local clear-cut is confirmed on the same day as without the screen, and a
+permanent drop over most of the tile (a large storm) is confirmed after the hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from forestwatch.alerts.ladder import CONFIRMED, AlertLayers, AlertParams
+from forestwatch.config import MONITOR_DEFAULTS
+from forestwatch.monitor import build_monitor, take_observation
+from forestwatch.monitor.regional import RegionalScreen
+
+SHAPE = (40, 40)
+EPOCH = dt.date(1970, 1, 1)
+SCREEN = RegionalScreen(window_px=21, max_share=0.3, hold_days=45)
+
+
+def _season(days: pd.DatetimeIndex) -> np.ndarray:
+    return 0.7 + 0.1 * np.sin(2 * np.pi * days.day_of_year.values / 365.25)
+
+
+def _run(drop: np.ndarray, drop_from: dt.date, drop_until: dt.date | None, screen):
+    """Fit an IQR on two clean years, monitor one year with a 0.3 drop of the index on the
+    ``drop`` pixels from ``drop_from`` (until ``drop_until``); returns the alert layers."""
+    rng = np.random.default_rng(3)
+    hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
+    values = _season(hist)[:, None, None] + rng.normal(0, 0.01, (hist.size,) + SHAPE)
+    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+                      coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
+                              "x": np.arange(SHAPE[1], dtype=float)})
+    mon_cfg = {"class": "IQR", **MONITOR_DEFAULTS["IQR"]}
+    monitor = build_monitor(mon_cfg, np.ones(SHAPE, dtype=np.uint8))
+    monitor.fit(da, method="OLS")
+    alerts = AlertLayers.start(monitor.mask)
+    params = AlertParams()
+    for day in pd.date_range("2023-01-05", "2023-12-31", freq="5D"):
+        d = day.date()
+        array = (_season(pd.DatetimeIndex([day]))[0]
+                 + rng.normal(0, 0.01, SHAPE)).astype(np.float32)
+        if d >= drop_from and (drop_until is None or d < drop_until):
+            array[drop] -= 0.3
+        take_observation(monitor, alerts, np.ascontiguousarray(array), d, params, screen)
+    return alerts
+
+
+def _confirmed(alerts, where) -> float:
+    return float((alerts.status[where] == CONFIRMED).mean())
+
+
+def test_a_transient_regional_drop_is_not_confirmed():
+    region = np.zeros(SHAPE, dtype=bool)
+    region[:, :28] = True  # 70 % of the tile, 30 days
+    start, end = dt.date(2023, 9, 1), dt.date(2023, 10, 1)
+    plain = _run(region, start, end, None)
+    screened = _run(region, start, end, SCREEN)
+    assert _confirmed(plain, region) > 0.95  # the monitor alone confirms it
+    assert _confirmed(screened, region) == 0.0
+    # the ladder still saw the anomalies: first detections, then back to normal
+    assert (screened.count[region] >= 3).mean() > 0.95
+    assert _confirmed(screened, ~region) == 0.0
+
+
+def test_a_local_clear_cut_is_confirmed_on_the_same_day():
+    cut = np.zeros(SHAPE, dtype=bool)
+    cut[10:16, 10:16] = True  # 36 px of a 441 px window: 8 %
+    start = dt.date(2023, 6, 1)
+    plain = _run(cut, start, None, None)
+    screened = _run(cut, start, None, SCREEN)
+    assert _confirmed(plain, cut) == 1.0 and _confirmed(screened, cut) == 1.0
+    np.testing.assert_array_equal(screened.confirmed_date[cut], plain.confirmed_date[cut])
+
+
+def test_a_large_permanent_drop_is_confirmed_after_the_hold():
+    storm = np.zeros(SHAPE, dtype=bool)
+    storm[:, :28] = True
+    start = dt.date(2023, 3, 1)
+    plain = _run(storm, start, None, None)
+    screened = _run(storm, start, None, SCREEN)
+    assert _confirmed(plain, storm) == 1.0 and _confirmed(screened, storm) == 1.0
+    delay = screened.confirmed_date[storm].astype(int) - plain.confirmed_date[storm]
+    # held for hold_days after the run began, then boundary (3) more observations
+    assert np.median(delay) == pytest.approx(SCREEN.hold_days, abs=10)
+    # the first detection is not delayed: the ladder takes held anomalies
+    np.testing.assert_array_equal(screened.first_date[storm], plain.first_date[storm])
+
+
+def test_the_screen_is_off_for_process_monitors_and_without_a_window():
+    base = {"grid": {"resolution": 20}, "monitor": {"class": "IQR", "regional_screening": {
+        "window_m": 2000, "max_share": 0.3, "hold_days": 45}}}
+    assert RegionalScreen.from_config(base) == RegionalScreen(101, 0.3, 45)
+    assert RegionalScreen.from_config(
+        {**base, "monitor": {**base["monitor"], "class": "EWMA"}}) is None
+    off = {**base["monitor"]["regional_screening"], "window_m": None}
+    assert RegionalScreen.from_config(
+        {**base, "monitor": {**base["monitor"], "regional_screening": off}}) is None
