@@ -167,7 +167,7 @@ def fitted(tile_inputs):
 
 def test_fit_records_its_inputs(fitted, tile_inputs):
     cfg, tile, _, hist, _ = tile_inputs
-    assert fitted.tile_id == tile.id and fitted.index == "NDVI"
+    assert fitted.tile_id == tile.id and fitted.index == cfg["index"]
     assert fitted.ledger.fit.items == [it.id for d in by_solar_day(hist).values() for it in d]
     assert fitted.monitor_config["params"] == cfg["monitor"]["params"]
     assert fitted.ledger.applied == [] and fitted.ledger.fitted_from is None
@@ -279,7 +279,11 @@ def test_ccdc_with_green_and_swir_screening(tile_inputs):
     ccdc = _with_monitor(cfg, {"class": "CCDC", "params": {},
                                "fit": {"method": "CCDC-stable", "screen_outliers": "CCDC_RIRLS"}},
                          512)
-    assert needed_bands(ccdc) == ["nir", "red", "green", "swir16"]
+    from forestwatch.stac import INDEX_BANDS
+
+    index_bands = list(INDEX_BANDS[cfg["index"]])
+    assert needed_bands(ccdc) == index_bands + [b for b in ("green", "swir16")
+                                                if b not in index_bands]
     state = fit_tile(tile, hist, mask, ccdc)
     assert type(state.monitor).__name__ == "CCDC"
     assert (state.monitor.mask == 1).sum() > 0.5 * (mask == 1).sum()

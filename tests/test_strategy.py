@@ -31,7 +31,7 @@ from forestwatch.alerts.ladder import CONFIRMED, FIRST, NO_ALERT, NO_DATA, PROVI
 from forestwatch.config import MONITOR_DEFAULTS, ConfigError, deep_update, validate_config
 from forestwatch.grid import make_tiles
 from forestwatch.layout import RunLayout
-from forestwatch.strategy.candidates import Consensus, expand_candidates
+from forestwatch.strategy.candidates import Consensus, describe, expand_candidates
 from forestwatch.strategy.estimate import stratified_estimate
 from forestwatch.strategy.samples import ScoringSamples
 from forestwatch.strategy.scores import Scores, rank, sample_answers, score
@@ -111,14 +111,15 @@ def test_absent_params_take_the_measured_defaults():
 
 
 def test_the_configured_candidate_comes_first_and_is_not_repeated_by_a_grid():
-    cfg = strategy_config(grid=[{"index": ["NBR", "NDVI"], "class": ["IQR"],
-                                 "params": {"sensitivity": [2.0, 3.0]}}])
+    cfg = small_config(index="NDVI", monitor={"params": dict(IQR["params"])}, strategy={
+        "grid": [{"index": ["NBR", "NDVI"], "class": ["IQR"],
+                  "params": {"sensitivity": [IQR["params"]["sensitivity"], 3.0]}}]})
     assert cfg["index"] == "NDVI" and cfg["monitor"]["params"] == IQR["params"]
     cands, _ = expand_candidates(cfg)
     assert cands[0].name.endswith("(configured)")
     assert (cands[0].index, cands[0].monitor) == (
         "NDVI", {k: cfg["monitor"][k] for k in ("class", "params", "fit", "regional_screening")})
-    # NDVI sensitivity 2.0 is the configured candidate: 4 grid entries, 3 new
+    # NDVI at the default sensitivity is the configured candidate: 4 grid entries, 3 new
     assert len(cands) == 4
     assert len(triples(cands)) == 4
     assert ("NDVI", "IQR", tuple(sorted(IQR["params"].items())),
@@ -327,10 +328,17 @@ LEAD_DAYS = 30
 # who dates a disturbance at a later image): the workflow may have confirmed them before
 # that date, which is then not a detection on time
 LATE, LATE_DAYS = 8, 45
-GRID = [{"index": ["NDVI", "NBR"], "class": ["IQR"]},        # NDVI IQR is the configured
-        {"index": ["NDVI"], "params": {"sensitivity": [3.0]}}]
-CONSENSUS = {"name": "two of three", "k": 2,
-             "members": ["NDVI IQR (configured)", "NBR IQR", "NDVI IQR sensitivity=3.0"]}
+# the small config's monitor (the test suite keeps a less sensitive band than the shipped
+# one: tests/config/small.yaml); the grid's entry with the configured index repeats it
+_SMALL = small_config()
+_PARAMS = {k: [v] for k, v in _SMALL["monitor"]["params"].items()}
+GRID = [{"index": ["NDVI", "NBR"], "class": ["IQR"], "params": _PARAMS},
+        {"index": ["NDVI"], "params": {**_PARAMS, "sensitivity": [3.0]}}]
+CONFIGURED = describe(_SMALL["index"], _SMALL["monitor"]) + " (configured)"
+OTHERS = [describe(index, {**_SMALL["monitor"], "params": {
+    **_SMALL["monitor"]["params"], "sensitivity": sens}})
+    for index, sens in (("NDVI", 2.0), ("NDVI", 3.0))]
+CONSENSUS = {"name": "two of three", "k": 2, "members": [CONFIGURED, *OTHERS]}
 
 
 def reference_points(workdir: Path, cfg: dict, seed: int = 1) -> gpd.GeoDataFrame:
@@ -489,7 +497,7 @@ def test_the_strategy_reproduces_the_workflow_for_the_configured_candidate(strat
     expected = expected_from_the_workflow(strategy_run)
     # the comparison means something only if the map has hits and misses at the points
     assert 0 < expected["_counts"]["detected"] < N_DISTURBED, expected["_counts"]
-    row = ranking(strategy_run)["NDVI IQR (configured)"]
+    row = ranking(strategy_run)[CONFIGURED]
     for key, value in expected.items():
         if key.startswith("_"):
             continue
@@ -503,8 +511,8 @@ def test_the_strategy_outputs_are_complete_and_valid(strategy_run):
 
     out = strategy_run["out"]
     rows = ranking(strategy_run)
-    names = {"NDVI IQR (configured)", "NBR IQR", "NDVI IQR sensitivity=3.0", "two of three"}
-    assert set(rows) == names  # the grid's NDVI IQR is the configured candidate
+    names = {CONFIGURED, *OTHERS, "two of three"}
+    assert set(rows) == names  # the grid's entry with the configured index is not repeated
     assert [int(r["rank"]) for r in rows.values()] == [1, 2, 3, 4]
     within = [r["within_limit"] == "True" for r in rows.values()]
     assert within == [float(r["false_alarms"]) <= 0.01 for r in rows.values()]

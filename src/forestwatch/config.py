@@ -82,7 +82,8 @@ MONITOR_VALUES: dict[str, tuple[str, Callable[[Any], bool] | None, str]] = {
 #: the comparison showed a clear improvement (MoSum without trend; CCDC without the
 #: green/SWIR screening, which needs bands many archives lack).
 MONITOR_DEFAULTS: dict[str, dict[str, dict]] = {
-    "IQR": {"params": {"trend": False, "harmonic_order": 2, "sensitivity": 2.0, "boundary": 3},
+    "IQR": {"params": {"trend": False, "harmonic_order": 1, "sensitivity": 1.25,
+                       "boundary": 4},
             "fit": {"method": "OLS"}},
     "EWMA": {"params": {}, "fit": {"method": "OLS"}},
     "CuSum": {"params": {}, "fit": {"method": "ROC"}},
