@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, small_config
+from conftest import deploy, small_config
 from shapely.geometry import box
 
 from forestwatch.grid import make_tiles
@@ -44,10 +44,7 @@ def runs(tmp_path_factory):
                        fast_forward={"until": CATCH_UP})
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                           "-d", str(workdir), "--configfile", str(cfg_path), "--cores", "2"],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    deploy(workdir, cfg_path)
     layout = RunLayout(workdir / "results" / "alerts")
     before = gpd.read_file(layout.alert_polygons(), layer="alerts")
     proc = _cli(workdir, "daily", "--config", str(cfg_path), "--today", TODAY)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, small_config
+from conftest import REPO, deploy, small_config
 
 from forestwatch.layout import RunLayout
 from forestwatch.runlock import EXIT_LOCKED, acquire
@@ -53,10 +53,7 @@ def deployment(tmp_path_factory) -> tuple[Path, Path]:
                        operational={"retry_delay_s": 0.1})
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                           "-d", str(workdir), "--configfile", str(cfg_path), "--cores", "2"],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    deploy(workdir, cfg_path)
     return workdir, cfg_path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, small_config
+from conftest import REPO, deploy, small_config
 
 from forestwatch.layout import RunLayout
 from forestwatch.state import read_ledger
@@ -150,10 +150,7 @@ def test_after_a_daily_run_the_updated_tiles_have_new_checksums(tmp_path, schema
     cfg = small_config(run_name="ops", fast_forward={"until": "2023-03-31"})
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                           "-d", str(tmp_path), "--configfile", str(cfg_path), "--cores", "2"],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    deploy(tmp_path, cfg_path)
     layout = RunLayout(tmp_path / "results" / "ops")
     before = {t: json.loads(Path(layout.stac_item(t)).read_text()) for t in TILES}
     proc = subprocess.run(_cli() + ["daily", "--config", str(cfg_path), "--today", "2023-06-30"],

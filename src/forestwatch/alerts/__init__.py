@@ -16,7 +16,7 @@ Public names are imported from their module on first use, so that importing the 
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_attributes
 
 _PUBLIC = {
     "AlertLayers": "ladder", "AlertParams": "ladder", "observe": "ladder",
@@ -25,10 +25,6 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_attributes(__name__, _PUBLIC)
 
 __all__ = list(_PUBLIC)

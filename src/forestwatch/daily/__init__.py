@@ -11,7 +11,7 @@ The update of one tile is :func:`forestwatch.steps.update_tile` (rule ``update_t
 which brings the state forward with :func:`forestwatch.monitor.advance_tile`.
 """
 
-import importlib
+from .._lazy import lazy_attributes
 
 _PUBLIC = {
     "Discovery": ".discovery", "discover": ".discover", "run_daily": ".run",
@@ -21,11 +21,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    """Import the module of a public name when it is first used: the Snakefile imports
-    parts of this package at every parse, and needs none of the heavy ones."""
-    try:
-        module = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_attributes(__name__, _PUBLIC)

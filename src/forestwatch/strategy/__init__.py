@@ -23,11 +23,14 @@ Modules, in the order of a run (:func:`run_strategy`):
   config (the only writer of the run's ``strategy/`` folder).
 """
 
-from .candidates import Candidate, Consensus, expand_candidates
-from .reference import ReferenceDataError, ReferenceSamples, read_reference, sample_pixels
-from .run import StrategyResult, run_strategy, test_area
-from .samples import ScoringSamples
+from .._lazy import lazy_attributes
 
-__all__ = ["Candidate", "Consensus", "expand_candidates", "ReferenceDataError",
-           "ReferenceSamples", "read_reference", "sample_pixels", "StrategyResult",
-           "run_strategy", "test_area", "ScoringSamples"]
+_PUBLIC = {
+    "Candidate": ".candidates", "Consensus": ".candidates", "expand_candidates": ".candidates",
+    "ReferenceDataError": ".reference", "ReferenceSamples": ".reference",
+    "read_reference": ".reference", "sample_pixels": ".reference",
+    "StrategyResult": ".run", "run_strategy": ".run", "test_area": ".run",
+    "ScoringSamples": ".samples", "stratified_estimate": ".estimate",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__ = lazy_attributes(__name__, _PUBLIC)
