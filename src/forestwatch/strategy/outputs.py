@@ -79,11 +79,14 @@ def write_ranking(result: StrategyResult, *, csv_out: str | Path, md_out: str | 
     area = ""
     if best is not None and best.area:
         a = best.area
-        area = (f"\n\nArea-adjusted estimate with the top candidate's map (Stehman 2014): "
-                f"disturbed area {a['disturbed_area_ha']:g} ha ± "
-                f"{a['disturbed_area_ci95_ha']:g} ha (95 %), user's accuracy "
+        area = (f"\n\nArea-adjusted estimate from the stratified sample (Stehman 2014), "
+                f"with the top candidate's map: disturbed area {a['disturbed_area_ha']:g} ha "
+                f"± {a['disturbed_area_ci95_ha']:g} ha (95 %), user's accuracy "
                 f"{pct(a['users_accuracy'])}, producer's accuracy "
-                f"{pct(a['producers_accuracy'])}.")
+                f"{pct(a['producers_accuracy'])}. The area depends on the map only where "
+                "the strata are map classes; with strata of the reference itself (as with "
+                "the synthetic truth) every sample of a stratum has the same reference "
+                "class and the area is known exactly (± 0).")
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     with atomic_path(md_out) as tmp:
         tmp.write_text(f"{intro}\n\n" + "\n".join(lines) + area
@@ -201,7 +204,8 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
             ax.imshow(tcol[np.clip(truth, 0, 4)], interpolation="nearest")
             ax.set_title("truth: disturbances", fontsize=9)
             ax.axis("off")
-            fig.legend(handles=[Patch(color=tcol[c], label=TYPES[c][1]) for c in TYPES],
+            present = [c for c in TYPES if (truth == c).any()] or list(TYPES)
+            fig.legend(handles=[Patch(color=tcol[c], label=TYPES[c][1]) for c in present],
                        loc="lower left", fontsize=7, ncol=2, title="truth", title_fontsize=7)
         px = result.window_pixels
         for rank, (name, ax) in enumerate(zip(names, axes, strict=True), start=1):
