@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12)
     args = ap.parse_args()
     if not args.no_run:
-        for run, files in SEEDS.values():
+        for _run, files in SEEDS.values():
             cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
                    "config/config.yaml", *files, "benchmarks/configs/strategy_hard.yaml",
                    "--forcerun", "strategy", "--until", "strategy"]
