@@ -13,7 +13,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /app
 # MapServer 8 (mapserv, for `forestwatch serve`), by the project's own install script
-COPY deploy/install_mapserver.sh ./deploy/
+COPY deploy/install_mapserver.sh deploy/apt_install.sh ./deploy/
 RUN bash deploy/install_mapserver.sh && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY src ./src

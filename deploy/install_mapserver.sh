@@ -6,10 +6,6 @@ set -euo pipefail
 if command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ]; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "MapServer is missing; run as root: sudo bash $0" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends cgi-mapserver mapserver-bin
+# shellcheck source=/dev/null
+source "$(dirname "$0")/apt_install.sh"
+apt_install "MapServer is missing" cgi-mapserver mapserver-bin

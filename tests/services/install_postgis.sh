@@ -7,10 +7,6 @@ if [ -f "/usr/share/postgresql/${PG_MAJOR}/extension/postgis.control" ] \
    && [ -x "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_ctl" ]; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "PostgreSQL ${PG_MAJOR} + PostGIS are missing; run as root: sudo bash $0" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3"
+# shellcheck source=/dev/null
+source "$(dirname "$0")/../../deploy/apt_install.sh"
+apt_install "PostgreSQL ${PG_MAJOR} + PostGIS are missing" "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3"

@@ -6,10 +6,6 @@ set -euo pipefail
 if /usr/bin/python3 -c "import qgis.core" >/dev/null 2>&1; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "QGIS's Python bindings are missing; run as root: sudo bash $0" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends python3-qgis
+# shellcheck source=/dev/null
+source "$(dirname "$0")/../../deploy/apt_install.sh"
+apt_install "QGIS's Python bindings are missing" python3-qgis
