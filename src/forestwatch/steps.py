@@ -282,10 +282,10 @@ def strategy(cfg: dict, *, catalog: str | None, masks: dict[str, str],
     out.plot_lags(result, outputs["lags"])
     truth = None
     if truth_dir is not None and not st["reference"]["path"] and result.window is not None:
-        from .strategy.samples import _read_on
+        from .strategy.samples import read_on_tile
 
         rows, cols = result.window
-        truth = _read_on(Path(truth_dir) / "disturbance_type.tif", result.window_tile)
+        truth = read_on_tile(Path(truth_dir) / "disturbance_type.tif", result.window_tile)
         truth = np.asarray(truth[rows, cols], dtype=np.int64)
     out.plot_quicklooks(result, outputs["quicklooks"], truth=truth)
     best = result.ranked[0]

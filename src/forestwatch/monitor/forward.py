@@ -225,9 +225,12 @@ def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.da
     observed = (monitor.mask == 1) & np.isfinite(array)
     observed = monitor._detect_extreme_outliers(residuals=residuals, is_valid=observed)
     given = array
+    strength = None
     if screen is not None:
-        before = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
-        anomalous = observed & (np.nan_to_num(before) >= 1.0)
+        # the screened classes' tests (IQR, CCDC) read only the fitted bands, which the
+        # observation does not change: this strength is also the ladder's
+        strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
+        anomalous = observed & (np.nan_to_num(strength) >= 1.0)
         held = screen.regional(observed=observed, anomalous=anomalous, alerts=alerts,
                                today=(day - EPOCH).days)
         if held.any():
@@ -237,7 +240,9 @@ def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.da
         monitor.monitor(array=given, date=date)
     finally:
         del monitor.predict
-    strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
+    if strength is None:
+        strength = anomaly_strength(monitor, residuals,
+                                    process_fraction=params.process_fraction)
     observe(alerts, observed=observed, strength=strength, residuals=residuals,
             confirmed=observed & (monitor.mask == 3), day=day, params=params)
 

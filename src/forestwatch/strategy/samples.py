@@ -57,7 +57,8 @@ def _days(value) -> int:
     return (dt.date.fromisoformat(str(value)) - EPOCH).days
 
 
-def _read_on(path: Path, tile: Tile) -> np.ndarray:
+def read_on_tile(path: Path, tile: Tile) -> np.ndarray:
+    """Band 1 of a truth raster on ``tile``'s grid (0 outside the raster)."""
     b = tile.geobox.boundingbox
     with rasterio.open(path) as src:
         window = from_bounds(b.left, b.bottom, b.right, b.top,
@@ -85,9 +86,9 @@ def truth_samples(
     strata: dict[str, list[tuple[int, np.ndarray]]] = {}
     info: dict[str, list[np.ndarray]] = {"date": [], "type": []}
     for t, tile in enumerate(tiles):
-        forest = _read_on(truth_dir / "forest.tif", tile) == 1
-        day = _read_on(truth_dir / "disturbance_date.tif", tile).astype(np.int64)
-        kind = _read_on(truth_dir / "disturbance_type.tif", tile)
+        forest = read_on_tile(truth_dir / "forest.tif", tile) == 1
+        day = read_on_tile(truth_dir / "disturbance_date.tif", tile).astype(np.int64)
+        kind = read_on_tile(truth_dir / "disturbance_type.tif", tile)
         edge = np.zeros(tile.shape, dtype=bool)
         for layer in (forest, day > 0):
             edge |= ndimage.binary_dilation(layer) & ~ndimage.binary_erosion(layer)
@@ -188,4 +189,5 @@ def quicklook_pixels(tile: Tile, mask: np.ndarray, *, max_px: int
                       monitored=np.ones(rows.size, dtype=bool)), window
 
 
-__all__ = ["ScoringSamples", "truth_samples", "reference_samples", "quicklook_pixels"]
+__all__ = ["ScoringSamples", "truth_samples", "reference_samples", "quicklook_pixels",
+           "read_on_tile"]
