@@ -32,6 +32,7 @@ rule fit:
             "monitor.params",
             "monitor.fit",
             "monitor.block_size",
+            "consensus",
         ),
     script:
         "../scripts/fit.py"
@@ -60,6 +61,7 @@ rule fast_forward:
             "index",
             "fast_forward",
             "monitor.regional_screening",
+            "consensus",
             "operational.late_items",
             "operational.reprocessed_items",
             "operational.keep_states",

@@ -36,7 +36,7 @@ from forestwatch.alerts.ladder import (
     observe,
 )
 from forestwatch.config import monitor_class
-from forestwatch.monitor.forward import observe_day
+from forestwatch.monitor.forward import take_observation
 
 EPOCH = dt.date(1970, 1, 1)
 HISTORY = pd.date_range("2020-01-01", periods=146, freq="5D")
@@ -105,7 +105,8 @@ def _run(cls_name: str) -> tuple[AlertLayers, object]:
         else:
             targets = np.select([kinds == "a", kinds == "s"], [0.75, 1.5], 0.1)
             values = _design(monitor, targets, day)
-        observe_day(state, np.ascontiguousarray(values, dtype=np.float32), day, params)
+        take_observation(state.monitor, state.alerts,
+                         np.ascontiguousarray(values, dtype=np.float32), day, params)
     return state.alerts, monitor
 
 

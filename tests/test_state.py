@@ -31,6 +31,7 @@ from forestwatch.state import (
     AppliedDay,
     FitRecord,
     Ledger,
+    MonitorMember,
     StateCorruptError,
     TileState,
     load_state,
@@ -156,9 +157,10 @@ def _ledger() -> Ledger:
 
 
 def _state(monitor, crs: str = CRS, tile_id: str = "X3718_Y2537") -> TileState:
-    return TileState(monitor, crs=crs, transform=TRANSFORM, tile_id=tile_id, index="NDVI",
-                     monitor_config={"class": type(monitor).__name__,
-                                     "params": {"sensitivity": 2.5}, "fit": {}},
+    member = MonitorMember(index="NDVI", monitor=monitor,
+                           monitor_config={"class": type(monitor).__name__,
+                                           "params": {"sensitivity": 2.5}, "fit": {}})
+    return TileState([member], crs=crs, transform=TRANSFORM, tile_id=tile_id,
                      ledger=_ledger(), software={"nrt": "0.3.0"}, created="2023-01-13")
 
 
@@ -558,7 +560,7 @@ def test_a_format_1_state_still_loads_with_its_ledger(tmp_path, ndvi, forest_mas
     assert read_ledger(path)[0] == ledger
     save_state(state, path)
     with netCDF4.Dataset(path) as nc:
-        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 3
+        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 4
     assert load_state(path).ledger == ledger
 
 

@@ -178,11 +178,13 @@ C = outcome([(NO_ALERT, 0, 0), (FIRST, 40, 0), (CONFIRMED, 55, 60), (NO_DATA, 0,
      [5, 12, 45, 0, 65, 9], [10, 30, 50, 0, 70, 0]),
     # k=2: pixel 1 has one confirmed and two open -> provisional (the 2nd highest level),
     # first date the 2nd earliest open (25); pixel 2: A returned to normal, so its stale
-    # first date 7 does not count; pixel 5: two returned to normal -> no alert
-    (2, [CONFIRMED, PROVISIONAL, CONFIRMED, NO_DATA, NO_ALERT, NO_ALERT],
-     [8, 25, 55, 0, 0, 0], [20, 0, 60, 0, 0, 0]),
+    # first date 7 does not count; pixel 5: two returned to normal -> returned to normal,
+    # dated by the second of them (4)
+    (2, [CONFIRMED, PROVISIONAL, CONFIRMED, NO_DATA, NO_ALERT, RECOVERED],
+     [8, 25, 55, 0, 0, 4], [20, 0, 60, 0, 0, 0]),
     # k=3: every member must be at the level; a member with no data or returned to normal
-    # is no alert (pixel 4 is monitored by two members: no alert, not no data)
+    # is no alert (pixel 4 is monitored by two members: no alert, not no data; pixel 5:
+    # two returned to normal of three is not a consensus of three)
     (3, [NO_ALERT, FIRST, NO_ALERT, NO_DATA, NO_ALERT, NO_ALERT],
      [0, 40, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]),
 ])

@@ -157,7 +157,77 @@ def validate_config(config: dict) -> dict:
         if part not in mon:
             mon[part] = copy.deepcopy(MONITOR_DEFAULTS[mon["class"]][part])
     _check_semantics(cfg)
+    _complete_consensus(cfg)
     return cfg
+
+
+def complete_monitor(cls: str, params: dict | None, fit: dict | None, *, where: str) -> dict:
+    """``{"class", "params", "fit"}`` of a monitor given in part: parameters and fit
+    arguments not given take the class's measured defaults (:data:`MONITOR_DEFAULTS`, not
+    nrt's own). Raises :class:`ConfigError` naming ``where`` for a bad one."""
+    mon = {"class": cls,
+           "params": copy.deepcopy({**MONITOR_DEFAULTS[cls]["params"], **(params or {})}),
+           "fit": copy.deepcopy({**MONITOR_DEFAULTS[cls]["fit"], **(fit or {})})}
+    try:
+        _check_monitor(mon)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}".replace("config key 'monitor.",
+                                                    "key 'monitor.")) from None
+    return mon
+
+
+#: the keys of ``monitor.regional_screening``
+SCREEN_KEYS = ("window_m", "max_share", "hold_days")
+
+
+def complete_screen(base: dict, given: dict | None | str, *, where: str) -> dict:
+    """A monitor's regional screening: ``base`` (the workflow's) updated by ``given`` (a
+    dict of keys, ``None`` for off, ``"inherit"`` for ``base`` itself)."""
+    base = copy.deepcopy(base)
+    if given == "inherit":
+        return base
+    if given is None:
+        return {**base, "window_m": None}
+    unknown = sorted(set(given) - set(SCREEN_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: regional_screening keys {unknown} are unknown; allowed: "
+                          f"{list(SCREEN_KEYS)}.")
+    return {**base, **given}
+
+
+def _complete_consensus(cfg: dict) -> None:
+    """Fill the consensus members' monitors and ``k`` (all members when null); refuse a
+    ``k`` over the number of members and a member that repeats another."""
+    con = cfg["consensus"]
+    seen = [(cfg["index"], _monitor_key(cfg["monitor"]))]
+    for i, entry in enumerate(con["members"]):
+        where = f"config key 'consensus.members[{i}]'"
+        given = entry.get("monitor", {})
+        mon = complete_monitor(given.get("class", cfg["monitor"]["class"]), given.get("params"),
+                               given.get("fit"), where=where)
+        mon["regional_screening"] = complete_screen(
+            cfg["monitor"]["regional_screening"], given.get("regional_screening", "inherit"),
+            where=where)
+        entry["monitor"] = mon
+        key = (entry["index"], _monitor_key(mon))
+        if key in seen:
+            raise ConfigError(
+                f"{where} is the same index and monitor as "
+                + ("index + monitor" if seen.index(key) == 0
+                   else f"consensus.members[{seen.index(key) - 1}]")
+                + "; a consensus needs different members (another index, class or parameters).")
+        seen.append(key)
+    n = 1 + len(con["members"])
+    if con["k"] is None:
+        con["k"] = n
+    elif con["k"] > n:
+        raise ConfigError(
+            f"config key 'consensus.k' is {con['k']}, more than the {n} member(s) (index + "
+            "monitor and consensus.members); lower k or add members.")
+
+
+def _monitor_key(mon: dict) -> tuple:
+    return (mon["class"], repr(sorted(mon["params"].items())), repr(sorted(mon["fit"].items())))
 
 
 def parse_date(value: str, key: str) -> dt.date:

@@ -193,15 +193,20 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
 def tile_report(cfg: dict, tile_id: str, state_in: str | Path, mask_out: str | Path,
                 date_out: str | Path, alert_out: dict[str, str | Path],
                 pieces_out: str | Path) -> None:
-    """nrt's mask and detection date, and the alert layers, of one tile as COGs, and the
-    tile's alert pieces (for the polygons and statistics)."""
+    """nrt's mask and detection date (a consensus state's: its consensus breaks,
+    :func:`forestwatch.alerts.consensus.break_layers`), and the alert layers, of one tile
+    as COGs, and the tile's alert pieces (for the polygons and statistics)."""
     from .alerts.polygons import tile_pieces, write_pieces
     from .reports import alert_report_arrays, write_alert_reports, write_tile_reports
     from .state import read_layers
 
     state = read_layers(state_in, ("mask", "detection_date"))
-    write_tile_reports(state.layers["mask"], state.layers["detection_date"], state.crs,
-                       state.transform, mask_out, date_out)
+    mask, date = state.layers["mask"], state.layers["detection_date"]
+    if state.is_consensus:
+        from .alerts.consensus import break_layers
+
+        mask, date = break_layers(mask, state.alerts)
+    write_tile_reports(mask, date, state.crs, state.transform, mask_out, date_out)
     arrays = alert_report_arrays(state.alerts,
                                  confidence_half=cfg["alerts"]["confidence_half"])
     write_alert_reports(arrays, state.crs, state.transform, alert_out)

@@ -1,7 +1,8 @@
 """Fitting a tile's monitor and bringing it forward (rules ``fit`` and ``fast_forward``,
 and the daily run's ``update_tile``).
 
-* :mod:`.build` - the nrt monitor from config, the bands it needs, numba's cache;
+* :mod:`.build` - the nrt monitor from config (one per consensus member), the bands it
+  needs, numba's cache;
 * :mod:`.fit` - :func:`fit_tile`: the history, block by block;
 * :mod:`.forward` - :func:`monitor_days`: solar days in order into a state, with the
   policy for unreadable assets;
@@ -10,12 +11,20 @@ and the daily run's ``update_tile``).
 """
 
 from .advance import Plan, TileUpdate, advance_tile, forward_items, plan_update
-from .build import build_monitor, fit_kwargs, needed_bands, warm_numba_cache
+from .build import (
+    build_monitor,
+    consensus_k,
+    fit_kwargs,
+    member_configs,
+    needed_bands,
+    warm_numba_cache,
+)
 from .fit import fit_tile
 from .forward import FF_BATCH_BUDGET, Forwarded, UnreadablePolicy, monitor_days, take_observation
 
 __all__ = [
     "advance_tile", "forward_items", "plan_update", "Plan", "TileUpdate",
-    "build_monitor", "fit_kwargs", "needed_bands", "warm_numba_cache",
+    "build_monitor", "fit_kwargs", "needed_bands", "warm_numba_cache", "member_configs",
+    "consensus_k",
     "fit_tile", "monitor_days", "take_observation", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
 ]

@@ -37,6 +37,7 @@ import pystac
 import xarray as xr
 
 from ..acquisitions import acquisition_key, resolve_reprocessed, solar_day, version_label
+from ..alerts.ladder import CONFIRMED
 from ..grid import Tile
 from ..stac import load_reflectance
 from ..state import Skip, TileState, TileStateStore
@@ -279,10 +280,13 @@ def _union(a: Sequence[pystac.Item], b: Sequence[pystac.Item]) -> list[pystac.It
 
 
 def _breaks_confirmed_on(state: TileState, days: list[str]) -> int:
-    if not days or state.monitor.detection_date is None:
+    """Pixels whose alert was confirmed on one of ``days`` (the tile's alert layers: the
+    monitor's confirmation, or a consensus's)."""
+    if not days:
         return 0
     ordinals = [(dt.date.fromisoformat(d) - _EPOCH).days for d in days]
-    confirmed = (state.monitor.mask == 3) & np.isin(state.monitor.detection_date, ordinals)
+    confirmed = (state.alerts.status == CONFIRMED) & np.isin(state.alerts.confirmed_date,
+                                                              ordinals)
     return int(confirmed.sum())
 
 

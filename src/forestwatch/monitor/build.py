@@ -14,6 +14,22 @@ from ..config import monitor_class
 from ..stac import INDEX_BANDS
 
 
+def member_configs(cfg: dict) -> list[dict]:
+    """One config per monitor of a tile: ``cfg`` itself (``index`` + ``monitor``), then one
+    per ``consensus.members`` entry, ``cfg`` with that member's index and monitor keys. The
+    functions below take any of them. A config slice without ``consensus`` has one."""
+    out = [cfg]
+    for member in (cfg.get("consensus") or {}).get("members", []):
+        out.append({**cfg, "index": member["index"],
+                    "monitor": {**cfg.get("monitor", {}), **member["monitor"]}})
+    return out
+
+
+def consensus_k(cfg: dict) -> int:
+    """How many members must agree (``consensus.k``, filled by the validation); 1 for one."""
+    return int((cfg.get("consensus") or {}).get("k") or 1)
+
+
 def screen_outliers(cfg: dict) -> str | None:
     """The fit's outlier screening: ``monitor.fit.screen_outliers``, else nrt's default."""
     mon = cfg["monitor"]
@@ -50,6 +66,11 @@ def fit_kwargs(cfg: dict, cube: xr.Dataset, threads: int) -> dict:
 
 
 def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
+    """Warm the kernels of every member's monitor (:func:`_warm_one`); seconds taken."""
+    return sum(_warm_one(member, threads) for member in member_configs(cfg))
+
+
+def _warm_one(cfg: dict, threads: int = 1) -> float:
     """Compile (or load from numba's on-disk cache) the nrt kernels the configured monitor
     uses, by fitting and monitoring a tiny synthetic series (8 x 8 px, 146 days). Returns
     the seconds it took (~30 s cold, ~1 s warm).
@@ -76,4 +97,5 @@ def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["build_monitor", "needed_bands", "fit_kwargs", "screen_outliers", "warm_numba_cache"]
+__all__ = ["build_monitor", "needed_bands", "fit_kwargs", "screen_outliers", "warm_numba_cache",
+           "member_configs", "consensus_k"]

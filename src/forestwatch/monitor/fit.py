@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pystac
@@ -19,8 +20,8 @@ import xarray as xr
 from ..acquisitions import by_solar_day
 from ..grid import Tile
 from ..stac import NoDataError, load_reflectance, spectral_index
-from ..state import FitRecord, Ledger, TileState, software_versions
-from .build import build_monitor, fit_kwargs, needed_bands
+from ..state import FitRecord, Ledger, MonitorMember, TileState, software_versions
+from .build import build_monitor, consensus_k, fit_kwargs, member_configs, needed_bands
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def fit_tile(
     loader: Callable[..., xr.Dataset] = load_reflectance,
     threads: int = 1,
 ) -> TileState:
-    """Fit the configured monitor on ``items`` (the history) for ``tile``.
+    """Fit the configured monitor (every member of a consensus, from one read of the bands
+    per block) on ``items`` (the history) for ``tile``.
 
     ``mask`` is the tile's forest mask (uint8, 1 = forest, tile shape). Raises
     :class:`NoDataError` when there is no acquisition to fit on.
@@ -52,12 +54,11 @@ def fit_tile(
         )
     if mask.shape != tile.shape:
         raise ValueError(f"tile {tile.id}: mask shape {mask.shape} != tile shape {tile.shape}")
-    bands = needed_bands(cfg)
+    members = member_configs(cfg)
+    # one read of the bands every member needs, per block
+    bands = list(dict.fromkeys(b for m in members for b in needed_bands(m)))
     block = cfg["monitor"]["block_size"]
-    full: dict[str, np.ndarray] = {}
-    scalars: dict[str, object] = {}
-    fitted_blocks = 0
-    cloudy_blocks: list[tuple[slice, slice]] = []
+    fitted = [_Fitted() for _ in members]
     unreadable: list[dict] = []  # assets skipped by stac.on_unreadable_asset: skip
     for rows, cols in _blocks(tile.shape, block):
         sub_mask = mask[rows, cols]
@@ -66,55 +67,82 @@ def fit_tile(
         gbox = tile.geobox[rows, cols]
         cube = loader(items, gbox, bands, cfg["stac"], threads=threads)
         collect_unreadable(unreadable, cube)
-        index = spectral_index(cube, cfg["index"])
-        index = index.copy(data=np.ascontiguousarray(index.values))  # nrt IQR needs C order
-        monitor = build_monitor(cfg["monitor"], sub_mask)
-        try:
-            monitor.fit(index, **fit_kwargs(cfg, cube, threads))
-        except ValueError as err:
-            if "no time-series with sufficient" not in str(err):
-                raise
-            # every forest pixel of the block is too cloudy to fit: nrt class 4
-            log.warning("tile %s: block rows %d-%d cols %d-%d has too few clear observations "
-                        "(%s); its forest pixels are marked 4 (not enough observations)",
-                        tile.id, rows.start, rows.stop, cols.start, cols.stop, err)
-            cloudy_blocks.append((rows, cols))
-            continue
-        _place_block(full, scalars, monitor, rows, cols, tile.shape)
-        fitted_blocks += 1
-        log.info("tile %s: fitted block rows %d-%d cols %d-%d on %d dates", tile.id,
-                 rows.start, rows.stop, cols.start, cols.stop, index.sizes["time"])
-    if fitted_blocks == 0 and cloudy_blocks:
+        indices: dict[str, xr.DataArray] = {}
+        for member, out in zip(members, fitted, strict=True):
+            if member["index"] not in indices:
+                index = spectral_index(cube, member["index"])
+                # nrt IQR needs C order
+                indices[member["index"]] = index.copy(data=np.ascontiguousarray(index.values))
+            index = indices[member["index"]]
+            monitor = build_monitor(member["monitor"], sub_mask)
+            try:
+                monitor.fit(index, **fit_kwargs(member, cube, threads))
+            except ValueError as err:
+                if "no time-series with sufficient" not in str(err):
+                    raise
+                # every forest pixel of the block is too cloudy to fit: nrt class 4
+                log.warning("tile %s: block rows %d-%d cols %d-%d has too few clear "
+                            "observations for the %s %s monitor (%s); its forest pixels are "
+                            "marked 4 (not enough observations)", tile.id, rows.start,
+                            rows.stop, cols.start, cols.stop, member["index"],
+                            member["monitor"]["class"], err)
+                out.cloudy_blocks.append((rows, cols))
+                continue
+            _place_block(out.full, out.scalars, monitor, rows, cols, tile.shape)
+            out.blocks += 1
+            log.info("tile %s: fitted the %s %s monitor on block rows %d-%d cols %d-%d on %d "
+                     "dates", tile.id, member["index"], member["monitor"]["class"],
+                     rows.start, rows.stop, cols.start, cols.stop, index.sizes["time"])
+    if all(f.blocks == 0 for f in fitted) and any(f.cloudy_blocks for f in fitted):
         raise NoDataError(
             f"tile {tile.id}: no forest pixel has enough clear observations between "
             f"{cfg['history']['start']} and {cfg['history']['end']} to fit the model "
             f"({len(items)} items searched). The period is too cloudy or too short: widen "
             "history, raise stac.max_cloud_cover, or check stac.valid_scl_classes."
         )
-    monitor = build_monitor(cfg["monitor"], mask)
-    if fitted_blocks == 0:
-        log.warning("tile %s: forest mask is empty, the state monitors no pixel", tile.id)
-        monitor.beta = np.zeros((1,) + tile.shape, dtype=np.float32)
-    else:
-        monitor.__dict__.update(scalars)
-        monitor.__dict__.update(full)
-        for rows, cols in cloudy_blocks:
-            block_mask = monitor.mask[rows, cols]
-            block_mask[mask[rows, cols] == 1] = 4
-    monitor.x = tile.geobox.coords["x"].values.astype(np.float64)
-    monitor.y = tile.geobox.coords["y"].values.astype(np.float64)
+    state_members = [MonitorMember(index=member["index"],
+                                   monitor=out.assemble(member, mask, tile),
+                                   monitor_config={"class": member["monitor"]["class"],
+                                                   "params": member["monitor"]["params"],
+                                                   "fit": member["monitor"]["fit"]})
+                     for member, out in zip(members, fitted, strict=True)]
     by_day = by_solar_day(items)
     ledger = Ledger(fit=FitRecord(
         start=str(cfg["history"]["start"]), end=str(cfg["history"]["end"]),
         days=[str(d) for d in by_day], items=[it.id for d in by_day for it in by_day[d]],
         unreadable=unreadable))
     return TileState(
-        monitor=monitor, crs=tile.crs, transform=tile.transform, tile_id=tile.id,
-        index=cfg["index"],
-        monitor_config={"class": cfg["monitor"]["class"], "params": cfg["monitor"]["params"],
-                        "fit": cfg["monitor"]["fit"]},
-        ledger=ledger, software=software_versions(),
+        members=state_members, crs=tile.crs, transform=tile.transform, tile_id=tile.id,
+        agree=consensus_k(cfg), ledger=ledger, software=software_versions(),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+@dataclass
+class _Fitted:
+    """One member's fitted blocks, gathered into full-tile arrays."""
+
+    full: dict[str, np.ndarray] = field(default_factory=dict)
+    scalars: dict[str, object] = field(default_factory=dict)
+    blocks: int = 0
+    cloudy_blocks: list[tuple[slice, slice]] = field(default_factory=list)
+
+    def assemble(self, member_cfg: dict, mask: np.ndarray, tile: Tile):
+        """The member's monitor over the whole tile."""
+        monitor = build_monitor(member_cfg["monitor"], mask)
+        if self.blocks == 0:
+            if not self.cloudy_blocks:
+                log.warning("tile %s: forest mask is empty, the state monitors no pixel",
+                            tile.id)
+            monitor.beta = np.zeros((1,) + tile.shape, dtype=np.float32)
+        else:
+            monitor.__dict__.update(self.scalars)
+            monitor.__dict__.update(self.full)
+        for rows, cols in self.cloudy_blocks:
+            block_mask = monitor.mask[rows, cols]
+            block_mask[mask[rows, cols] == 1] = 4
+        monitor.x = tile.geobox.coords["x"].values.astype(np.float64)
+        monitor.y = tile.geobox.coords["y"].values.astype(np.float64)
+        return monitor
 
 
 def collect_unreadable(found: list[dict], cube: xr.Dataset) -> None:

@@ -1,9 +1,12 @@
-"""Feed solar days to a tile's monitor, in date order, recording each in the ledger.
+"""Feed solar days to a tile's monitors, in date order, recording each in the ledger.
 
-This is the one place where ``monitor()`` is called after the fit (:func:`observe_day`),
-and where the alert ladder (:mod:`forestwatch.alerts.ladder`) takes each observation.
-Days are loaded in batches sized to a memory budget (:data:`FF_BATCH_BUDGET`) and applied
-one at a time.
+This is the one place where ``monitor()`` is called after the fit
+(:func:`take_observation`), and where the alert ladder (:mod:`forestwatch.alerts.ladder`)
+takes each observation. Days are loaded in batches sized to a memory budget
+(:data:`FF_BATCH_BUDGET`), one read of the bands for every monitor of the state (the
+members of a consensus: one load, several indices), and applied one at a time; after
+them, a consensus state's alert layers are made anew from its members'
+(:meth:`TileState.refresh_alerts`).
 
 An asset that cannot be read (a 404, a corrupt file, a server that keeps failing) is
 handled by an :class:`UnreadablePolicy`:
@@ -38,7 +41,8 @@ from ..alerts.anomaly import anomaly_strength
 from ..alerts.ladder import AlertLayers, AlertParams, observe
 from ..grid import Tile
 from ..stac import INDEX_BANDS, AssetReadError, load_reflectance, spectral_index
-from ..state import AppliedDay, TileState
+from ..state import AppliedDay, MonitorMember, TileState
+from .build import member_configs
 from .fit import collect_unreadable
 from .regional import RegionalScreen
 
@@ -135,24 +139,23 @@ def monitor_days(
         raise ValueError(f"tile {tile.id}: day {days[0]} is not after the last monitored day "
                          f"{state.ledger.last_day}")
     out = Forwarded()
-    bands = list(INDEX_BANDS[cfg["index"]])
+    members = _paired_members(state, cfg, tile.id)
+    indices = list(dict.fromkeys(m.index for m, _ in members))
+    bands = list(dict.fromkeys(b for i in indices for b in INDEX_BANDS[i]))
     pixels = tile.shape[0] * tile.shape[1]
-    batch = max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + 1) * 4))
+    batch = max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + len(indices)) * 4))
     # every load skips what it cannot read and reports it; the policy decides what then
     stac_cfg = {**cfg["stac"], "on_unreadable_asset": "skip"}
 
     def load(day_list):
+        """One read of every member's bands: ``{index name: (days, y, x) array}``."""
         cube = loader([it for d in day_list for it in by_day[d]], tile.geobox, bands,
                       stac_cfg, threads=threads)
         found: list[dict] = []
         collect_unreadable(found, cube)
-        return spectral_index(cube, cfg["index"]), found
+        return {i: spectral_index(cube, i).values for i in indices}, found
 
-    monitor = state.monitor
     params = AlertParams.from_config(cfg.get("alerts"))
-    screen = RegionalScreen.from_config({"grid": cfg["grid"], "monitor": {
-        "class": state.monitor_config["class"],
-        "regional_screening": cfg["monitor"]["regional_screening"]}})
     for start in range(0, len(days), batch):
         chunk = days[start : start + batch]
         index, unreadable = load(chunk)
@@ -165,9 +168,9 @@ def monitor_days(
         for i, d in enumerate(chunk):
             day_ids = {it.id for it in by_day[d]}
             failed = [dict(r) for r in unreadable if r["item"] in day_ids]
-            array = index.values[i]
+            arrays = {name: values[i] for name, values in index.items()}
             if failed and policy.mode == "grace":
-                array, failed = _read_again(load, d, array, failed, policy, tile.id)
+                arrays, failed = _read_again(load, d, arrays, failed, policy, tile.id)
                 if failed and not policy.give_up(failed):
                     out.waiting_since, out.waiting_for = str(d), failed
                     log.warning("tile %s: stopping before %s, waiting for unreadable asset(s) "
@@ -177,10 +180,15 @@ def monitor_days(
                     return out
             if policy.mode == "grace":
                 policy.resolved(day_ids - {r["item"] for r in failed})
-            array = np.ascontiguousarray(array)
-            valid = int(np.isfinite(array[monitor.mask == 1]).sum())
-            if valid:
-                observe_day(state, array, d, params, screen)
+            arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+            seen = np.zeros(tile.shape, dtype=bool)
+            for member, screen in members:
+                array = arrays[member.index]
+                taken = (member.monitor.mask == 1) & np.isfinite(array)
+                if taken.any():
+                    take_observation(member.monitor, member.alerts, array, d, params, screen)
+                seen |= taken
+            valid = int(seen.sum())
             entry = AppliedDay(
                 day=str(d), items=[it.id for it in by_day[d]],
                 acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
@@ -196,18 +204,11 @@ def monitor_days(
     return out
 
 
-def observe_day(state: TileState, array: np.ndarray, day: dt.date, params: AlertParams,
-                screen: RegionalScreen | None = None) -> None:
-    """Monitor one day's index ``array`` (float, NaN = not observed) and take it into the
-    state's alert layers (:func:`take_observation` on the state's monitor and layers)."""
-    take_observation(state.monitor, state.alerts, array, day, params, screen)
-
-
 def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.date,
                      params: AlertParams, screen: RegionalScreen | None = None) -> None:
     """Give one day's index ``array`` (float, NaN = not observed, the monitor's shape) to
     an nrt ``monitor`` and take it into ``alerts``; both are updated in place. The
-    workflow (through :func:`observe_day`) and the strategy run (on sample pixels, or on
+    workflow (:func:`monitor_days`, for each monitor of a state) and the strategy run (on sample pixels, or on
     whole tiles with a regional screen) both call this, so that a candidate is scored
     on what the workflow would compute.
 
@@ -247,10 +248,11 @@ def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.da
             confirmed=observed & (monitor.mask == 3), day=day, params=params)
 
 
-def _read_again(load, day: dt.date, array: np.ndarray, failed: list[dict],
-                policy: UnreadablePolicy, tile_id: str) -> tuple[np.ndarray, list[dict]]:
+def _read_again(load, day: dt.date, arrays: dict[str, np.ndarray], failed: list[dict],
+                policy: UnreadablePolicy, tile_id: str
+                ) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Read one day again up to ``policy.retries`` times, with back-off; returns the
-    day's index array and what still failed."""
+    day's index arrays (by index name) and what still failed."""
     delay = policy.retry_delay_s
     for attempt in range(1, policy.retries + 1):
         log.warning("tile %s, %s: unreadable asset(s) %s; reading again in %.1f s "
@@ -260,17 +262,40 @@ def _read_again(load, day: dt.date, array: np.ndarray, failed: list[dict],
         time.sleep(delay)
         clear_gdal_http_cache()  # else GDAL answers with the failure it remembers
         index, unreadable = load([day])
-        array, failed = index.values[0], [dict(r) for r in unreadable]
+        arrays = {name: values[0] for name, values in index.items()}
+        failed = [dict(r) for r in unreadable]
         if not failed:
             break
         delay *= 2
-    return array, failed
+    return arrays, failed
+
+
+def _paired_members(state: TileState, cfg: dict, tile_id: str
+                    ) -> list[tuple[MonitorMember, RegionalScreen | None]]:
+    """The state's monitors, each with its regional screen from the config (the screen is
+    not part of the fit). Raises when the state's monitors are not the config's: the fit
+    rule refits when they change, so this is a state fitted under another config."""
+    configs = member_configs(cfg)
+    have = [(m.index, m.monitor_config["class"]) for m in state.members]
+    want = [(c["index"], c["monitor"].get("class", have[0][1])) for c in configs]
+    if have != want:
+        raise RuntimeError(
+            f"tile {tile_id}: the state watches {have} (index, monitor class) but the config "
+            f"asks for {want} (index + monitor, then consensus.members). Run `snakemake` to "
+            "refit the tiles with the new configuration before the daily run, or restore the "
+            "configuration the states were fitted with.")
+    return [(member, RegionalScreen.from_config({"grid": cfg["grid"], "monitor": {
+        "class": member.monitor_config["class"],
+        "regional_screening": conf["monitor"]["regional_screening"]}}))
+        for member, conf in zip(state.members, configs, strict=True)]
 
 
 def _finish(state: TileState, tile: Tile) -> None:
-    if state.monitor.detection_date is None:
-        state.monitor.detection_date = np.zeros(tile.shape, dtype=np.uint16)
+    for member in state.members:
+        if member.monitor.detection_date is None:
+            member.monitor.detection_date = np.zeros(tile.shape, dtype=np.uint16)
+    state.refresh_alerts()
 
 
-__all__ = ["monitor_days", "observe_day", "take_observation", "UnreadablePolicy", "Forwarded",
+__all__ = ["monitor_days", "take_observation", "UnreadablePolicy", "Forwarded",
            "FF_BATCH_BUDGET"]

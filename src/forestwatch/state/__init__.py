@@ -14,6 +14,7 @@ Writers: rule ``fit`` writes ``state/fitted/<tile>.nc`` (:func:`save_state`);
 
 from ._netcdf import (
     FORMAT_VERSION,
+    MonitorMember,
     StateCorruptError,
     StateLayers,
     TileState,
@@ -30,7 +31,7 @@ from .ledger import AppliedDay, FitRecord, Ledger, Skip
 from .store import TileStateStore
 
 __all__ = [
-    "FORMAT_VERSION", "StateCorruptError", "TileState", "load_state", "save_state",
+    "FORMAT_VERSION", "StateCorruptError", "TileState", "MonitorMember", "load_state", "save_state",
     "read_ledger", "read_provenance", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
     "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
 ]

@@ -19,12 +19,17 @@ loads without error. This module writes every attribute of the monitor instead:
 * ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
   raises :class:`StateCorruptError` when a file was truncated or altered.
 
-* the alert layers (:class:`~forestwatch.alerts.ladder.AlertLayers`) are variables
-  ``alert_<name>`` beside the monitor's arrays.
+* the tile's alert layers (:class:`~forestwatch.alerts.ladder.AlertLayers`) are variables
+  ``alert_<name>`` beside the monitor's arrays;
+* a consensus state (several monitors, ``consensus.members``) stores its first monitor as
+  above, each further monitor ``i`` as variables ``member<i>_<name>`` and every member's
+  own alert layers as ``member<i>_alert_<name>``; the JSON global attribute ``consensus``
+  holds ``k`` and, per further member, its index, configuration, class and scalar
+  attributes. ``alert_<name>`` are then the members' consensus.
 
 Format versions: 1 kept the ledger inside ``metadata``; 2 has its own ``ledger`` attribute
-and records the fitted state a state descends from; 3 (this version) adds the alert
-layers. Older files still load: a version-1 ledger is converted on reading, and the alert
+and records the fitted state a state descends from; 3 adds the alert layers; 4 (this
+version) adds consensus states (a one-monitor state is written as in version 3). Older files still load: a version-1 ledger is converted on reading, and the alert
 layers of a version-1 or 2 state are rebuilt from nrt's mask and detection date
 (:meth:`AlertLayers.from_monitor`: confirmed breaks stay confirmed; anomalies before the
 upgrade are not known). They are written back as version 3.
@@ -48,12 +53,14 @@ from ..config import monitor_class
 from ..io import atomic_path
 from .ledger import Ledger
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: versions this module reads (older ones are converted on load)
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 _COORD_ATTRS = ("x", "y")
 #: prefix of the alert layers' variables
 _ALERT_PREFIX = "alert_"
+#: prefix of a consensus member's variables (``member<i>_``)
+_MEMBER_PREFIX = "member"
 
 
 class StateCorruptError(RuntimeError):
@@ -61,17 +68,37 @@ class StateCorruptError(RuntimeError):
 
 
 @dataclass
-class TileState:
-    """A fitted nrt monitor and what the workflow knows about it."""
+class MonitorMember:
+    """One nrt monitor of a tile's state, with its own alert ladder."""
 
+    #: spectral index the monitor watches (``NDVI``, ``NBR``, ``NDMI``)
+    index: str
     monitor: Any
+    #: ``{"class", "params", "fit"}``: how the monitor was built and fitted
+    monitor_config: dict
+    #: the member's alert ladder; ``None`` while it is being built (started from the
+    #: monitor's mask, :meth:`AlertLayers.start`)
+    alerts: AlertLayers | None = None
+
+    def __post_init__(self) -> None:
+        if self.alerts is None:
+            self.alerts = AlertLayers.start(self.monitor.mask)
+
+
+@dataclass
+class TileState:
+    """A tile's fitted nrt monitors and what the workflow knows about them.
+
+    Usually one monitor (``members[0]``: the config's ``index`` + ``monitor``); with
+    ``consensus.members``, several, and the tile's :attr:`alerts` are their consensus
+    (:func:`forestwatch.alerts.consensus.combine_layers`, at least :attr:`agree` members).
+    """
+
+    #: the monitors, the configured ``index`` + ``monitor`` first
+    members: list[MonitorMember]
     crs: str
     transform: Affine
     tile_id: str
-    #: spectral index the monitor watches (``NDVI``, ``NBR``, ``NDMI``)
-    index: str
-    #: ``{"class", "params", "fit"}``: how the monitor was built and fitted
-    monitor_config: dict
     ledger: Ledger
     software: dict = field(default_factory=dict)
     created: str = ""
@@ -80,19 +107,53 @@ class TileState:
     #: model ``model``, ``model_sha256``, ``threshold`` ...), strings; ``{}`` for a state
     #: written before it was recorded
     forest_mask: dict = field(default_factory=dict)
-    #: the alert ladder's layers; ``None`` only while a state is being built (the fit
-    #: starts them from the monitor's mask, :meth:`AlertLayers.start`)
+    #: members that must agree for the tile's alert (``consensus.k``); 1 for one member
+    agree: int = 1
+    #: the tile's alert layers: the one member's own, or the members' consensus
     alerts: AlertLayers | None = None
 
     def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError(f"tile {self.tile_id}: a state needs at least one monitor")
         if self.alerts is None:
-            self.alerts = AlertLayers.start(self.monitor.mask)
+            self.refresh_alerts()
+
+    @property
+    def monitor(self) -> Any:
+        """The first member's nrt monitor (the config's ``index`` + ``monitor``)."""
+        return self.members[0].monitor
+
+    @property
+    def index(self) -> str:
+        return self.members[0].index
+
+    @property
+    def monitor_config(self) -> dict:
+        return self.members[0].monitor_config
+
+    @property
+    def is_consensus(self) -> bool:
+        return len(self.members) > 1
+
+    def refresh_alerts(self) -> None:
+        """Make :attr:`alerts` from the members' ladders: the one member's own layers (the
+        same object), or their consensus, made anew."""
+        if self.is_consensus:
+            from ..alerts.consensus import combine_layers
+
+            self.alerts = combine_layers([m.alerts for m in self.members], self.agree)
+        else:
+            self.alerts = self.members[0].alerts
 
     def metadata(self) -> dict:
         """Everything but the monitor arrays and the ledger, as stored in the file."""
-        return {"tile_id": self.tile_id, "index": self.index, "monitor": self.monitor_config,
+        meta = {"tile_id": self.tile_id, "index": self.index, "monitor": self.monitor_config,
                 "software": self.software, "created": self.created,
                 "forest_mask": self.forest_mask}
+        if self.is_consensus:
+            meta["consensus"] = {"k": self.agree, "members": [
+                {"index": m.index, "monitor": m.monitor_config} for m in self.members[1:]]}
+        return meta
 
 
 def software_versions() -> dict[str, str]:
@@ -119,26 +180,47 @@ def _jsonable(value: Any, name: str) -> Any:
     raise TypeError(f"monitor attribute {name!r} of type {type(value).__name__} cannot be saved")
 
 
-def _to_dataset(state: TileState) -> xr.Dataset:
-    attrs = vars(state.monitor)
-    x, y = np.asarray(attrs["x"]), np.asarray(attrs["y"])
-    data_vars = {}
-    scalars = {}
-    for name, value in attrs.items():
+def _monitor_vars(monitor: Any, prefix: str = "") -> tuple[dict, dict]:
+    """(data variables, JSON-able scalars) of an nrt monitor's attributes."""
+    data_vars, scalars = {}, {}
+    for name, value in vars(monitor).items():
         if name in _COORD_ATTRS:
             continue
         if isinstance(value, np.ndarray):
             value = np.asarray(value)
             if value.ndim == 2:
-                data_vars[name] = (("y", "x"), value)
+                data_vars[prefix + name] = (("y", "x"), value)
             elif value.ndim == 3:
-                data_vars[name] = ((f"{name}_layer", "y", "x"), value)
+                data_vars[prefix + name] = ((f"{prefix}{name}_layer", "y", "x"), value)
             else:
                 raise TypeError(f"monitor attribute {name!r} has {value.ndim} dimensions")
         else:
             scalars[name] = _jsonable(value, name)
+    return data_vars, scalars
+
+
+def _member_prefix(i: int) -> str:
+    return f"{_MEMBER_PREFIX}{i}_"
+
+
+def _to_dataset(state: TileState) -> xr.Dataset:
+    attrs = vars(state.monitor)
+    x, y = np.asarray(attrs["x"]), np.asarray(attrs["y"])
+    data_vars, scalars = _monitor_vars(state.monitor)
     for name, value in state.alerts.arrays().items():
         data_vars[_ALERT_PREFIX + name] = (("y", "x"), value)
+    further = []
+    if state.is_consensus:
+        for i, member in enumerate(state.members):
+            prefix = _member_prefix(i)
+            if i > 0:
+                arrays, member_scalars = _monitor_vars(member.monitor, prefix)
+                data_vars.update(arrays)
+                further.append({"index": member.index, "monitor": member.monitor_config,
+                                "monitor_class": type(member.monitor).__name__,
+                                "monitor_attributes": member_scalars})
+            for name, value in member.alerts.arrays().items():
+                data_vars[prefix + _ALERT_PREFIX + name] = (("y", "x"), value)
     ds = xr.Dataset(data_vars, coords={"y": y, "x": x})
     ds.attrs = {
         "title": "forestwatch tile monitoring state",
@@ -150,6 +232,9 @@ def _to_dataset(state: TileState) -> xr.Dataset:
         "metadata": json.dumps(state.metadata(), sort_keys=True, default=str),
         "ledger": json.dumps(state.ledger.to_dict(), sort_keys=True, default=str),
     }
+    if state.is_consensus:
+        ds.attrs["consensus"] = json.dumps({"k": state.agree, "members": further},
+                                           sort_keys=True, default=str)
     return ds
 
 
@@ -212,39 +297,65 @@ def _ledger_of(ds: xr.Dataset) -> Ledger:
     return Ledger.from_dict(json.loads(ds.attrs["ledger"]))
 
 
-def load_state(path: str | Path) -> TileState:
-    """Read a state file; raise :class:`StateCorruptError` if it is not intact."""
-    ds = _read_verified(Path(path))
-    cls = monitor_class(ds.attrs["monitor_class"])
+def _monitor_from(ds: xr.Dataset, cls_name: str, scalars: dict, prefix: str = "") -> Any:
+    cls = monitor_class(cls_name)
     monitor = cls.__new__(cls)
-    attrs: dict[str, Any] = json.loads(ds.attrs["monitor_attributes"])
+    attrs: dict[str, Any] = dict(scalars)
     for name in ds.data_vars:
-        if not name.startswith(_ALERT_PREFIX):
+        if prefix:
+            if name.startswith(prefix) and not name.startswith(prefix + _ALERT_PREFIX):
+                attrs[name[len(prefix):]] = np.ascontiguousarray(ds[name].values)
+        elif not name.startswith((_ALERT_PREFIX, _MEMBER_PREFIX)):
             attrs[name] = np.ascontiguousarray(ds[name].values)
     attrs["x"] = ds["x"].values.astype(np.float64)
     attrs["y"] = ds["y"].values.astype(np.float64)
     monitor.__dict__.update(attrs)
+    return monitor
+
+
+def load_state(path: str | Path) -> TileState:
+    """Read a state file; raise :class:`StateCorruptError` if it is not intact."""
+    ds = _read_verified(Path(path))
     meta = json.loads(ds.attrs["metadata"])
-    ledger = _ledger_of(ds)
+    first = _monitor_from(ds, ds.attrs["monitor_class"], json.loads(ds.attrs["monitor_attributes"]))
+    consensus = json.loads(ds.attrs["consensus"]) if "consensus" in ds.attrs else None
+    if consensus is None:
+        members = [MonitorMember(index=meta["index"], monitor=first,
+                                 monitor_config=meta["monitor"], alerts=_alerts_of(ds))]
+        agree = 1
+    else:
+        members = [MonitorMember(index=meta["index"], monitor=first,
+                                 monitor_config=meta["monitor"],
+                                 alerts=_alerts_of(ds, _member_prefix(0)))]
+        for i, m in enumerate(consensus["members"], start=1):
+            prefix = _member_prefix(i)
+            members.append(MonitorMember(
+                index=m["index"], monitor=_monitor_from(ds, m["monitor_class"],
+                                                        m["monitor_attributes"], prefix),
+                monitor_config=m["monitor"], alerts=_alerts_of(ds, prefix)))
+        agree = int(consensus["k"])
     return TileState(
-        monitor=monitor,
+        members=members,
         crs=ds.attrs["crs"],
         transform=Affine(*json.loads(ds.attrs["transform"])),
         tile_id=meta["tile_id"],
-        index=meta["index"],
-        monitor_config=meta["monitor"],
-        ledger=ledger,
+        ledger=_ledger_of(ds),
         software=meta.get("software", {}),
         created=meta.get("created", ""),
         forest_mask=meta.get("forest_mask", {}),
-        alerts=_alerts_of(ds),
+        agree=agree,
+        # one member: the tile's layers are the member's own (the same object)
+        alerts=_alerts_of(ds) if consensus is not None else None,
     )
 
 
-def _alerts_of(ds: xr.Dataset) -> AlertLayers:
-    names = [n for n in ds.data_vars if n.startswith(_ALERT_PREFIX)]
+def _alerts_of(ds: xr.Dataset, prefix: str = "") -> AlertLayers:
+    """The alert layers stored under ``prefix`` (a member's: ``member<i>_``; the tile's:
+    none); rebuilt from nrt's arrays for a state written before the ladder."""
+    start = prefix + _ALERT_PREFIX
+    names = [n for n in ds.data_vars if n.startswith(start)]
     if names:
-        return AlertLayers.from_arrays({n[len(_ALERT_PREFIX):]: ds[n].values for n in names})
+        return AlertLayers.from_arrays({n[len(start):]: ds[n].values for n in names})
     detection = ds["detection_date"].values if "detection_date" in ds.data_vars else None
     return AlertLayers.from_monitor(ds["mask"].values, detection)
 
@@ -258,7 +369,10 @@ class StateLayers:
     crs: str
     transform: Affine
     ledger: Ledger
+    #: the tile's alert layers (the members' consensus in a consensus state)
     alerts: AlertLayers
+    #: whether the state holds several monitors (``layers`` are then the first one's)
+    is_consensus: bool = False
 
 
 def read_layers(path: str | Path, names: tuple[str, ...]) -> StateLayers:
@@ -269,7 +383,7 @@ def read_layers(path: str | Path, names: tuple[str, ...]) -> StateLayers:
         layers={n: np.ascontiguousarray(ds[n].values) if n in ds.data_vars else None
                 for n in names},
         crs=ds.attrs["crs"], transform=Affine(*json.loads(ds.attrs["transform"])),
-        ledger=_ledger_of(ds), alerts=_alerts_of(ds))
+        ledger=_ledger_of(ds), alerts=_alerts_of(ds), is_consensus="consensus" in ds.attrs)
 
 
 def read_ledger(path: str | Path) -> tuple[Ledger, str]:

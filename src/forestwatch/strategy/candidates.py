@@ -13,7 +13,7 @@ import copy
 import itertools
 from dataclasses import dataclass
 
-from ..config import MONITOR_DEFAULTS, ConfigError, _check_monitor
+from ..config import MONITOR_DEFAULTS, ConfigError, complete_monitor, complete_screen
 
 
 @dataclass(frozen=True)
@@ -77,32 +77,11 @@ SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45}
 
 
 def _screen(cfg: dict, given: dict | None | str) -> dict:
-    """A candidate's regional screening: the workflow's, updated by ``given`` (a dict of
-    keys, None for off, "inherit" for the workflow's own)."""
-    base = copy.deepcopy(cfg["monitor"]["regional_screening"])
-    if given == "inherit":
-        return base
-    if given is None:
-        return {**base, "window_m": None}
-    unknown = sorted(set(given) - set(SCREEN_DEFAULT))
-    if unknown:
-        raise ConfigError(f"strategy: regional_screening keys {unknown} are unknown; allowed: "
-                          f"{sorted(SCREEN_DEFAULT)}.")
-    return {**base, **given}
+    return complete_screen(cfg["monitor"]["regional_screening"], given, where="strategy")
 
 
 def _monitor(cls: str, params: dict | None, fit: dict | None, where: str) -> dict:
-    # parameters and fit arguments not given take the class's measured defaults (not
-    # nrt's own), so that the candidate is what its config block runs in the workflow
-    mon = {"class": cls,
-           "params": copy.deepcopy({**MONITOR_DEFAULTS[cls]["params"], **(params or {})}),
-           "fit": copy.deepcopy({**MONITOR_DEFAULTS[cls]["fit"], **(fit or {})})}
-    try:
-        _check_monitor(mon)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}".replace("config key 'monitor.",
-                                                    "key 'monitor.")) from None
-    return mon
+    return complete_monitor(cls, params, fit, where=where)
 
 
 def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:

@@ -15,15 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..alerts.ladder import (
-    CONFIRMED,
-    FIRST,
-    NO_ALERT,
-    NO_DATA,
-    PROVISIONAL,
-    AlertLayers,
-    AlertParams,
-)
+from ..alerts.consensus import consensus_outcome
+from ..alerts.ladder import NO_DATA, AlertLayers, AlertParams
 from ..monitor import build_monitor, fit_kwargs, take_observation
 from ..monitor.regional import RegionalScreen
 from ..stac import spectral_index
@@ -95,35 +88,14 @@ def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: Alert
                    confirmed_date=alerts.confirmed_date.ravel().copy())
 
 
-def _kth(values: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
-    """Per pixel (column), the k-th smallest of ``values`` where ``valid``, 0 elsewhere."""
-    masked = np.where(valid, values.astype(np.int64), np.iinfo(np.int64).max)
-    kth = np.sort(masked, axis=0)[k - 1]
-    return np.where(kth == np.iinfo(np.int64).max, 0, kth).astype(np.int32)
-
-
 def combine(consensus: Consensus, members: list[Outcome]) -> Outcome:
-    """The consensus of ``members`` (one outcome each, same pixels).
-
-    Status: the highest level (first detection < provisional < confirmed) that at least
-    ``k`` members have reached with an open alert; a member that returned to normal or
-    has none counts as no alert. Confirmed date: the k-th earliest member confirmation;
-    first date: the k-th earliest first date of the members with an open alert. Pixels no
-    member monitors are no data.
-    """
-    k = consensus.k
-    status = np.stack([m.status for m in members])
-    level = np.where(np.isin(status, (FIRST, PROVISIONAL, CONFIRMED)), status, NO_ALERT)
-    reached = np.sort(level, axis=0)[::-1][k - 1].astype(np.uint8)
-    confirmed = status == CONFIRMED
-    open_ = np.isin(status, (FIRST, PROVISIONAL, CONFIRMED))
-    out_status = np.where((status == NO_DATA).all(axis=0), NO_DATA, reached).astype(np.uint8)
-    conf_date = np.where(reached == CONFIRMED,
-                         _kth(np.stack([m.confirmed_date for m in members]), confirmed, k), 0)
-    first = np.where(np.isin(reached, (FIRST, PROVISIONAL, CONFIRMED)),
-                     _kth(np.stack([m.first_date for m in members]), open_, k), 0)
-    return Outcome(status=out_status, first_date=first.astype(np.int32),
-                   confirmed_date=conf_date.astype(np.int32))
+    """The consensus of ``members`` (one outcome each, same pixels), by the workflow's own
+    rule (:func:`forestwatch.alerts.consensus.consensus_outcome`): the highest level at
+    least ``k`` members reached with an open alert, dated by the k-th earliest member."""
+    status, first, confirmed, _ = consensus_outcome(
+        np.stack([m.status for m in members]), np.stack([m.first_date for m in members]),
+        np.stack([m.confirmed_date for m in members]), consensus.k)
+    return Outcome(status=status, first_date=first, confirmed_date=confirmed)
 
 
 __all__ = ["Outcome", "simulate", "combine"]
