@@ -27,6 +27,11 @@ TILES = [t.id for t in make_tiles(config)]
 # it is the source
 SOURCE = ["stac", "synthetic"] if config["stac"]["source"] == "synthetic" else ["stac"]
 
+# the consensus section, for the rules that run the monitors (fit, fast_forward,
+# update_tile), only when it has members: a config without one keeps these rules' params,
+# so its states are not refitted
+CONSENSUS = ["consensus"] if config["consensus"]["members"] else []
+
 # set by `forestwatch daily` (--config daily_run=<run id>): the run whose tile updates this
 # Snakemake run makes, and the tiles its discovery gave work
 DAILY_RUN = config["daily_run"]

@@ -33,7 +33,7 @@ rule update_tile:
             "index",
             "operational",
             "monitor.regional_screening",
-            "consensus",
+            *CONSENSUS,
             "alerts.process_fraction",
             "alerts.recovery_observations",
         ),

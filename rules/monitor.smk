@@ -32,7 +32,7 @@ rule fit:
             "monitor.params",
             "monitor.fit",
             "monitor.block_size",
-            "consensus",
+            *CONSENSUS,
         ),
     script:
         "../scripts/fit.py"
@@ -61,7 +61,7 @@ rule fast_forward:
             "index",
             "fast_forward",
             "monitor.regional_screening",
-            "consensus",
+            *CONSENSUS,
             "operational.late_items",
             "operational.reprocessed_items",
             "operational.keep_states",

@@ -47,7 +47,7 @@ rule stac_catalog:
     conda:
         "../envs/forestwatch.yaml"
     params:
-        cfg=config_slice("run_name", "grid", "index", "monitor", "history"),
+        cfg=config_slice("run_name", "grid", "index", "monitor", *CONSENSUS, "history"),
         tiles=TILES,
         layers=REPORT_LAYERS,
         reports={name: get_tile_reports(name) for name in REPORT_LAYERS},

@@ -530,14 +530,44 @@ def test_the_strategy_outputs_are_complete_and_valid(strategy_run):
             arr = np.asarray(img.convert("RGB"))
         assert arr.shape[0] > 100 and arr.shape[1] > 100, name
         assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 2, f"{name} is blank"
-    block = yaml.safe_load((out / "recommended.yaml").read_text())
-    assert set(block) == {"index", "monitor"}
-    best_single = next(n for n in rows if n != "two of three")
-    assert (out / "recommended.yaml").read_text().startswith(
-        f"# The best single candidate of the strategy run: {best_single}")
+    text = (out / "recommended.yaml").read_text()
+    block = yaml.safe_load(text)
+    assert set(block) == {"index", "monitor", "consensus"}
+    top = next(iter(rows))
+    assert text.startswith(f"# The best candidate of the strategy run: {top}")
     merged = validate_config(deep_update(small_config(), block))
     assert merged["index"] == block["index"]
     assert merged["monitor"]["params"] == block["monitor"]["params"]
+    if top == "two of three":  # the consensus is run as such: its three members, k = 2
+        assert len(merged["consensus"]["members"]) == 2 and merged["consensus"]["k"] == 2
+        assert "The best single candidate is" in text
+    else:
+        assert merged["consensus"]["members"] == [] and merged["consensus"]["k"] == 1
+
+
+def test_a_consensus_block_runs_the_consensus_in_the_workflow():
+    """The recommended block of a consensus, merged into a config, gives the workflow the
+    consensus's members (its first as index + monitor) and k."""
+    from forestwatch.strategy.candidates import Consensus, expand_candidates
+    from forestwatch.strategy.outputs import consensus_block
+
+    cfg = small_config(strategy={"grid": [], "include_configured": True, "candidates": [
+        {"name": "ndmi", "index": "NDMI",
+         "monitor": {"class": "IQR", "params": {"sensitivity": 1.5}}},
+        {"name": "ndvi ccdc", "index": "NDVI", "monitor": {"class": "CCDC"}}],
+        "consensus": []})
+    candidates, _ = expand_candidates(cfg)
+    by_name = {c.name: c for c in candidates}
+    names = tuple(by_name)
+    assert len(names) == 3
+    block = consensus_block(Consensus(name="any two", members=names, k=2), by_name)
+    merged = validate_config(deep_update(small_config(), block))
+    run = [(merged["index"], merged["monitor"]["class"], merged["monitor"]["params"])]
+    run += [(m["index"], m["monitor"]["class"], m["monitor"]["params"])
+            for m in merged["consensus"]["members"]]
+    assert run == [(by_name[n].index, by_name[n].monitor["class"], by_name[n].monitor["params"])
+                   for n in names]
+    assert merged["consensus"]["k"] == 2
 
 
 @pytest.mark.workflow

@@ -180,6 +180,9 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
             "forestwatch:software": meta.get("software", {}),
             "forestwatch:parameters": {"index": meta.get("index"),
                                        "monitor": meta.get("monitor", {}),
+                                       # a consensus state's further monitors and k
+                                       **({"consensus": meta["consensus"]}
+                                          if "consensus" in meta else {}),
                                        "forest_mask": meta.get("forest_mask", {})},
             "forestwatch:state_sha256": digest,
             "forestwatch:source_items": sources,
@@ -233,7 +236,8 @@ def write_catalog(*, cfg: dict, tiles: Mapping[str, Mapping[str, str | Path]],
     """Write the whole catalog: an item per tile (``tiles``: tile -> layer -> COG, with
     ``states``: tile -> current state), the mosaic item, then the collection.
     ``item_path(id)`` is where an item goes (``RunLayout.stac_item``); ``cfg`` the run's
-    config slice (``run_name``, ``history``, ``grid``, ``index``, ``monitor``);
+    config slice (``run_name``, ``history``, ``grid``, ``index``, ``monitor``, and
+    ``consensus`` when it has members);
     ``source`` the source catalog file or API collection URL."""
     collection_path = Path(collection_path)
     run = cfg["run_name"]
@@ -243,7 +247,8 @@ def write_catalog(*, cfg: dict, tiles: Mapping[str, Mapping[str, str | Path]],
              for t, layers in tiles.items()]
     end = max(i["properties"]["forestwatch:last_monitored_day"] for i in items)
     software = items[0]["properties"]["forestwatch:software"]
-    parameters = {k: cfg[k] for k in ("grid", "index", "monitor", "history") if k in cfg}
+    parameters = {k: cfg[k] for k in ("grid", "index", "monitor", "consensus", "history")
+                  if k in cfg}
     mosaic = mosaic_item(mosaics=mosaics, extras=extras, item_path=item_path("mosaic"),
                          collection=coll_id, source=source,
                          interval=(cfg["history"]["start"], end),

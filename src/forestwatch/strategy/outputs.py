@@ -6,8 +6,9 @@
   alerts for the top candidates;
 * ``quicklooks.png``: the alert status of the top candidates over the quicklook window,
   side by side (with the truth's disturbances when the synthetic truth is the reference);
-* ``recommended.yaml``: the winner's config block to paste (the best single candidate:
-  the workflow runs one monitor per tile, so a consensus is reported, not recommended).
+* ``recommended.yaml``: the winner's config block to paste: ``index`` and ``monitor``, and
+  for a consensus also ``consensus`` (its other members and ``k``; the workflow then runs
+  every member on every tile). The best single candidate is named beside a consensus.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from ..accuracy import TYPES
 from ..alerts.ladder import STATUS_CLASSES
 from ..io import atomic_path
+from .candidates import Candidate, Consensus
 from .run import StrategyResult
 
 COLUMNS = ["rank", "candidate", "within_limit", "type_mean", "detected", "omission",
@@ -98,20 +100,33 @@ TYPES_LABEL = {key: label for key, label in TYPES.values()}
 
 
 def write_recommended(result: StrategyResult, out: str | Path, *, limit: float) -> None:
-    """The best single candidate's config block (module docstring)."""
-    cons = {c.name for c in result.consensus}
+    """The best candidate's config block (module docstring)."""
+    cons = {c.name: c for c in result.consensus}
     by_name = {c.name: c for c in result.candidates}
-    best = next(s for s in result.ranked if s.name not in cons)
-    block = by_name[best.name].config_block()
-    lines = [f"# The best single candidate of the strategy run: {best.name}",
-             f"# type mean {best.get('type_mean')}, detected {best.get('detected')}, false "
-             f"alarms {best.get('false_alarms')} (limit {limit})."]
     top = result.ranked[0]
+    lines = [f"# The best candidate of the strategy run: {top.name}",
+             f"# type mean {top.get('type_mean')}, detected {top.get('detected')}, false "
+             f"alarms {top.get('false_alarms')} (limit {limit})."]
     if top.name in cons:
-        lines.append(f"# The consensus {top.name!r} ranked higher; the workflow runs one "
-                     "monitor per tile, so it is not recommended here.")
+        block = consensus_block(cons[top.name], by_name)
+        single = next((s for s in result.ranked if s.name not in cons), None)
+        if single is not None:
+            lines.append(f"# It is a consensus: every tile runs its {len(block['consensus']['members']) + 1} "
+                         f"monitors. The best single candidate is {single.name!r} (type mean "
+                         f"{single.get('type_mean')}, false alarms {single.get('false_alarms')}).")
+    else:
+        block = {**by_name[top.name].config_block(), "consensus": {"members": [], "k": None}}
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n" + yaml.safe_dump(block, sort_keys=False))
+
+
+def consensus_block(consensus: Consensus, by_name: dict[str, Candidate]) -> dict:
+    """The config keys that run ``consensus`` in the workflow: its first member as
+    ``index`` and ``monitor``, the others as ``consensus.members``, and its ``k``."""
+    first, *others = (by_name[name] for name in consensus.members)
+    block = first.config_block()
+    block["consensus"] = {"members": [c.config_block() for c in others], "k": consensus.k}
+    return block
 
 
 def _pyplot():
