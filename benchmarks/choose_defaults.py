@@ -9,6 +9,7 @@ number of targets met, then by the lower of the two seeds' mean per-type detecte
 
     python benchmarks/choose_defaults.py            # run both strategy runs, then join
     python benchmarks/choose_defaults.py --no-run   # join existing results only
+    python benchmarks/choose_defaults.py --grid benchmarks/configs/strategy_consensus.yaml
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-run", action="store_true", help="only join existing rankings")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--grid", default="benchmarks/configs/strategy_hard.yaml",
+                    help="the config file with the strategy section to run")
     args = ap.parse_args()
     if not args.no_run:
         for _run, files in SEEDS.values():
             cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-                   "config/config.yaml", *files, "benchmarks/configs/strategy_hard.yaml",
+                   "config/config.yaml", *files, args.grid,
                    "--forcerun", "strategy", "--until", "strategy"]
             subprocess.run(cmd, cwd=REPO, check=True)
     seeds = {seed: _rows(run) for seed, (run, _) in SEEDS.items()}
