@@ -112,6 +112,26 @@ def test_tile_cube_has_one_step_per_day(small_archive):
     assert np.isfinite(ndvi.values).any(axis=0).all()
 
 
+def test_reads_in_flight_change_no_value(small_archive, monkeypatch):
+    """More reads in flight than cores (stac.IO_THREADS) give the same cube as one at a
+    time; a bad FORESTWATCH_IO_THREADS is refused with what to set."""
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    found = search_items(cfg["stac"], tile.bbox_lonlat(), "2021-03-01", "2021-08-31",
+                         small_archive["catalog"])
+    cubes = []
+    for n in ("1", "8"):
+        monkeypatch.setenv("FORESTWATCH_IO_THREADS", n)
+        cubes.append(load_reflectance(found, tile.geobox, ["red", "nir"], cfg["stac"],
+                                      threads=1))
+    for band in ("red", "nir", "clear"):
+        np.testing.assert_array_equal(cubes[0][band].values, cubes[1][band].values)
+    assert np.isfinite(cubes[0]["red"].values).any()
+    monkeypatch.setenv("FORESTWATCH_IO_THREADS", "many")
+    with pytest.raises(ValueError, match="FORESTWATCH_IO_THREADS is 'many'"):
+        load_reflectance(found, tile.geobox, ["red"], cfg["stac"])
+
+
 def test_spectral_indices_and_no_infinities():
     ds = xr.Dataset({b: (("time", "y", "x"), np.full((1, 1, 3), v, np.float32)) for b, v in
                      {"red": 0.05, "nir": 0.35, "swir16": 0.15, "swir22": 0.07}.items()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -196,6 +197,32 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
     return 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
 
 
+#: reads in flight per load (odc-stac's thread pool) when the caller's ``threads`` is
+#: lower. GDAL releases the GIL while it waits for a request, so more reads than cores
+#: hide an object store's latency: 120 items of a demo tile through a proxy adding 20 ms
+#: to every request load in 19.0 s with 2 threads, 8.6 s with 8 and 10.5 s with 16; with
+#: no added latency 8.5 s with 2 or 8 (BENCHMARKS.md, "The chain against its I/O floor").
+#: The environment variable ``FORESTWATCH_IO_THREADS`` overrides it. It is not a config
+#: key: it changes no result, and a config key would sit in the ``stac`` section that
+#: every rule's params hold, so changing it would rerun every rule.
+IO_THREADS = 8
+
+
+def io_threads(threads: int | None) -> int:
+    """Reads in flight for a load by a job given ``threads`` cores: the larger of the two
+    and :data:`IO_THREADS` (or ``FORESTWATCH_IO_THREADS``)."""
+    value = os.environ.get("FORESTWATCH_IO_THREADS", "")
+    try:
+        n = int(value) if value else IO_THREADS
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"FORESTWATCH_IO_THREADS is {value!r}; set it to a whole number of "
+                         "reads in flight (1 or more), or unset it for the default "
+                         f"({IO_THREADS}).")
+    return max(threads or 1, n)
+
+
 def load_reflectance(
     items: Sequence[pystac.Item],
     geobox: GeoBox,
@@ -228,7 +255,7 @@ def load_reflectance(
     resampling = {keys[b]: stac_cfg["resampling"]["reflectance"] for b in bands}
     resampling[keys["scl"]] = stac_cfg["resampling"]["scl"]
     valid_scl = np.asarray(stac_cfg["valid_scl_classes"], dtype=np.uint8)
-    threads = threads or 1
+    pool = io_threads(threads)
 
     # One time slice per (solar day, DN -> reflectance rule): odc-stac fuses the items of a
     # slice before we can scale them, so granules of one day whose scale/offset differ (one
@@ -248,7 +275,7 @@ def load_reflectance(
             ds = odc.stac.load(
                 day_items, bands=asset_keys, geobox=geobox,
                 groupby=lambda item, parsed, idx: slice_of[item.id],
-                resampling=resampling, pool=threads, patch_url=url_signer(sign),
+                resampling=resampling, pool=pool, patch_url=url_signer(sign),
                 fail_on_error=stac_cfg["on_unreadable_asset"] == "fail",
             )
         except rasterio.errors.RasterioError as err:

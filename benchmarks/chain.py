@@ -1,0 +1,230 @@
+"""The whole chain against its I/O floor and the reference document's recipe, side by
+side in one run, through a real STAC API (issue 15's benchmark).
+
+The archive (the config's synthetic one) is served over HTTP by the project's test
+services (tests/services): PostgreSQL + pgstac behind stac-fastapi-pgstac for the
+searches, a file server answering Range requests for the COGs. Every variant measures,
+in this order and on the same area:
+
+1. **floor**: the searches (history and monitoring period), then every asset file the run
+   needs (the index's bands and SCL of every item found) fetched and decoded once, whole,
+   with ``--io-threads`` threads: what no implementation can go below;
+2. **recipe**: benchmarks/reference_recipe.py, the document's fit and fast-forward
+   snippets (defects fixed, the workflow's index, monitor and fit method), the whole area
+   in one piece, in a fresh process;
+3. **workflow**: ``snakemake --cores 2`` from an empty folder, end to end (tiles, masks
+   from the tree-cover file, fit, fast-forward, reports, mosaics, alerts, publishing).
+
+The variant ``latency`` repeats all three with every request to the API and to the file
+server through the fault proxy with ``--latency-ms`` added (as an object store would).
+
+    python benchmarks/chain.py                        # demo config, both variants
+    python benchmarks/chain.py --variants direct
+    python benchmarks/chain.py --config config/config.yaml --extra big.yaml
+
+Prints a Markdown table with the ratios; BENCHMARKS.md keeps the last one written down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "services"))
+
+
+def _bands(cfg: dict) -> dict[str, str]:
+    """Logical band -> asset key of the bands the run reads (the index's and SCL)."""
+    from forestwatch.monitor import needed_bands
+    from forestwatch.stac import band_keys
+
+    keys = band_keys(cfg["stac"])
+    return {b: keys[b] for b in [*needed_bands(cfg), "scl"]}
+
+
+def floor(cfg: dict, api: str, collection: str, bbox, threads: int) -> dict:
+    """Search both periods, then fetch and decode every needed asset file once."""
+    import numpy as np
+    import rasterio
+    from pystac_client import Client
+
+    t0 = time.perf_counter()
+    client = Client.open(api)
+    items = []
+    for start, end in ((cfg["history"]["start"], cfg["history"]["end"]),
+                       (cfg["history"]["end"], cfg["fast_forward"]["until"])):
+        items += list(client.search(collections=[collection], bbox=bbox,
+                                    datetime=f"{start}/{end}T23:59:59Z",
+                                    query={"eo:cloud_cover": {"lt": cfg["stac"]["max_cloud_cover"]}})
+                      .items())
+    t_search = time.perf_counter() - t0
+    hrefs = sorted({it.assets[k].href for it in items for k in _bands(cfg).values()})
+    env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "3",
+           "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif"}
+
+    def read(href: str) -> int:
+        with rasterio.Env(**env), rasterio.open(href) as src:
+            return int(np.asarray(src.read(1)).nbytes)
+
+    t1 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        decoded = sum(pool.map(read, hrefs))
+    return {"search_s": t_search, "read_s": time.perf_counter() - t1,
+            "total_s": time.perf_counter() - t0, "files": len(hrefs),
+            "items": len({it.id for it in items}), "decoded_mib": decoded / 2**20}
+
+
+def recipe(cfg: dict, api: str, collection: str, bounds, tree_cover: Path, out: Path) -> dict:
+    """benchmarks/reference_recipe.py in a fresh process; its timings and wall time."""
+    mon = cfg["monitor"]
+    spec = {"url": api, "collection": collection, "bounds": list(bounds),
+            "crs": cfg["grid"]["crs"], "resolution": cfg["grid"]["resolution"],
+            "history": [str(cfg["history"]["start"]), str(cfg["history"]["end"])],
+            "until": str(cfg["fast_forward"]["until"]), "bands": _bands(cfg),
+            "index": cfg["index"], "monitor_class": mon["class"], "params": mon["params"],
+            "fit": {"method": mon["fit"]["method"]}, "threads": 2,
+            "valid_scl": cfg["stac"]["valid_scl_classes"],
+            "max_cloud_cover": cfg["stac"]["max_cloud_cover"], "tree_cover": str(tree_cover),
+            "threshold": cfg["forest_mask"]["file"]["threshold"]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec, default=str))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "reference_recipe.py"),
+                    "--spec", str(out / "spec.json"), "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    return {"total_s": wall, **json.loads((out / "timings.json").read_text())}
+
+
+def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Path) -> dict:
+    """``snakemake --cores 2`` end to end in an empty folder; wall time and job count."""
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg["run_name"] = "chain"
+    run_cfg["stac"].update(source="stac_api", url=api, collection=collection)
+    run_cfg["forest_mask"]["method"] = "file"
+    run_cfg["forest_mask"]["file"]["path"] = str(tree_cover)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(run_cfg))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
+                           "--cores", "2"], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"the workflow failed:\n{proc.stderr[-3000:]}")
+    jobs = proc.stderr.count("Finished jobid")
+    per_rule: dict[str, float] = {}
+    for tsv in (workdir / "results" / "chain" / "benchmarks").rglob("*.tsv"):
+        rule = tsv.relative_to(workdir / "results" / "chain" / "benchmarks").parts[0]
+        lines = tsv.read_text().splitlines()
+        if len(lines) > 1:
+            per_rule[rule] = per_rule.get(rule, 0.0) + float(lines[1].split("\t")[0])
+    return {"total_s": wall, "jobs": jobs, "per_rule_s": per_rule}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    ap.add_argument("--extra", nargs="*", default=[], help="config files layered on top")
+    ap.add_argument("--variants", default="direct,latency")
+    ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--io-threads", type=int, default=16)
+    args = ap.parse_args()
+
+    import stac_api as services
+
+    from forestwatch import steps
+    from forestwatch.config import deep_update, load_config
+    from forestwatch.grid import make_tiles
+
+    cfg = load_config(args.config)
+    for extra in args.extra:
+        cfg = load_config(args.config, deep_update(cfg, yaml.safe_load(Path(extra).read_text())))
+    folder = (REPO / cfg["synthetic"]["folder"]).resolve()
+    catalog = folder / "items.json"
+    if not catalog.exists():
+        steps.synthetic_archive(cfg, catalog)
+    tree_cover = folder / "truth" / "tree_cover.tif"
+    tiles = make_tiles(cfg)
+    bounds = (min(t.bounds[0] for t in tiles), min(t.bounds[1] for t in tiles),
+              max(t.bounds[2] for t in tiles), max(t.bounds[3] for t in tiles))
+    from odc.geo.geobox import GeoBox
+    from rasterio.transform import from_origin
+
+    res = cfg["grid"]["resolution"]
+    shape = (round((bounds[3] - bounds[1]) / res), round((bounds[2] - bounds[0]) / res))
+    bbox = list(GeoBox(shape, from_origin(bounds[0], bounds[3], res, res),
+                       cfg["grid"]["crs"]).geographic_extent.boundingbox)
+
+    base = Path(tempfile.mkdtemp(prefix="fw-chain-"))
+    started, db = [], services.PgStac(base)
+    results = {}
+    try:
+        files, files_url = services.start_file_server(folder, base)
+        started.append(files)
+        fproxy, fproxy_url = services.start_fault_proxy(files_url, base, name="files-proxy")
+        started.append(fproxy)
+        for name, url in (("direct", files_url), ("latency", fproxy_url)):
+            collection, items = services.http_items(catalog, url)
+            collection["id"] = f"bench-{name}"
+            for it in items:
+                it["collection"] = collection["id"]
+            db.load(collection, items, base)
+        api, api_url = services.start_stac_api(db, base)
+        started.append(api)
+        aproxy, aproxy_url = services.start_fault_proxy(api_url, base, name="api-proxy")
+        started.append(aproxy)
+        delay = {"rules": [{"match": "", "delay_s": args.latency_ms / 1000, "times": -1}]}
+        for url in (fproxy_url, aproxy_url):
+            requests.post(f"{url}/_fault", json=delay, timeout=10).raise_for_status()
+        for variant in args.variants.split(","):
+            api_root = api_url if variant == "direct" else aproxy_url
+            coll = f"bench-{variant}"
+            print(f"[{variant}] floor ...", flush=True)
+            fl = floor(cfg, api_root, coll, bbox, args.io_threads)
+            print(f"[{variant}] recipe ...", flush=True)
+            rc = recipe(cfg, api_root, coll, bounds, tree_cover, base / variant / "recipe")
+            print(f"[{variant}] workflow ...", flush=True)
+            wf = workflow(cfg, api_root, coll, tree_cover, base / variant / "workflow")
+            results[variant] = {"floor": fl, "recipe": rc, "workflow": wf}
+            print(json.dumps(results[variant], indent=1, default=str), flush=True)
+    finally:
+        for srv in reversed(started):
+            srv.stop()
+        db.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    print(f"\nArea {shape[0]} x {shape[1]} px ({len(tiles)} tiles of "
+          f"{cfg['grid']['tile_size']} m), {cfg['index']} {cfg['monitor']['class']}; "
+          f"I/O threads {args.io_threads}; {time.strftime('%Y-%m-%d')}\n")
+    print("| variant | floor s (search + fetch/decode) | recipe s | workflow s | jobs | "
+          "workflow / floor | recipe / workflow |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for variant, r in results.items():
+        f, rc, wf = r["floor"], r["recipe"], r["workflow"]
+        print(f"| {variant} | {f['total_s']:.1f} ({f['search_s']:.1f} + {f['read_s']:.1f}; "
+              f"{f['files']} files, {f['decoded_mib']:.0f} MiB) | {rc['total_s']:.1f} | "
+              f"{wf['total_s']:.1f} | {wf['jobs']} | {wf['total_s'] / f['total_s']:.1f} | "
+              f"{rc['total_s'] / wf['total_s']:.2f} |")
+    for variant, r in results.items():
+        rules = sorted(r["workflow"]["per_rule_s"].items(), key=lambda kv: -kv[1])
+        print(f"\n{variant}: workflow job seconds by rule (summed over tiles): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in rules))
+        print(f"{variant}: recipe phases: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in r["recipe"].items() if isinstance(v, float)))
+
+
+if __name__ == "__main__":
+    main()
