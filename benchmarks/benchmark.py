@@ -118,9 +118,12 @@ def main() -> None:
         ("fast forward to fast_forward.until",
          prelude + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, {str(run.root)!r}, "
          f"{current!r}, threads={args.threads})"),
-        ("tile report (2 COGs)",
-         prelude + f"steps.tile_report({current!r}, {str(work / 'm.tif')!r}, "
-         f"{str(work / 'd.tif')!r})"),
+        ("tile report (9 COGs and the alert pieces)",
+         prelude + "from forestwatch.alerts.layers import ALERT_REPORT_LAYERS; "
+         f"steps.tile_report(cfg, {tile_id!r}, {current!r}, {str(work / 'm.tif')!r}, "
+         f"{str(work / 'd.tif')!r}, {{n: {str(work)!r} + f'/{{n}}.tif' "
+         "for n in ALERT_REPORT_LAYERS}, "
+         f"{str(work / 'pieces.gpkg')!r})"),
     ]
     for name, code in stages:
         rows.append((name, *run_stage(code, REPO)))
