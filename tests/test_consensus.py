@@ -284,13 +284,13 @@ def test_daily_runs_update_every_member_as_one_fast_forward(small_archive, tmp_p
         Path(once.fitted_state(tile.id)).parent.mkdir(parents=True, exist_ok=True)
         Path(once.fitted_state(tile.id)).write_bytes(
             Path(daily.fitted_state(tile.id)).read_bytes())
-    today = catch_up + dt.timedelta(days=4)
+    today = catch_up + dt.timedelta(days=7)
     while today <= last:
         publish(today)
         run_daily(cfg, today=today, catalog=str(published), run_dir=daily.root,
                   executor="serial", reports=False)
-        today += dt.timedelta(days=4)
-    final = deep_update(cfg, {"fast_forward": {"until": str(today - dt.timedelta(days=5))}})
+        today += dt.timedelta(days=7)
+    final = deep_update(cfg, {"fast_forward": {"until": str(today - dt.timedelta(days=8))}})
     for tile in tiles:
         steps.fast_forward(final, tile.id, str(published), once.root,
                            once.current_state(tile.id))
