@@ -195,6 +195,16 @@ def complete_screen(base: dict, given: dict | None | str, *, where: str) -> dict
     return {**base, **given}
 
 
+def complete_monitor_with_screen(cls: str, params: dict | None, fit: dict | None,
+                                 screen: dict | None | str, *, base_screen: dict,
+                                 where: str) -> dict:
+    """A monitor section given in part, as a consensus member or a strategy candidate:
+    :func:`complete_monitor`, with ``regional_screening`` from :func:`complete_screen`."""
+    mon = complete_monitor(cls, params, fit, where=where)
+    mon["regional_screening"] = complete_screen(base_screen, screen, where=where)
+    return mon
+
+
 def _complete_consensus(cfg: dict) -> None:
     """Fill the consensus members' monitors and ``k`` (all members when null); refuse a
     ``k`` over the number of members and a member that repeats another."""
@@ -203,11 +213,10 @@ def _complete_consensus(cfg: dict) -> None:
     for i, entry in enumerate(con["members"]):
         where = f"config key 'consensus.members[{i}]'"
         given = entry.get("monitor", {})
-        mon = complete_monitor(given.get("class", cfg["monitor"]["class"]), given.get("params"),
-                               given.get("fit"), where=where)
-        mon["regional_screening"] = complete_screen(
-            cfg["monitor"]["regional_screening"], given.get("regional_screening", "inherit"),
-            where=where)
+        mon = complete_monitor_with_screen(
+            given.get("class", cfg["monitor"]["class"]), given.get("params"), given.get("fit"),
+            given.get("regional_screening", "inherit"),
+            base_screen=cfg["monitor"]["regional_screening"], where=where)
         entry["monitor"] = mon
         key = (entry["index"], _monitor_key(mon))
         if key in seen:

@@ -13,7 +13,7 @@ import copy
 import itertools
 from dataclasses import dataclass
 
-from ..config import MONITOR_DEFAULTS, ConfigError, complete_monitor, complete_screen
+from ..config import MONITOR_DEFAULTS, ConfigError, complete_monitor_with_screen
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,6 @@ def describe(index: str, monitor: dict) -> str:
 SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45}
 
 
-def _screen(cfg: dict, given: dict | None | str) -> dict:
-    return complete_screen(cfg["monitor"]["regional_screening"], given, where="strategy")
-
-
-def _monitor(cls: str, params: dict | None, fit: dict | None, where: str) -> dict:
-    return complete_monitor(cls, params, fit, where=where)
-
-
 def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
     """The candidates and consensus combinations of the (validated) config ``cfg``.
 
@@ -101,8 +93,9 @@ def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
         where = f"strategy.candidates[{i}] ({entry['name']!r})"
         m = entry.get("monitor", {})
         cls = m.get("class", cfg["monitor"]["class"])
-        mon = _monitor(cls, m.get("params"), m.get("fit"), where)
-        mon["regional_screening"] = _screen(cfg, m.get("regional_screening", "inherit"))
+        mon = complete_monitor_with_screen(
+            cls, m.get("params"), m.get("fit"), m.get("regional_screening", "inherit"),
+            base_screen=cfg["monitor"]["regional_screening"], where=where)
         out.append(Candidate(entry["name"], entry.get("index", cfg["index"]), mon))
     for g, grid in enumerate(st["grid"]):
         where = f"strategy.grid[{g}]"
@@ -113,8 +106,9 @@ def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
             for values in itertools.product(*(grid["params"][n] for n in names)):
                 params = {**MONITOR_DEFAULTS[cls]["params"],
                           **dict(zip(names, values, strict=True))}
-                mon = _monitor(cls, params, fit, where)
-                mon["regional_screening"] = _screen(cfg, screen)
+                mon = complete_monitor_with_screen(
+                    cls, params, fit, screen,
+                    base_screen=cfg["monitor"]["regional_screening"], where=where)
                 out.append(Candidate(describe(index, mon), index, mon))
     seen: dict[tuple, str] = {}
     unique: list[Candidate] = []
