@@ -132,6 +132,55 @@ def test_reads_in_flight_change_no_value(small_archive, monkeypatch):
         load_reflectance(found, tile.geobox, ["red"], cfg["stac"])
 
 
+def test_reader_warps_each_file_onto_the_tile_and_reads_overviews_when_coarser(tmp_path):
+    """The reader (forestwatch._assets) equals GDAL's own reprojection of the whole file
+    onto a tile grid in another CRS, and reads a 10 m file onto a 20 m grid from its 2x
+    overview (a quarter of the pixels), not from full resolution."""
+    import pystac
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from forestwatch._assets import _overview_level, read_slices
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 10_000, (400, 400), dtype=np.uint16)
+    path = tmp_path / "b.tif"
+    src_transform = Affine(10, 0, 500_000, 0, -10, 5_600_000)
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", crs="EPSG:32633", transform=src_transform, nodata=0,
+                       tiled=True, blockxsize=256, blockysize=256) as dst:
+        dst.write(data, 1)
+        dst.build_overviews([2, 4], Resampling.average)
+    with rasterio.open(path) as src:
+        assert _overview_level(src, 10) is None
+        assert _overview_level(src, 20) == 0
+        assert _overview_level(src, 45) == 1
+        overview = src.read(1, out_shape=(200, 200))  # GDAL serves this from the overview
+    # a tile grid in another CRS, half outside the file
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(32633, 3035, always_xy=True).transform(500_000, 5_598_000)  # the file's west edge
+    tile = GeoBox((60, 60), Affine(20, 0, round(x) - 600, 0, -20, round(y) + 600), "EPSG:3035")
+    item = pystac.Item("a", None, None, __import__("datetime").datetime(2024, 1, 1), {})
+    item.add_asset("B", pystac.Asset(str(path)))
+    out, failures = read_slices([[item]], asset_keys=["B"], geobox=tile,
+                                resampling={"B": "nearest"}, gdal_opts={}, threads=2)
+    expected = np.zeros((60, 60), np.uint16)
+    reproject(overview, expected, src_transform=src_transform * Affine.scale(2),
+              src_crs="EPSG:32633", dst_transform=tile.affine, dst_crs="EPSG:3035",
+              resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+    assert failures == []
+    assert (out["B"][0] == 0).any() and (out["B"][0] != 0).any()  # half outside the file
+    np.testing.assert_array_equal(out["B"][0], expected)
+    # an unreadable file is reported with its href, or raised when asked to fail
+    item.add_asset("C", pystac.Asset(str(tmp_path / "missing.tif")))
+    out, failures = read_slices([[item]], asset_keys=["B", "C"], geobox=tile,
+                                resampling={"B": "nearest", "C": "nearest"}, gdal_opts={},
+                                threads=2)
+    assert [f[0] for f in failures] == [str(tmp_path / "missing.tif")]
+    assert not out["C"].any()
+
+
 def test_spectral_indices_and_no_infinities():
     ds = xr.Dataset({b: (("time", "y", "x"), np.full((1, 1, 3), v, np.float32)) for b, v in
                      {"red": 0.05, "nir": 0.35, "swir16": 0.15, "swir22": 0.07}.items()})

@@ -9,7 +9,7 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
 - STAC API requests (pystac-client): :func:`api_io` builds a ``StacApiIO`` with the headers,
   a timeout, and urllib3 retries with exponential back-off on connection errors, timeouts
   and HTTP 429/5xx; each retry is logged.
-- Asset reads (GDAL via odc-stac): :func:`gdal_options` sets the same policy for
+- Asset reads (GDAL, `forestwatch._assets`): :func:`gdal_options` sets the same policy for
   ``/vsicurl/`` (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_TIMEOUT``, ``GDAL_HTTP_HEADERS``);
   :func:`url_signer` returns the ``patch_url`` hook (``planetary-computer`` or any
   ``package.module:function`` taking and returning an href).

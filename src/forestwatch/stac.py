@@ -1,8 +1,8 @@
 """From STAC Items to a reflectance cube on a tile's GeoBox: one code path for every source.
 
 ``search_items`` finds the items (a STAC API via pystac-client, or a local ItemCollection
-file filtered the same way); ``load_reflectance`` loads them with ``odc.stac.load`` onto
-the tile grid, converts DN to surface reflectance with each item's own scale/offset, and
+file filtered the same way); ``load_reflectance`` reads them onto the tile grid (each
+asset file warped once per load, many reads in flight: ``forestwatch._assets``), converts DN to surface reflectance with each item's own scale/offset, and
 masks clouds with the SCL classes from config; ``spectral_index`` derives NDVI/NBR/NDMI.
 """
 
@@ -21,6 +21,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from shapely.geometry import box, shape
 
+from ._assets import ReadFailure, read_slices
 from .access import AccessError, api_io, gdal_options, redact, url_signer
 from .acquisitions import by_solar_day
 
@@ -197,7 +198,7 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
     return 1e-4, (-0.1 if baseline >= "04.00" else 0.0)
 
 
-#: reads in flight per load (odc-stac's thread pool) when the caller's ``threads`` is
+#: reads in flight per load (the reader's thread pool) when the caller's ``threads`` is
 #: lower. GDAL releases the GIL while it waits for a request, so more reads than cores
 #: hide an object store's latency: 120 items of a demo tile through a proxy adding 20 ms
 #: to every request load in 19.0 s with 2 threads, 8.6 s with 8 and 10.5 s with 16; with
@@ -240,9 +241,6 @@ def load_reflectance(
     pixels passed the cloud mask. Attributes: ``item_ids`` (JSON list) and ``unreadable``
     (JSON list of ``{"item", "asset", "reason"}`` skipped with ``on_unreadable_asset: skip``).
     """
-    import odc.stac
-    import rasterio
-
     keys = band_keys(stac_cfg)
     missing = [b for b in list(bands) + ["scl"] if b not in keys]
     if missing:
@@ -257,8 +255,8 @@ def load_reflectance(
     valid_scl = np.asarray(stac_cfg["valid_scl_classes"], dtype=np.uint8)
     pool = io_threads(threads)
 
-    # One time slice per (solar day, DN -> reflectance rule): odc-stac fuses the items of a
-    # slice before we can scale them, so granules of one day whose scale/offset differ (one
+    # One time slice per (solar day, DN -> reflectance rule): the reader fuses the items
+    # of a slice as stored DN, before they can be scaled, so granules of one day whose scale/offset differ (one
     # reprocessed to a newer baseline, its neighbour not) are loaded apart, scaled each
     # with its own rule, and fused afterwards.
     days = list(by_day)
@@ -268,32 +266,26 @@ def load_reflectance(
             rule = tuple(_scale_offset(it, keys[b]) for b in bands)
             slices.setdefault((d, rule), []).append(it)
     slice_keys = list(slices)
-    slice_of = {it.id: n for n, k in enumerate(slice_keys) for it in slices[k]}
     day_items = [it for k in slice_keys for it in slices[k]]
-    with _ReadFailures() as failures, rasterio.Env(**gdal_options(stac_cfg)):
-        try:
-            ds = odc.stac.load(
-                day_items, bands=asset_keys, geobox=geobox,
-                groupby=lambda item, parsed, idx: slice_of[item.id],
-                resampling=resampling, pool=pool, patch_url=url_signer(sign),
-                fail_on_error=stac_cfg["on_unreadable_asset"] == "fail",
-            )
-        except rasterio.errors.RasterioError as err:
-            raise AssetReadError(
-                f"unreadable asset: {redact(str(err))}. The provider may be down or the item "
-                "broken. The daily run retries it over operational.unreadable_assets' grace "
-                "period; in the workflow, stac.on_unreadable_asset: skip goes on without it "
-                "and records it."
-            ) from None
-    if ds.sizes["time"] != len(slice_keys):  # one odc-stac time step per slice
-        raise RuntimeError(f"odc-stac grouped {ds.sizes['time']} slices, expected "
-                           f"{len(slice_keys)}")
+    try:
+        raw, failures = read_slices(
+            [slices[k] for k in slice_keys], asset_keys=asset_keys, geobox=geobox,
+            resampling=resampling, gdal_opts=gdal_options(stac_cfg), threads=pool,
+            sign=url_signer(sign), on_failure=stac_cfg["on_unreadable_asset"],
+        )
+    except ReadFailure as err:
+        raise AssetReadError(
+            f"unreadable asset: {redact(str(err))}. The provider may be down or the item "
+            "broken. The daily run retries it over operational.unreadable_assets' grace "
+            "period; in the workflow, stac.on_unreadable_asset: skip goes on without it "
+            "and records it."
+        ) from None
 
     shape_t = (len(days),) + tuple(geobox.shape)
     out = {b: np.full(shape_t, np.nan, dtype=np.float32) for b in bands}
     clear = np.zeros(shape_t, dtype=bool)
-    scl = ds[keys["scl"]].values
-    dn = {b: ds[keys[b]].values for b in bands}
+    scl = raw[keys["scl"]]
+    dn = {b: raw[keys[b]] for b in bands}
     day_index = {d: i for i, d in enumerate(days)}
     for n, (d, rule) in enumerate(slice_keys):
         i = day_index[d]
@@ -314,7 +306,7 @@ def load_reflectance(
     data["clear"] = (("time", "y", "x"), clear)
     cube = xr.Dataset(data, coords=coords)
     cube.attrs["item_ids"] = json.dumps([it.id for d in days for it in by_day[d]])
-    cube.attrs["unreadable"] = json.dumps(_unreadable_items(failures.records, day_items, sign))
+    cube.attrs["unreadable"] = json.dumps(_unreadable_items(failures, day_items, sign))
     return cube
 
 
@@ -323,30 +315,9 @@ class AssetReadError(RuntimeError):
     ``fail``; the message is redacted of secrets."""
 
 
-class _ReadFailures(logging.Handler):
-    """Collects odc-stac's "Ignoring read failure reading <uri>:<band> (reason: ...)" records
-    while a load runs (odc-stac has no other way of reporting what it skipped)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[tuple[str, str]] = []
-        self._logger = logging.getLogger("odc.loader._rio")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Ignoring read failure") and record.args:
-            self.records.append((str(record.args[0]), str(record.args[-1])))
-
-    def __enter__(self) -> _ReadFailures:
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._logger.removeHandler(self)
-
-
 def _unreadable_items(failures: list[tuple[str, str]], items: Sequence[pystac.Item],
                       sign: str | None) -> list[dict]:
-    """``[{"item", "asset", "reason"}]`` for each (uri, reason) odc-stac skipped, once per
+    """``[{"item", "asset", "reason"}]`` for each (uri, reason) the reader skipped, once per
     asset, with secrets redacted. Their pixels are nodata, so masked as not observed."""
     if not failures:
         return []

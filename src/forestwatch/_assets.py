@@ -1,0 +1,224 @@
+"""Reading asset files onto a tile's GeoBox: each file opened once per load, warped straight
+onto the tile grid, many reads in flight.
+
+Used by :func:`forestwatch.stac.load_reflectance` in place of ``odc.stac.load``, which
+spent ~13 ms of pure Python per item and load on footprint geometry, and whose warps (like
+any GDAL warped VRT) serialise on a PROJ lock, so its reads in threads did not overlap
+(BENCHMARKS.md, "The chain against its I/O floor"). Here a read opens the file (at the
+overview that matches the tile's resolution), reads the window over the tile, and samples
+it with a pixel mapping computed once per source grid (:class:`_Sampler`); the slices are
+fused in numpy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pystac
+from odc.geo.geobox import GeoBox
+
+_env = threading.local()
+
+
+class ReadFailure(Exception):
+    """One asset file that could not be read: ``href`` (as given) and GDAL's ``reason``."""
+
+    def __init__(self, href: str, reason: str) -> None:
+        super().__init__(f"{href}: {reason}")
+        self.href, self.reason = href, reason
+
+
+def _nodata(asset: pystac.Asset, file_nodata: float | None) -> float:
+    """The asset's nodata value: its ``raster:bands`` entry, else the file's, else 0 (the
+    Sentinel-2 L2A convention for DN and SCL)."""
+    bands = asset.extra_fields.get("raster:bands") or [{}]
+    value = bands[0].get("nodata", file_nodata)
+    return 0 if value is None else value
+
+
+def _overview_level(src, dst_res: float) -> int | None:
+    """The coarsest overview whose pixels are still no larger than the tile's
+    (``dst_res``, CRS units), as GDAL's OVERVIEW_LEVEL; None for full resolution. Reading a
+    10 m band onto a 20 m grid then decodes a quarter of the pixels, as odc-stac does."""
+    factors = src.overviews(1)
+    src_res = abs(src.transform.a)
+    fit = [i for i, f in enumerate(factors) if src_res * f <= dst_res * (1 + 1e-6)]
+    return fit[-1] if fit else None
+
+
+class _Sampler:
+    """Where every tile pixel centre falls in one source grid, computed once per load and
+    source grid (every item of a granule shares it) with an exact PROJ transform, and the
+    ``nearest`` or ``bilinear`` sampling of a source window with it.
+
+    Why not GDAL's warper: creating a warped VRT per file takes a process-wide lock in
+    PROJ, so reads in threads ran slower than one at a time (BENCHMARKS.md), and its
+    approximate transformer gives values that depend on the window (a block of a tile
+    differed from the same pixels of the whole tile). Conventions follow GDAL's warper:
+    a tile pixel is observed when its centre lies inside the file; bilinear weights are
+    renormalised over the neighbours that hold data; integers are rounded half up.
+    """
+
+    def __init__(self, geobox: GeoBox, src_crs, src_transform, src_shape: tuple[int, int],
+                 method: str) -> None:
+        from pyproj import Transformer
+
+        height, width = geobox.shape
+        jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        x, y = geobox.affine * (jj.ravel(), ii.ravel())
+        to_src = Transformer.from_crs(geobox.crs.to_wkt(), src_crs.to_wkt(), always_xy=True)
+        sx, sy = to_src.transform(x, y)
+        col, row = ~src_transform * (np.asarray(sx), np.asarray(sy))
+        rows, cols = src_shape
+        self.shape = (height, width)
+        self.method = method
+        self.inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
+        self.window = None
+        if not self.inside.any():
+            return
+        col, row = col[self.inside], row[self.inside]
+        if method == "nearest":
+            c0, r0 = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+            c1, r1 = c0, r0
+        else:  # bilinear: the four pixel centres around the point
+            c, r = col - 0.5, row - 0.5
+            c0, r0 = np.floor(c).astype(np.int64), np.floor(r).astype(np.int64)
+            c1, r1 = c0 + 1, r0 + 1
+            fc, fr = c - c0, r - r0
+            self.weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
+        top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
+        bottom, right = min(int(r1.max()), rows - 1), min(int(c1.max()), cols - 1)
+        self.window = ((top, bottom + 1), (left, right + 1))
+        self.win_shape = (bottom + 1 - top, right + 1 - left)
+        # neighbours as (row, col) inside the window, and whether they are inside the file
+        self.taps = []
+        for rr, cc in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)):
+            ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            self.taps.append((np.clip(rr - top, 0, self.win_shape[0] - 1),
+                              np.clip(cc - left, 0, self.win_shape[1] - 1), ok))
+            if method == "nearest":
+                break
+
+    def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
+        """The tile (uint16, 0 where not observed) from ``data``, the source window."""
+        out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
+        if self.window is None:
+            return out.reshape(self.shape)
+        if self.method == "nearest":
+            rr, cc, _ = self.taps[0]
+            values = data[rr, cc]
+            values = np.where(values == nodata, 0, values)
+        else:
+            total = np.zeros(rr_len := len(self.taps[0][0]), dtype=np.float64)
+            weight = np.zeros(rr_len, dtype=np.float64)
+            for (rr, cc, ok), w in zip(self.taps, self.weights, strict=True):
+                v = data[rr, cc]
+                use = ok & (v != nodata)
+                total += np.where(use, w * v, 0.0)
+                weight += np.where(use, w, 0.0)
+            good = weight >= 1e-5
+            values = np.zeros(rr_len, dtype=np.uint16)
+            values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
+        out[self.inside] = values
+        return out.reshape(self.shape)
+
+
+def _read_one(href: str, asset: pystac.Asset, geobox: GeoBox, resampling: str,
+              gdal_opts: dict, samplers: dict, lock: threading.Lock) -> np.ndarray:
+    """``href`` on ``geobox`` (uint16 as stored, 0 where not observed): nearest and bilinear
+    by reading the file's window and sampling it (:class:`_Sampler`, one per source grid,
+    shared through ``samplers``); other methods through GDAL's warper."""
+    import rasterio
+    from rasterio._err import CPLE_BaseError  # GDAL errors rasterio does not wrap
+
+    if getattr(_env, "opts", None) != gdal_opts:  # GDAL's options are per thread
+        rasterio.Env(**gdal_opts).__enter__()
+        _env.opts = gdal_opts
+    try:
+        src = rasterio.open(href)
+        level = _overview_level(src, abs(geobox.affine.a))
+        if level is not None:
+            src.close()
+            src = rasterio.open(href, OVERVIEW_LEVEL=level)
+        with src:
+            nodata = _nodata(asset, src.nodata)
+            if resampling not in ("nearest", "bilinear"):
+                return _warp(src, geobox, resampling, nodata)
+            key = (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape, resampling)
+            with lock:
+                sampler = samplers.get(key)
+                if sampler is None:
+                    sampler = samplers[key] = _Sampler(geobox, src.crs, src.transform,
+                                                       src.shape, resampling)
+            if sampler.window is None:
+                return sampler.sample(None, nodata)
+            data = src.read(1, window=sampler.window)
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
+        raise ReadFailure(href, str(err)) from None
+    return sampler.sample(data, nodata)
+
+
+def _warp(src, geobox: GeoBox, resampling: str, nodata: float) -> np.ndarray:
+    """``src`` through GDAL's warper onto ``geobox`` (cubic, average, mode)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    height, width = geobox.shape
+    with WarpedVRT(src, crs=geobox.crs.wkt, transform=geobox.affine, width=width,
+                   height=height, resampling=Resampling[resampling], src_nodata=nodata,
+                   nodata=nodata) as vrt:
+        data = vrt.read(1)
+    return np.where(data == nodata, 0, data).astype(np.uint16)
+
+
+def read_slices(
+    slices: Sequence[Sequence[pystac.Item]],
+    *,
+    asset_keys: Sequence[str],
+    geobox: GeoBox,
+    resampling: dict[str, str],
+    gdal_opts: dict[str, str],
+    threads: int,
+    sign: Callable[[str], str] | None = None,
+    on_failure: str = "skip",
+) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Read every asset of every item onto ``geobox``, one layer per slice of items.
+
+    Returns ``{asset key: uint16 array (len(slices), y, x)}``, 0 where no item of the slice
+    has data (nodata, or outside every file), the first item of a slice with data winning
+    where they overlap (odc-stac's fusing order); and the ``(href, reason)`` of each file
+    that could not be read, left as 0 with ``on_failure`` ``"skip"``. With ``"fail"`` the
+    first such file raises :class:`ReadFailure`. ``threads`` reads are in flight at once;
+    ``sign`` rewrites each href before it is opened (``stac.auth.sign_url``).
+    """
+    height, width = geobox.shape
+    out = {key: np.zeros((len(slices), height, width), dtype=np.uint16) for key in asset_keys}
+    reads = [(n, key, item.assets[key]) for n, items in enumerate(slices) for item in items
+             for key in asset_keys]
+
+    samplers: dict = {}
+    lock = threading.Lock()
+
+    def read(job):
+        n, key, asset = job
+        href = sign(asset.href) if sign else asset.href
+        try:
+            return _read_one(href, asset, geobox, resampling[key], gdal_opts, samplers, lock)
+        except ReadFailure as err:
+            if on_failure == "fail":
+                raise
+            return err
+
+    failures = []
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
+        # in submission order, so that the first item of a slice is fused first
+        for (n, key, asset), result in zip(reads, pool.map(read, reads), strict=True):
+            if isinstance(result, ReadFailure):
+                failures.append((asset.href, result.reason))
+                continue
+            layer = out[key][n]
+            np.copyto(layer, result, where=layer == 0)
+    return out, failures
