@@ -201,8 +201,9 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
 #: reads in flight per load (the reader's thread pool) when the caller's ``threads`` is
 #: lower. GDAL releases the GIL while it waits for a request, so more reads than cores
 #: hide an object store's latency: 120 items of a demo tile through a proxy adding 20 ms
-#: to every request load in 19.0 s with 2 threads, 8.6 s with 8 and 10.5 s with 16; with
-#: no added latency 8.5 s with 2 or 8 (BENCHMARKS.md, "The chain against its I/O floor").
+#: to every request loaded in 19.0 s with 2 threads, 8.6 s with 8 and 10.5 s with 16
+#: (BENCHMARKS.md, "The chain against its I/O floor"). On local files 8 cost a little
+#: (one tile's history: 2.4 s with 2, 2.8 s with 8; "The asset reader").
 #: The environment variable ``FORESTWATCH_IO_THREADS`` overrides it. It is not a config
 #: key: it changes no result, and a config key would sit in the ``stac`` section that
 #: every rule's params hold, so changing it would rerun every rule.
