@@ -87,7 +87,7 @@ class _Sampler:
             c, r = col - 0.5, row - 0.5
             c0, r0 = np.floor(c).astype(np.int64), np.floor(r).astype(np.int64)
             c1, r1 = c0 + 1, r0 + 1
-            fc, fr = c - c0, r - r0
+            fc, fr = (c - c0).astype(np.float32), (r - r0).astype(np.float32)
             self.weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
         top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
         bottom, right = min(int(r1.max()), rows - 1), min(int(c1.max()), cols - 1)
@@ -97,8 +97,10 @@ class _Sampler:
         self.taps = []
         for rr, cc in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)):
             ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            self.taps.append((np.clip(rr - top, 0, self.win_shape[0] - 1),
-                              np.clip(cc - left, 0, self.win_shape[1] - 1), ok))
+            # int32 and float32: the mapping is kept for the whole load (memory)
+            self.taps.append((np.clip(rr - top, 0, self.win_shape[0] - 1).astype(np.int32),
+                              np.clip(cc - left, 0, self.win_shape[1] - 1).astype(np.int32),
+                              ok))
             if method == "nearest":
                 break
 
@@ -112,13 +114,14 @@ class _Sampler:
             values = data[rr, cc]
             values = np.where(values == nodata, 0, values)
         else:
-            total = np.zeros(rr_len := len(self.taps[0][0]), dtype=np.float64)
-            weight = np.zeros(rr_len, dtype=np.float64)
+            total = np.zeros(rr_len := len(self.taps[0][0]), dtype=np.float32)
+            weight = np.zeros(rr_len, dtype=np.float32)
             for (rr, cc, ok), w in zip(self.taps, self.weights, strict=True):
                 v = data[rr, cc]
                 use = ok & (v != nodata)
-                total += np.where(use, w * v, 0.0)
-                weight += np.where(use, w, 0.0)
+                w = np.where(use, w, np.float32(0))
+                total += w * v
+                weight += w
             good = weight >= 1e-5
             values = np.zeros(rr_len, dtype=np.uint16)
             values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
