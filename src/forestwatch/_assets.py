@@ -1,13 +1,13 @@
-"""Reading asset files onto a tile's GeoBox: each file opened once per load, warped straight
-onto the tile grid, many reads in flight.
+"""Reading asset files onto a tile's GeoBox: each file opened once per load, sampled onto
+the tile grid, many reads in flight.
 
 Used by :func:`forestwatch.stac.load_reflectance` in place of ``odc.stac.load``, which
 spent ~13 ms of pure Python per item and load on footprint geometry, and whose warps (like
 any GDAL warped VRT) serialise on a PROJ lock, so its reads in threads did not overlap
 (BENCHMARKS.md, "The chain against its I/O floor"). Here a read opens the file (at the
 overview that matches the tile's resolution), reads the window over the tile, and samples
-it with a pixel mapping computed once per source grid (:class:`_Sampler`); the slices are
-fused in numpy.
+it with a pixel mapping computed once per source grid (:class:`_Samplers`); the slices
+are fused in numpy.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pystac
 from odc.geo.geobox import GeoBox
-
-_env = threading.local()
 
 
 class ReadFailure(Exception):
@@ -49,10 +47,23 @@ def _overview_level(src, dst_res: float) -> int | None:
     return fit[-1] if fit else None
 
 
+def _positions(geobox: GeoBox, src_crs, src_transform) -> tuple[np.ndarray, np.ndarray]:
+    """Where every tile pixel centre falls in a source grid: fractional (col, row), float64,
+    flattened in the tile's row order; an exact PROJ transform (no approximation, so the
+    same pixel maps to the same place whatever window of the tile is read)."""
+    from pyproj import Transformer
+
+    height, width = geobox.shape
+    jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    x, y = geobox.affine * (jj.ravel(), ii.ravel())
+    to_src = Transformer.from_crs(geobox.crs.to_wkt(), src_crs.to_wkt(), always_xy=True)
+    sx, sy = to_src.transform(x, y)
+    return ~src_transform * (np.asarray(sx), np.asarray(sy))
+
+
 class _Sampler:
-    """Where every tile pixel centre falls in one source grid, computed once per load and
-    source grid (every item of a granule shares it) with an exact PROJ transform, and the
-    ``nearest`` or ``bilinear`` sampling of a source window with it.
+    """The ``nearest`` or ``bilinear`` sampling of a source window at the tile's pixel
+    positions in that source grid (:func:`_positions`).
 
     Why not GDAL's warper: creating a warped VRT per file takes a process-wide lock in
     PROJ, so reads in threads ran slower than one at a time (BENCHMARKS.md), and its
@@ -62,18 +73,11 @@ class _Sampler:
     renormalised over the neighbours that hold data; integers are rounded half up.
     """
 
-    def __init__(self, geobox: GeoBox, src_crs, src_transform, src_shape: tuple[int, int],
-                 method: str) -> None:
-        from pyproj import Transformer
-
-        height, width = geobox.shape
-        jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-        x, y = geobox.affine * (jj.ravel(), ii.ravel())
-        to_src = Transformer.from_crs(geobox.crs.to_wkt(), src_crs.to_wkt(), always_xy=True)
-        sx, sy = to_src.transform(x, y)
-        col, row = ~src_transform * (np.asarray(sx), np.asarray(sy))
+    def __init__(self, positions: tuple[np.ndarray, np.ndarray], tile_shape: tuple[int, int],
+                 src_shape: tuple[int, int], method: str) -> None:
+        col, row = positions
         rows, cols = src_shape
-        self.shape = (height, width)
+        self.shape = tile_shape
         self.method = method
         self.inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
         self.window = None
@@ -92,17 +96,15 @@ class _Sampler:
         top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
         bottom, right = min(int(r1.max()), rows - 1), min(int(c1.max()), cols - 1)
         self.window = ((top, bottom + 1), (left, right + 1))
-        self.win_shape = (bottom + 1 - top, right + 1 - left)
-        # neighbours as (row, col) inside the window, and whether they are inside the file
+        win_rows, win_cols = bottom + 1 - top, right + 1 - left
+        # neighbours as (row, col) inside the window, and whether they are inside the file;
+        # int32: the sampler is kept for the whole load (memory)
         self.taps = []
-        for rr, cc in ((r0, c0), (r0, c1), (r1, c0), (r1, c1)):
+        corners = [(r0, c0)] if method == "nearest" else [(r0, c0), (r0, c1), (r1, c0), (r1, c1)]
+        for rr, cc in corners:
             ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            # int32 and float32: the mapping is kept for the whole load (memory)
-            self.taps.append((np.clip(rr - top, 0, self.win_shape[0] - 1).astype(np.int32),
-                              np.clip(cc - left, 0, self.win_shape[1] - 1).astype(np.int32),
-                              ok))
-            if method == "nearest":
-                break
+            self.taps.append((np.clip(rr - top, 0, win_rows - 1).astype(np.int32),
+                              np.clip(cc - left, 0, win_cols - 1).astype(np.int32), ok))
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
@@ -114,8 +116,8 @@ class _Sampler:
             values = data[rr, cc]
             values = np.where(values == nodata, 0, values)
         else:
-            total = np.zeros(rr_len := len(self.taps[0][0]), dtype=np.float32)
-            weight = np.zeros(rr_len, dtype=np.float32)
+            n = len(self.taps[0][0])
+            total, weight = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
             for (rr, cc, ok), w in zip(self.taps, self.weights, strict=True):
                 v = data[rr, cc]
                 use = ok & (v != nodata)
@@ -123,42 +125,59 @@ class _Sampler:
                 total += w * v
                 weight += w
             good = weight >= 1e-5
-            values = np.zeros(rr_len, dtype=np.uint16)
+            values = np.zeros(n, dtype=np.uint16)
             values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
         out[self.inside] = values
         return out.reshape(self.shape)
 
 
-def _read_one(href: str, asset: pystac.Asset, geobox: GeoBox, resampling: str,
-              gdal_opts: dict, samplers: dict, lock: threading.Lock) -> np.ndarray:
-    """``href`` on ``geobox`` (uint16 as stored, 0 where not observed): nearest and bilinear
-    by reading the file's window and sampling it (:class:`_Sampler`, one per source grid,
-    shared through ``samplers``); other methods through GDAL's warper."""
+class _Samplers:
+    """The samplers of one load, shared by its reader threads: one pixel mapping per source
+    grid (every item of a granule shares it; nearest and bilinear share its transform),
+    one sampler per source grid and method."""
+
+    def __init__(self, geobox: GeoBox) -> None:
+        self.geobox = geobox
+        self._positions: dict = {}
+        self._samplers: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, src, method: str) -> _Sampler:
+        grid = (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape)
+        with self._lock:
+            sampler = self._samplers.get((grid, method))
+            if sampler is None:
+                positions = self._positions.get(grid)
+                if positions is None:
+                    positions = self._positions[grid] = _positions(self.geobox, src.crs,
+                                                                   src.transform)
+                sampler = self._samplers[(grid, method)] = _Sampler(
+                    positions, tuple(self.geobox.shape), src.shape, method)
+        return sampler
+
+
+def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
+              samplers: _Samplers) -> np.ndarray:
+    """``href`` on the load's tile (uint16 as stored, 0 where not observed): nearest and
+    bilinear by reading the file's window and sampling it (:class:`_Samplers`); other
+    methods through GDAL's warper."""
     import rasterio
     from rasterio._err import CPLE_BaseError  # GDAL errors rasterio does not wrap
 
-    if getattr(_env, "opts", None) != gdal_opts:  # GDAL's options are per thread
-        rasterio.Env(**gdal_opts).__enter__()
-        _env.opts = gdal_opts
+    geobox = samplers.geobox
     try:
-        src = rasterio.open(href)
-        level = _overview_level(src, abs(geobox.affine.a))
-        if level is not None:
-            src.close()
-            src = rasterio.open(href, OVERVIEW_LEVEL=level)
-        with src:
-            nodata = _nodata(asset, src.nodata)
-            if resampling not in ("nearest", "bilinear"):
-                return _warp(src, geobox, resampling, nodata)
-            key = (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape, resampling)
-            with lock:
-                sampler = samplers.get(key)
-                if sampler is None:
-                    sampler = samplers[key] = _Sampler(geobox, src.crs, src.transform,
-                                                       src.shape, resampling)
-            if sampler.window is None:
-                return sampler.sample(None, nodata)
-            data = src.read(1, window=sampler.window)
+        with rasterio.Env(**gdal_opts):  # GDAL's options are per thread
+            src = rasterio.open(href)
+            level = _overview_level(src, abs(geobox.affine.a))
+            if level is not None:
+                src.close()
+                src = rasterio.open(href, OVERVIEW_LEVEL=level)
+            with src:
+                nodata = _nodata(asset, src.nodata)
+                if resampling not in ("nearest", "bilinear"):
+                    return _warp(src, geobox, resampling, nodata)
+                sampler = samplers.get(src, resampling)
+                data = None if sampler.window is None else src.read(1, window=sampler.window)
     except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
         raise ReadFailure(href, str(err)) from None
     return sampler.sample(data, nodata)
@@ -202,14 +221,13 @@ def read_slices(
     reads = [(n, key, item.assets[key]) for n, items in enumerate(slices) for item in items
              for key in asset_keys]
 
-    samplers: dict = {}
-    lock = threading.Lock()
+    samplers = _Samplers(geobox)
 
     def read(job):
         n, key, asset = job
         href = sign(asset.href) if sign else asset.href
         try:
-            return _read_one(href, asset, geobox, resampling[key], gdal_opts, samplers, lock)
+            return _read_one(href, asset, resampling[key], gdal_opts, samplers)
         except ReadFailure as err:
             if on_failure == "fail":
                 raise

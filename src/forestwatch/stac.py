@@ -2,8 +2,9 @@
 
 ``search_items`` finds the items (a STAC API via pystac-client, or a local ItemCollection
 file filtered the same way); ``load_reflectance`` reads them onto the tile grid (each
-asset file warped once per load, many reads in flight: ``forestwatch._assets``), converts DN to surface reflectance with each item's own scale/offset, and
-masks clouds with the SCL classes from config; ``spectral_index`` derives NDVI/NBR/NDMI.
+asset file read once per load, many reads in flight: ``forestwatch._assets``), converts DN
+to surface reflectance with each item's own scale/offset, and masks clouds with the SCL
+classes from config; ``spectral_index`` derives NDVI/NBR/NDMI.
 """
 
 from __future__ import annotations
@@ -257,9 +258,9 @@ def load_reflectance(
     pool = io_threads(threads)
 
     # One time slice per (solar day, DN -> reflectance rule): the reader fuses the items
-    # of a slice as stored DN, before they can be scaled, so granules of one day whose scale/offset differ (one
-    # reprocessed to a newer baseline, its neighbour not) are loaded apart, scaled each
-    # with its own rule, and fused afterwards.
+    # of a slice as stored DN, before they can be scaled, so granules of one day whose
+    # scale/offset differ (one reprocessed to a newer baseline, its neighbour not) are
+    # loaded apart, scaled each with its own rule, and fused afterwards.
     days = list(by_day)
     slices: dict[tuple, list[pystac.Item]] = {}
     for d in days:
