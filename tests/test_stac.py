@@ -181,6 +181,45 @@ def test_reader_warps_each_file_onto_the_tile_and_reads_overviews_when_coarser(t
     assert not out["C"].any()
 
 
+def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms(monkeypatch):
+    """The reader's pixel mapping (exact transforms at nodes fixed to the CRS, bilinear in
+    between) is within a thousandth of a source pixel of transforming every pixel, across
+    UTM zones and from a geographic tile grid; a block of the tile maps exactly as the same
+    pixels of the whole tile; past the error limit every pixel is transformed exactly."""
+    from pyproj import CRS, Transformer
+
+    from forestwatch import _assets
+
+    def exact(geobox, crs, transform):
+        rows, cols = np.meshgrid(np.arange(geobox.shape[0]) + 0.5,
+                                 np.arange(geobox.shape[1]) + 0.5, indexing="ij")
+        x, y = geobox.affine * (cols.ravel(), rows.ravel())
+        sx, sy = Transformer.from_crs(geobox.crs.to_wkt(), crs.to_wkt(),
+                                      always_xy=True).transform(x, y)
+        return ~transform * (np.asarray(sx), np.asarray(sy))
+
+    laea = GeoBox((400, 300), Affine(20, 0, 4_480_000, 0, -20, 3_060_000), "EPSG:3035")
+    cases = [
+        (laea, CRS.from_epsg(32633), Affine(20, 0, 399_960, 0, -20, 5_700_000)),
+        (laea, CRS.from_epsg(32632), Affine(10, 0, 699_960, 0, -10, 5_700_000)),
+        (GeoBox((300, 500), Affine(0.0002, 0, 14.0, 0, -0.0002, 66.0), "EPSG:4326"),
+         CRS.from_epsg(32633), Affine(10, 0, 399_960, 0, -10, 7_400_000)),
+    ]
+    for geobox, crs, transform in cases:
+        col, row = _assets._positions(geobox, crs, transform)
+        ecol, erow = exact(geobox, crs, transform)
+        assert np.abs(col - ecol).max() < 1e-3 and np.abs(row - erow).max() < 1e-3
+        assert np.abs(col - ecol).max() > 0  # interpolated, not transformed pixel by pixel
+        block = geobox[37:201, 45:290]
+        bcol, brow = _assets._positions(block, crs, transform)
+        whole = col.reshape(geobox.shape)[37:201, 45:290].ravel()
+        np.testing.assert_allclose(bcol, whole, rtol=0, atol=1e-8)
+    monkeypatch.setattr(_assets, "MAX_INTERPOLATION_ERROR", 0.0)
+    col, row = _assets._positions(*cases[0])
+    ecol, erow = exact(*cases[0])
+    np.testing.assert_array_equal(col, ecol)
+
+
 def test_spectral_indices_and_no_infinities():
     ds = xr.Dataset({b: (("time", "y", "x"), np.full((1, 1, 3), v, np.float32)) for b, v in
                      {"red": 0.05, "nir": 0.35, "swir16": 0.15, "swir22": 0.07}.items()})

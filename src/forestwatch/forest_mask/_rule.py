@@ -27,6 +27,9 @@ from ._blocks import mask_by_block
 
 log = logging.getLogger(__name__)
 
+#: pixels per strip of a block that the rule classifies at once (memory)
+STRIP_PIXELS = 65_536
+
 
 def _design(da: xr.DataArray) -> np.ndarray:
     t = pd.DatetimeIndex(da.time.values)
@@ -103,13 +106,24 @@ def mask_from_rule(
 
     k = rule["screen_low_outliers"]
 
-    def classify(cube: xr.Dataset) -> np.ndarray:
+    def classify_strip(cube: xr.Dataset) -> np.ndarray:
         ndvi = spectral_index(cube, "NDVI")
         drop = low_outliers(ndvi, k) if k is not None else None
         ndvi_i, n = harmonic_intercept(ndvi, exclude=drop)
         swir_i, _ = harmonic_intercept(cube[swir], exclude=drop)
         forest = (ndvi_i >= rule["ndvi_min"]) & (swir_i <= rule["swir_max"])
         return forest & (n >= rule["min_observations"])
+
+    def classify(cube: xr.Dataset) -> np.ndarray:
+        # strips of rows: the fits hold several float64 (dates, pixels) arrays, ~8 x the
+        # block's float32 cube of one band; per strip they stay small whatever the
+        # history's length (a 512 px block of two years' history peaked at 2.4 GB whole)
+        height, width = cube.sizes["y"], cube.sizes["x"]
+        rows = max(1, STRIP_PIXELS // max(width, 1))
+        forest = np.zeros((height, width), dtype=bool)
+        for r in range(0, height, rows):
+            forest[r:r + rows] = classify_strip(cube.isel(y=slice(r, r + rows)))
+        return forest
 
     mask = mask_by_block(tile, items, bands=["red", "nir", swir], classify=classify,
                          stac_cfg=stac_cfg, block_size=block_size, loader=loader,

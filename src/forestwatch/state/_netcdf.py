@@ -27,6 +27,9 @@ loads without error. This module writes every attribute of the monitor instead:
   holds ``k`` and, per further member, its index, configuration, class and scalar
   attributes. ``alert_<name>`` are then the members' consensus.
 
+Variables are compressed with zstd (:func:`_compression`; zlib in states written before
+it, which still load).
+
 Format versions: 1 kept the ledger inside ``metadata``; 2 has its own ``ledger`` attribute
 and records the fitted state a state descends from; 3 adds the alert layers; 4 (this
 version) adds consensus states (a one-monitor state is written as in version 3). Older files still load: a version-1 ledger is converted on reading, and the alert
@@ -251,12 +254,26 @@ def _digest(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
+def _compression() -> dict:
+    """zstd at level 1 where this netCDF4 has the filter (its wheels do): a 1000 x 1000 px
+    state wrote in 0.15 s instead of zlib's 0.5-1.1 s, at the same size (13 MiB of 59),
+    which is most of a one-acquisition daily update (BENCHMARKS.md). zlib otherwise."""
+    import netCDF4
+
+    if getattr(netCDF4, "__has_zstandard_support__", 0):
+        return {"compression": "zstd", "complevel": 1}
+    return {"zlib": True, "complevel": 1}
+
+
+_COMPRESSION = _compression()
+
+
 def save_state(state: TileState, path: str | Path) -> str:
     """Write ``state`` to ``path`` atomically; return its content digest."""
     ds = _to_dataset(state)
     digest = _digest(ds)
     ds.attrs["content_sha256"] = digest
-    encoding = {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
+    encoding = {name: dict(_COMPRESSION) for name in ds.data_vars}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     return digest
@@ -274,6 +291,9 @@ def _read_verified(path: Path) -> xr.Dataset:
         raise StateCorruptError(
             f"state file {str(path)!r} cannot be read ({err}); it is truncated or not a state "
             "file. Restore it from the previous state or rerun the fit for this tile."
+            + ("" if "compression" in _COMPRESSION else " (Or it was written with zstd "
+               "compression, which this installation's netCDF4 cannot decode: install "
+               "netCDF4 from its wheels, `pip install --force-reinstall netCDF4`.)")
         ) from err
     version = ds.attrs.get("forestwatch_format_version")
     if version not in READABLE_VERSIONS:
