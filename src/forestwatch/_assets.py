@@ -154,36 +154,43 @@ class _Sampler:
         bottom, right = min(int(r1.max()), rows - 1), min(int(c1.max()), cols - 1)
         self.window = ((top, bottom + 1), (left, right + 1))
         win_rows, win_cols = bottom + 1 - top, right + 1 - left
-        # neighbours as (row, col) inside the window, and whether they are inside the file;
-        # int32: the sampler is kept for the whole load (memory)
+        # each neighbour as a flat index into the window (int32: the sampler is kept for
+        # the whole load), and whether it lies inside the file (None: everywhere)
         self.taps = []
         corners = [(r0, c0)] if method == "nearest" else [(r0, c0), (r0, c1), (r1, c0), (r1, c1)]
         for rr, cc in corners:
             ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            self.taps.append((np.clip(rr - top, 0, win_rows - 1).astype(np.int32),
-                              np.clip(cc - left, 0, win_cols - 1).astype(np.int32), ok))
+            flat = (np.clip(rr - top, 0, win_rows - 1) * win_cols
+                    + np.clip(cc - left, 0, win_cols - 1)).astype(np.int32)
+            self.taps.append((flat, None if ok.all() else ok))
+        self.everywhere = bool(self.inside.all())
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
-        out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
         if self.window is None:
-            return out.reshape(self.shape)
+            return np.zeros(self.shape, dtype=np.uint16)
+        flat_data = np.ascontiguousarray(data).ravel()
         if self.method == "nearest":
-            rr, cc, _ = self.taps[0]
-            values = data[rr, cc]
-            values = np.where(values == nodata, 0, values)
+            values = flat_data.take(self.taps[0][0])
+            if nodata != 0:
+                values[values == nodata] = 0
         else:
             n = len(self.taps[0][0])
             total, weight = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-            for (rr, cc, ok), w in zip(self.taps, self.weights, strict=True):
-                v = data[rr, cc]
-                use = ok & (v != nodata)
+            for (flat, ok), w in zip(self.taps, self.weights, strict=True):
+                v = flat_data.take(flat)
+                use = v != nodata
+                if ok is not None:
+                    use &= ok
                 w = np.where(use, w, np.float32(0))
                 total += w * v
                 weight += w
             good = weight >= 1e-5
             values = np.zeros(n, dtype=np.uint16)
             values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
+        if self.everywhere:
+            return values.reshape(self.shape)
+        out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
         out[self.inside] = values
         return out.reshape(self.shape)
 
