@@ -26,16 +26,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(code: str, workdir: Path) -> tuple[float, float]:
-    """Run ``code`` in a fresh interpreter; return (wall seconds, peak RSS MiB)."""
+def run_stage(code: str, workdir: Path, call: str = "") -> tuple[float, float, float]:
+    """Run ``code`` then ``call`` in a fresh interpreter; return (wall seconds, peak RSS
+    MiB, seconds of ``call`` alone: the stage in process, after start-up and imports)."""
+    timing = Path(tempfile.mkstemp(prefix="forestwatch-stage-")[1])
+    script = (f"{code}\nimport time as _time; _t0 = _time.perf_counter()\n{call}\n"
+              f"open({str(timing)!r}, 'w').write(str(_time.perf_counter() - _t0))")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=workdir)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
-        raise SystemExit(f"stage failed ({proc.returncode}):\n{code}")
-    return wall, usage.ru_maxrss / 1024
+        raise SystemExit(f"stage failed ({proc.returncode}):\n{script}")
+    in_process = float(timing.read_text())
+    timing.unlink()
+    return wall, usage.ru_maxrss / 1024, in_process
 
 
 def io_floor(cfg: dict, tile_id: str, catalog: str) -> dict:
@@ -106,30 +112,35 @@ def main() -> None:
     run = RunLayout(work / "run")
     mask, fitted, current = (run.forest_mask(tile_id), run.fitted_state(tile_id),
                              run.current_state(tile_id))
-    prelude = f"import json; from forestwatch import steps; cfg = json.loads({cfg_json!r}); "
+    # every stage's process imports what a job imports before its timed call, so that a
+    # stage "in process" is its work alone
+    imports = "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray, dask.array, rasterio"
+    prelude = (f"import json; {imports}; from forestwatch import steps; "
+               f"cfg = json.loads({cfg_json!r})")
     stages = [
-        ("python start-up + imports", "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray"),
+        ("python start-up + imports", imports, ""),
         ("forest mask (rule on history)" if cfg["forest_mask"]["method"] == "rule" else "forest mask",
-         prelude + f"steps.forest_mask(cfg, {tile_id!r}, {str(catalog)!r}, None, {mask!r}, "
+         prelude, f"steps.forest_mask(cfg, {tile_id!r}, {str(catalog)!r}, None, {mask!r}, "
          f"threads={args.threads})"),
         ("fit (load history + fit)",
-         prelude + f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, {mask!r}, {fitted!r}, "
+         prelude, f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, {mask!r}, {fitted!r}, "
          f"threads={args.threads})"),
         ("fast forward to fast_forward.until",
-         prelude + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, {str(run.root)!r}, "
+         prelude, f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, {str(run.root)!r}, "
          f"{current!r}, threads={args.threads})"),
         ("tile report (9 COGs and the alert pieces)",
-         prelude + "from forestwatch.alerts.layers import ALERT_REPORT_LAYERS; "
+         prelude + "; from forestwatch.alerts.layers import ALERT_REPORT_LAYERS",
          f"steps.tile_report(cfg, {tile_id!r}, {current!r}, {str(work / 'm.tif')!r}, "
          f"{str(work / 'd.tif')!r}, {{n: {str(work)!r} + f'/{{n}}.tif' "
          "for n in ALERT_REPORT_LAYERS}, "
          f"{str(work / 'pieces.gpkg')!r})"),
     ]
-    for name, code in stages:
-        rows.append((name, *run_stage(code, REPO)))
+    for name, code, call in stages:
+        rows.append((name, *run_stage(code, REPO, call)))
 
-    # the daily case: a state one acquisition behind, updated with that one acquisition
-    # (the daily run's update_tile step, on the discovery of that one acquisition)
+    # the daily case: a state one acquisition behind, updated with that one acquisition by
+    # the daily run's update_tile job; the discovery (once per daily run, for every tile,
+    # in `forestwatch daily`) is made beforehand
     from forestwatch.state import load_state as _load
 
     days = [e.day for e in _load(current).ledger.applied]
@@ -139,26 +150,27 @@ def main() -> None:
         daily_run = RunLayout(work / "daily")
         Path(daily_run.fitted_state(tile_id)).parent.mkdir(parents=True)
         shutil.copy(fitted, daily_run.fitted_state(tile_id))
-        run_stage(prelude.replace(repr(cfg_json), repr(json.dumps(behind)))
-                  + f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, "
+        run_stage(prelude.replace(repr(cfg_json), repr(json.dumps(behind))), REPO,
+                  f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, "
                   f"{str(daily_run.root)!r}, {daily_run.current_state(tile_id)!r}, "
-                  f"threads={args.threads})", REPO)
+                  f"threads={args.threads})")
         run_id = f"20000101T000000000000_{days[-1]}"
-        daily = (prelude + "import datetime; from forestwatch.daily.discover import "
-                 "discover, write_discovery; from forestwatch.grid import make_tiles, tile_by_id; "
-                 "from forestwatch.layout import RunLayout; "
-                 f"layout = RunLayout({str(daily_run.root)!r}); "
-                 f"tiles = [tile_by_id(cfg, {tile_id!r})]; "
-                 f"disc, items = discover(cfg, layout, tiles, run={run_id!r}, "
-                 f"today=datetime.date.fromisoformat({days[-1]!r}), catalog={str(catalog)!r}); "
-                 "write_discovery(layout, disc, items); "
-                 f"r = steps.update_tile(cfg, {tile_id!r}, layout.root, {run_id!r}, "
-                 f"{str(catalog)!r}, layout.tile_record({run_id!r}, {tile_id!r})); "
-                 "assert len(r['applied_days']) == 1, r")
-        rows.append(("daily update: discovery + 1 new acquisition", *run_stage(daily, REPO)))
+        run_stage(prelude + "; import datetime; from forestwatch.daily.discover import "
+                  "discover, write_discovery; from forestwatch.grid import tile_by_id; "
+                  "from forestwatch.layout import RunLayout", REPO,
+                  f"layout = RunLayout({str(daily_run.root)!r}); "
+                  f"disc, items = discover(cfg, layout, [tile_by_id(cfg, {tile_id!r})], "
+                  f"run={run_id!r}, today=datetime.date.fromisoformat({days[-1]!r}), "
+                  f"catalog={str(catalog)!r}); write_discovery(layout, disc, items)")
+        daily = (prelude + "; from forestwatch.layout import RunLayout; "
+                 f"layout = RunLayout({str(daily_run.root)!r})")
+        rows.append(("daily update_tile job: 1 new acquisition", *run_stage(
+            daily, REPO, f"r = steps.update_tile(cfg, {tile_id!r}, layout.root, {run_id!r}, "
+            f"{str(catalog)!r}, layout.tile_record({run_id!r}, {tile_id!r})); "
+            "assert len(r['applied_days']) == 1, r")))
 
     floor = io_floor(cfg, tile_id, str(catalog))
-    startup = next(w for n, w, _ in rows if n.startswith("python start-up"))
+    startup = next(w for n, w, _, _ in rows if n.startswith("python start-up"))
 
     from forestwatch.state import load_state
 
@@ -168,22 +180,21 @@ def main() -> None:
     print(f"\nTile {tile_id}: {state.monitor.mask.shape[0]} x {state.monitor.mask.shape[1]} px, "
           f"{n_hist} history days, {n_ff} fast-forward days, monitor {cfg['monitor']['class']} "
           f"{cfg['monitor']['fit']}, threads {args.threads}, {os.cpu_count()} cores\n")
-    print("| stage | wall s | peak RSS MiB |")
-    print("|---|---:|---:|")
-    for name, wall, rss in rows:
-        print(f"| {name} | {wall:.1f} | {rss:.0f} |")
+    print("| stage | wall s | in process s | peak RSS MiB |")
+    print("|---|---:|---:|---:|")
+    for name, wall, rss, inproc in rows:
+        print(f"| {name} | {wall:.1f} | {inproc:.2f} | {rss:.0f} |")
     print(f"\nI/O floor for the fit's inputs: {floor['items']} items, {floor['files']} files, "
           f"{floor['mib']:.0f} MiB; reading the bytes {floor['read_bytes_s']:.2f} s; decoding "
           f"the native windows over the tile {floor['read_windows_s']:.1f} s.")
-    fit_wall = next(w for n, w, _ in rows if n.startswith("fit"))
-    daily_wall = next((w for n, w, _ in rows if n.startswith("daily")), None)
-    if daily_wall is not None:
-        print(f"daily update / full fit: {100 * daily_wall / fit_wall:.0f} % of which start-up "
-              f"{100 * startup / daily_wall:.0f} % (in-process, without start-up: "
-              f"{100 * (daily_wall - startup) / (fit_wall - startup):.0f} %)")
+    fit_wall, fit_in = next((w, i) for n, w, _, i in rows if n.startswith("fit"))
+    daily = next(((w, i) for n, w, _, i in rows if n.startswith("daily")), None)
+    if daily is not None:
+        print(f"daily update / fit: {100 * daily[0] / fit_wall:.1f} % as jobs (start-up "
+              f"{100 * startup / daily[0]:.0f} % of the update job); "
+              f"{100 * daily[1] / fit_in:.1f} % in process ({daily[1]:.2f} s / {fit_in:.1f} s)")
     print(f"fit / I/O floor (decoded windows): {fit_wall / floor['read_windows_s']:.1f}x; "
           f"start-up share of the fit job: {100 * startup / fit_wall:.0f} %")
-
 
 if __name__ == "__main__":
     main()
