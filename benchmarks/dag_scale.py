@@ -88,6 +88,7 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
     completed run (Snakemake then only checks them: the daily "anything pending?" case)."""
     from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
     from forestwatch.layout import RunLayout
+    from forestwatch.publish.layers import published
 
     run_layout = RunLayout(workdir / "results" / run)
     layers = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
@@ -98,6 +99,16 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
               + [run_layout.alert_pieces(t) for t in tiles],
               [run_layout.mosaic(layer) for layer in layers]
               + [run_layout.alert_polygons(), run_layout.alert_area("tile")]]
+    # what rules/publish.smk makes from them
+    shown = published([*layers, "alert_polygons"])
+    rasters = [e.name for e in shown if e.kind != "polygons"]
+    stages.append(
+        [run_layout.wms_mapfile(), run_layout.stac_catalog(), run_layout.alert_polygons_style(),
+         *(run_layout.mosaic_style(e.name) for e in shown if e.kind != "polygons"),
+         *(run_layout.stac_item(t) for t in [*tiles, "mosaic"]),
+         *(run_layout.figure(f"quicklook_{name}") for name in rasters),
+         run_layout.figure("alerts_per_month"), run_layout.figure_table("alerts_per_month"),
+         run_layout.figure("run_history")])
     stamp = time.time() - len(stages)
     for i, paths in enumerate(stages):
         for name in paths:
