@@ -166,7 +166,7 @@ def main() -> None:
         # what the Snakemake inside every cluster job does before running its jobs: parse
         # the workflow (config, all N tiles) and plan one tile's chain
         tiles = [t.id for t in make_tiles(validate_config(scale_config(n)))]
-        target = f"results/scale{n}/reports/{tiles[0]}/mask.tif"
+        target = f"results/scale{n}/reports/{tiles[0]}"
         one, _, _ = timed(snakemake_cmd(work / f"w{n}", cfg, target, "-n", "--quiet", "rules",
                                         *extra), work)
         # and once everything exists: the check that nothing is pending

@@ -61,7 +61,8 @@ rule stac_catalog:
 rule report_figures:
     input:
         mosaics=[RUN.mosaic(name) for name in published_rasters()],
-        dates=[RUN.report(t, "detection_date") for t in TILES],
+        # one file per tile stands for its reports (get_tile_reports_written)
+        reports=get_tile_reports_written(),
         records=get_daily_records,
         polygons=get_alert_polygons,
     output:
@@ -99,5 +100,6 @@ rule report_figures:
     params:
         cfg=config_slice("history.end", "fast_forward.until"),
         rasters=published_rasters(),
+        dates=get_tile_reports("detection_date"),
     script:
         "../scripts/report_figures.py"

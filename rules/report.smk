@@ -1,13 +1,14 @@
 # Reports per tile, the mosaic VRTs, and (with a known truth) the accuracy summary.
 
 
+# The layers are one folder per tile (directory output): 11 declared files per tile cost
+# Snakemake's planning ~16 % of a 2,500-tile dry-run (BENCHMARKS.md); their paths are
+# RUN.report(tile, layer).
 rule tile_report:
     input:
         unpack(get_tile_report_input),
     output:
-        **{name: RUN.report("{tile}", name) for name in ALERT_REPORT_LAYERS},
-        mask=RUN.report("{tile}", "mask"),
-        detection_date=RUN.report("{tile}", "detection_date"),
+        layers=directory(RUN.report_folder("{tile}")),
         pieces=RUN.alert_pieces("{tile}"),
     log:
         RUN.log("tile_report", "{tile}"),
@@ -15,6 +16,7 @@ rule tile_report:
         "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("alerts.confidence_half"),
+        run_root=str(RUN.root),
     script:
         "../scripts/tile_report.py"
 

@@ -224,12 +224,13 @@ def test_snakemake_stops_while_a_daily_run_holds_the_lock(daily_done):
     layout = _layout(workdir)
     holder = _hold_lock(layout)
     try:
-        report = RunLayout("results/ops").report(TILES[0], "mask")  # a target, workdir-relative
+        report = RunLayout("results/ops").report(TILES[0], "mask")
+        target = RunLayout("results/ops").report_folder(TILES[0])  # workdir-relative
         before = (workdir / report).stat().st_mtime_ns
         dry = snakemake(workdir, cfg_path, "-n", "--forcerun", "tile_report")
         assert dry.returncode == 0  # planning reads only: never locked out
         proc = snakemake(workdir, cfg_path, "--cores", "1", "--forcerun", "tile_report",
-                         "--", report)
+                         "--", target)
         assert proc.returncode != 0
         out = proc.stdout + proc.stderr
         assert "is being updated by forestwatch daily --today x" in out, out[-2000:]

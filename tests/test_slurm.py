@@ -133,7 +133,7 @@ def test_a_failed_slurm_job_fails_the_run(slurm_run, slurm_env):
     """A job that fails inside SLURM ends the run with an error (no hang, no success)."""
     workdir, _ = slurm_run
     state = workdir / RUN.current_state(TILES[0])
-    report = RUN.report(TILES[0], "mask")
+    report = RUN.report_folder(TILES[0])  # the report job's layers (a directory output)
     data = state.read_bytes()
     try:
         state.write_bytes(data[: len(data) // 2])  # the report job cannot load this state

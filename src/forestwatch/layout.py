@@ -57,6 +57,10 @@ class RunLayout:
         return self._p("state", "unreadable", f"{tile}.json")
 
     # -- reports -------------------------------------------------------------------------
+    def report_folder(self, tile: str) -> str:
+        """Folder of a tile's report layers (rule ``tile_report``)."""
+        return self._p("reports", tile)
+
     def report(self, tile: str, layer: str) -> str:
         """Per-tile COG of a report layer (rule ``tile_report``)."""
         return self._p("reports", tile, f"{layer}.tif")
