@@ -115,7 +115,12 @@ def _interpolate(nodes: np.ndarray, nx: np.ndarray, ny: np.ndarray, xs: np.ndarr
     fy = (ys - ny[0]) / (ny[1] - ny[0])
     iy = np.clip(np.floor(fy).astype(np.int64), 0, len(ny) - 2)
     ty = (fy - iy)[:, None]
-    return along_x[iy] * (1 - ty) + along_x[iy + 1] * ty
+    out = along_x[iy]
+    step = along_x[iy + 1]
+    step -= out
+    step *= ty
+    out += step  # along_x[iy] + (along_x[iy + 1] - along_x[iy]) * ty, in place
+    return out
 
 
 class _Sampler:
@@ -137,33 +142,44 @@ class _Sampler:
         self.shape = tile_shape
         self.method = method
         self.inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
+        self.everywhere = bool(self.inside.all())
         self.window = None
         if not self.inside.any():
             return
-        col, row = col[self.inside], row[self.inside]
+        if not self.everywhere:
+            col, row = col[self.inside], row[self.inside]
+        # int32 and float32 (the sampler is kept for the whole load: memory), and each
+        # neighbour as a flat index into the window: few passes over the tile's pixels
         if method == "nearest":
-            c0, r0 = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
-            c1, r1 = c0, r0
+            c0, r0 = col.astype(np.int32), row.astype(np.int32)  # >= 0 inside: floor
+            top, left = int(r0.min()), int(c0.min())
+            bottom, right = int(r0.max()), int(c0.max())
         else:  # bilinear: the four pixel centres around the point
             c, r = col - 0.5, row - 0.5
-            c0, r0 = np.floor(c).astype(np.int64), np.floor(r).astype(np.int64)
-            c1, r1 = c0 + 1, r0 + 1
-            fc, fr = (c - c0).astype(np.float32), (r - r0).astype(np.float32)
+            c0f, r0f = np.floor(c), np.floor(r)
+            fc, fr = (c - c0f).astype(np.float32), (r - r0f).astype(np.float32)
+            c0, r0 = c0f.astype(np.int32), r0f.astype(np.int32)
             self.weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
-        top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
-        bottom, right = min(int(r1.max()), rows - 1), min(int(c1.max()), cols - 1)
+            top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
+            bottom, right = min(int(r0.max()) + 1, rows - 1), min(int(c0.max()) + 1, cols - 1)
         self.window = ((top, bottom + 1), (left, right + 1))
-        win_rows, win_cols = bottom + 1 - top, right + 1 - left
-        # each neighbour as a flat index into the window (int32: the sampler is kept for
-        # the whole load), and whether it lies inside the file (None: everywhere)
+        win_cols = right + 1 - left
+        base = (r0 - top) * np.int32(win_cols) + (c0 - left)
+        if method == "nearest":
+            self.taps = [(base, None)]
+            return
+        # neighbours (r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1), and whether
+        # each lies inside the file (None: everywhere); one outside gets weight 0
+        row_lo, row_hi = r0 >= 0, r0 < rows - 1
+        col_lo, col_hi = c0 >= 0, c0 < cols - 1
         self.taps = []
-        corners = [(r0, c0)] if method == "nearest" else [(r0, c0), (r0, c1), (r1, c0), (r1, c1)]
-        for rr, cc in corners:
-            ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            flat = (np.clip(rr - top, 0, win_rows - 1) * win_cols
-                    + np.clip(cc - left, 0, win_cols - 1)).astype(np.int32)
-            self.taps.append((flat, None if ok.all() else ok))
-        self.everywhere = bool(self.inside.all())
+        for offset, ok in ((0, row_lo & col_lo), (1, row_lo & col_hi),
+                           (win_cols, row_hi & col_lo), (win_cols + 1, row_hi & col_hi)):
+            flat = base + np.int32(offset) if offset else base
+            if ok.all():
+                self.taps.append((flat, None))
+            else:
+                self.taps.append((np.where(ok, flat, 0).astype(np.int32), ok))
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
