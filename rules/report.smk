@@ -2,8 +2,8 @@
 
 
 # The layers are one folder per tile (directory output): 11 declared files per tile cost
-# Snakemake's planning ~16 % of a 2,500-tile dry-run (BENCHMARKS.md); their paths are
-# RUN.report(tile, layer).
+# Snakemake's planning ~8 % of a 2,500-tile dry-run (BENCHMARKS.md); their paths are
+# RUN.report(tile, layer), forestwatch.layout.report_layer inside the folder.
 rule tile_report:
     input:
         unpack(get_tile_report_input),
@@ -16,7 +16,6 @@ rule tile_report:
         "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("alerts.confidence_half"),
-        run_root=str(RUN.root),
     script:
         "../scripts/tile_report.py"
 

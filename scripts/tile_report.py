@@ -3,13 +3,13 @@
 
 from forestwatch import steps
 from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
-from forestwatch.layout import RunLayout
+from forestwatch.layout import report_layer
 from forestwatch.workflow import run_step
 
 sm = snakemake  # noqa: F821
-RUN = RunLayout(sm.params.run_root)
-tile = sm.wildcards.tile
-run_step(sm, steps.tile_report, cfg=sm.params.cfg, tile_id=tile, state_in=sm.input.state,
-         mask_out=RUN.report(tile, "mask"), date_out=RUN.report(tile, "detection_date"),
-         alert_out={name: RUN.report(tile, name) for name in ALERT_REPORT_LAYERS},
+folder = sm.output.layers
+run_step(sm, steps.tile_report, cfg=sm.params.cfg, tile_id=sm.wildcards.tile,
+         state_in=sm.input.state, mask_out=report_layer(folder, "mask"),
+         date_out=report_layer(folder, "detection_date"),
+         alert_out={name: report_layer(folder, name) for name in ALERT_REPORT_LAYERS},
          pieces_out=sm.output.pieces)

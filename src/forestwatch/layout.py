@@ -63,7 +63,7 @@ class RunLayout:
 
     def report(self, tile: str, layer: str) -> str:
         """Per-tile COG of a report layer (rule ``tile_report``)."""
-        return self._p("reports", tile, f"{layer}.tif")
+        return report_layer(self.report_folder(tile), layer)
 
     def mosaic(self, layer: str) -> str:
         """VRT over every tile's report layer (rule ``mosaic``)."""
@@ -196,4 +196,10 @@ class RunLayout:
         return self._p("logs", "daily", f"{run}.log")
 
 
-__all__ = ["RunLayout", "run_root"]
+__all__ = ["RunLayout", "report_layer", "run_root"]
+
+
+def report_layer(folder: str | Path, layer: str) -> str:
+    """A report layer's COG in a tile's report folder (:meth:`RunLayout.report_folder`):
+    what rule ``tile_report``'s script writes into its folder output."""
+    return str(Path(folder) / f"{layer}.tif")
