@@ -183,7 +183,8 @@ def main() -> None:
     print("| stage | wall s | in process s | peak RSS MiB |")
     print("|---|---:|---:|---:|")
     for name, wall, rss, inproc in rows:
-        print(f"| {name} | {wall:.1f} | {inproc:.2f} | {rss:.0f} |")
+        timed = f"{inproc:.2f}" if inproc else ""  # start-up alone: nothing timed
+        print(f"| {name} | {wall:.1f} | {timed} | {rss:.0f} |")
     print(f"\nI/O floor for the fit's inputs: {floor['items']} items, {floor['files']} files, "
           f"{floor['mib']:.0f} MiB; reading the bytes {floor['read_bytes_s']:.2f} s; decoding "
           f"the native windows over the tile {floor['read_windows_s']:.1f} s.")

@@ -196,10 +196,10 @@ class RunLayout:
         return self._p("logs", "daily", f"{run}.log")
 
 
-__all__ = ["RunLayout", "report_layer", "run_root"]
-
-
 def report_layer(folder: str | Path, layer: str) -> str:
     """A report layer's COG in a tile's report folder (:meth:`RunLayout.report_folder`):
     what rule ``tile_report``'s script writes into its folder output."""
     return str(Path(folder) / f"{layer}.tif")
+
+
+__all__ = ["RunLayout", "report_layer", "run_root"]

@@ -27,7 +27,7 @@ loads without error. This module writes every attribute of the monitor instead:
   holds ``k`` and, per further member, its index, configuration, class and scalar
   attributes. ``alert_<name>`` are then the members' consensus.
 
-Variables are compressed with zstd (:func:`_compression`; zlib in states written before
+Variables are compressed with zstd (``_COMPRESSION``; zlib in states written before
 it, which still load).
 
 Format versions: 1 kept the ledger inside ``metadata``; 2 has its own ``ledger`` attribute
@@ -254,18 +254,18 @@ def _digest(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
-def _compression() -> dict:
-    """zstd at level 1 where this netCDF4 has the filter (its wheels do): a 1000 x 1000 px
-    state wrote in 0.15 s instead of zlib's 0.5-1.1 s, at the same size (13 MiB of 59),
-    which is most of a one-acquisition daily update (BENCHMARKS.md). zlib otherwise."""
+def _has_zstd() -> bool:
+    """Whether this netCDF4 has the zstd filter (its wheels do)."""
     import netCDF4
 
-    if getattr(netCDF4, "__has_zstandard_support__", 0):
-        return {"compression": "zstd", "complevel": 1}
-    return {"zlib": True, "complevel": 1}
+    return bool(getattr(netCDF4, "__has_zstandard_support__", 0))
 
 
-_COMPRESSION = _compression()
+#: zstd at level 1 where netCDF4 has it: a 1000 x 1000 px state wrote in 0.15 s instead of
+#: zlib's 0.5-1.1 s, at the same size (13 MiB of 59), which is most of a one-acquisition
+#: daily update (BENCHMARKS.md); zlib otherwise
+_ZSTD = _has_zstd()
+_COMPRESSION = {"compression": "zstd", "complevel": 1} if _ZSTD else {"zlib": True, "complevel": 1}
 
 
 def save_state(state: TileState, path: str | Path) -> str:
@@ -291,7 +291,7 @@ def _read_verified(path: Path) -> xr.Dataset:
         raise StateCorruptError(
             f"state file {str(path)!r} cannot be read ({err}); it is truncated or not a state "
             "file. Restore it from the previous state or rerun the fit for this tile."
-            + ("" if "compression" in _COMPRESSION else " (Or it was written with zstd "
+            + ("" if _ZSTD else " (Or it was written with zstd "
                "compression, which this installation's netCDF4 cannot decode: install "
                "netCDF4 from its wheels, `pip install --force-reinstall netCDF4`.)")
         ) from err
