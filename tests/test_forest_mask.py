@@ -109,6 +109,24 @@ def test_low_outliers_are_screened_before_the_intercept():
     assert n[0, 0] >= 110
 
 
+def test_column_median_matches_numpy_with_gaps_and_empty_columns():
+    """The rule's residual median (a sort of each pixel's dates) gives numpy's nanmedian
+    for odd, even, single and no observations."""
+    from forestwatch.forest_mask._rule import _column_nanmedian
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(40, 200))
+    a[rng.random(a.shape) < 0.4] = np.nan
+    a[:, 0] = np.nan  # never observed
+    a[1:, 1] = np.nan  # once
+    a[2:, 2] = np.nan  # twice
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(a, axis=0)
+    got = _column_nanmedian(a)
+    assert np.isnan(got[0]) and got[1] == a[0, 1] and got[2] == (a[0, 2] + a[1, 2]) / 2
+    np.testing.assert_array_equal(got, expected)
+
+
 # --------------------------------------------------------------------------- tree cover
 
 

@@ -38,18 +38,40 @@ def _design(da: xr.DataArray) -> np.ndarray:
 
 
 def _fit(X: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-pixel first-order harmonic coefficients (pixels, 3), NaN with < 3 obs."""
+    """Per-pixel first-order harmonic coefficients (pixels, 3), NaN with < 3 obs.
+
+    The per-pixel normal equations over valid dates only, as matrix products (BLAS): the
+    six distinct products of the design's columns per date, weighted by each pixel's
+    valid dates, give X'X; the zero-filled values give X'y (an einsum over dates x 3 x 3
+    x pixels took ~0.27 s per 65,536 px strip of two years' history, these ~0.02 s)."""
     y0 = np.where(valid, y, 0.0)
-    # per-pixel normal equations over valid dates only
-    xtx = np.einsum("tp,tq,tn->npq", X, X, valid.astype(np.float64))
-    xty = np.einsum("tp,tn->np", X, y0)
-    ok = valid.sum(axis=0) >= X.shape[1]
-    coef = np.full((y.shape[1], 3), np.nan)
+    n_coef = X.shape[1]
+    pairs = [(p, q) for p in range(n_coef) for q in range(p, n_coef)]
+    products = np.stack([X[:, p] * X[:, q] for p, q in pairs], axis=1)  # (t, 6)
+    sums = valid.T.astype(np.float64) @ products  # (n, 6)
+    xtx = np.empty((y.shape[1], n_coef, n_coef))
+    for k, (p, q) in enumerate(pairs):
+        xtx[:, p, q] = xtx[:, q, p] = sums[:, k]
+    xty = y0.T @ X  # (n, 3)
+    ok = valid.sum(axis=0) >= n_coef
+    coef = np.full((y.shape[1], n_coef), np.nan)
     if ok.any():
         # a small ridge keeps near-singular pixels (clustered dates) from blowing up
-        ridge = 1e-6 * np.eye(3)
+        ridge = 1e-6 * np.eye(n_coef)
         coef[ok] = np.linalg.solve(xtx[ok] + ridge, xty[ok][..., None])[..., 0]
     return coef
+
+
+def _column_nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median of each column of ``a`` (dates, pixels) ignoring NaN; NaN for an all-NaN
+    column. Same values as ``np.nanmedian(a, axis=0)``, from one sort of the pixels' rows
+    (NaN sort last) instead of numpy's masked-array path (~0.4 s per strip)."""
+    ordered = np.sort(a.T, axis=1)  # (pixels, dates)
+    n = np.count_nonzero(~np.isnan(a), axis=0)
+    rows = np.arange(ordered.shape[0])
+    lo = ordered[rows, np.maximum(n - 1, 0) // 2]
+    hi = ordered[rows, n // 2 - (n == 0)]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
 def low_outliers(da: xr.DataArray, k: float) -> np.ndarray:
@@ -62,8 +84,8 @@ def low_outliers(da: xr.DataArray, k: float) -> np.ndarray:
     res = np.where(valid, y - X @ np.nan_to_num(coef.T), np.nan)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        centre = np.nanmedian(res, axis=0)
-        sigma = 1.4826 * np.nanmedian(np.abs(res - centre), axis=0)
+        centre = _column_nanmedian(res)
+        sigma = 1.4826 * _column_nanmedian(np.abs(res - centre))
         low = valid & (res < -k * sigma)
     return low.reshape(da.shape)
 
