@@ -1,7 +1,10 @@
 """The regional anomaly screen (forestwatch.monitor.regional) on a synthetic tile whose
 answer is known: a transient drop over most of the tile (an early leaf fall) is not
 confirmed, a local clear-cut is confirmed on the same day as without the screen, and a
-permanent drop over most of the tile (a large storm) is confirmed after the hold."""
+permanent drop over most of the tile (a large storm) is confirmed after the hold. In mixed
+forest (a quarter broadleaved, strongly seasonal), an early leaf fall of the broadleaved
+stands is a quarter of the forest: held only when the screen compares each pixel with its
+own seasonality (``by_seasonality``)."""
 
 from __future__ import annotations
 
@@ -15,25 +18,35 @@ import xarray as xr
 from forestwatch.alerts.ladder import CONFIRMED, FIRST, PROVISIONAL, AlertLayers, AlertParams
 from forestwatch.config import MONITOR_DEFAULTS
 from forestwatch.monitor import build_monitor, take_observation
-from forestwatch.monitor.regional import RegionalScreen
+from forestwatch.monitor.regional import RegionalScreen, otsu_threshold, seasonality_strata
 
 SHAPE = (40, 40)
 EPOCH = dt.date(1970, 1, 1)
 SCREEN = RegionalScreen(window_px=21, max_share=0.3, hold_days=45)
 
 
-def _season(days: pd.DatetimeIndex) -> np.ndarray:
-    return 0.7 + 0.1 * np.sin(2 * np.pi * days.day_of_year.values / 365.25)
+SEASONAL = RegionalScreen(window_px=21, max_share=0.3, hold_days=45, by_seasonality=True)
+#: mixed forest: every fourth column broadleaved (seasonal amplitude 0.25), conifers 0.05
+BROADLEAVED = np.zeros(SHAPE, dtype=bool)
+BROADLEAVED[:, ::4] = True
+MIXED = np.where(BROADLEAVED, 0.25, 0.05)
+
+
+def _season(days: pd.DatetimeIndex, amplitude=0.1) -> np.ndarray:
+    """(dates, *amplitude's shape) index values: 0.7 + amplitude x a yearly sine."""
+    wave = np.sin(2 * np.pi * days.day_of_year.values / 365.25)
+    return 0.7 + np.multiply.outer(wave, np.asarray(amplitude, dtype=float))
 
 
 def _run(drop: np.ndarray, drop_from: dt.date, drop_until: dt.date | None, screen,
-         end: str = "2023-12-31"):
+         end: str = "2023-12-31", amplitude=0.1):
     """Fit an IQR on two clean years, monitor 2023 up to ``end`` with a 0.3 drop of the
     index on the ``drop`` pixels from ``drop_from`` (until ``drop_until``); returns the
-    alert layers."""
+    alert layers. ``amplitude``: the seasonal amplitude, per pixel or one value."""
     rng = np.random.default_rng(3)
     hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
-    values = _season(hist)[:, None, None] + rng.normal(0, 0.01, (hist.size,) + SHAPE)
+    amplitude = np.broadcast_to(np.asarray(amplitude, dtype=float), SHAPE)
+    values = _season(hist, amplitude) + rng.normal(0, 0.01, (hist.size,) + SHAPE)
     da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
                       coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
                               "x": np.arange(SHAPE[1], dtype=float)})
@@ -44,7 +57,7 @@ def _run(drop: np.ndarray, drop_from: dt.date, drop_until: dt.date | None, scree
     params = AlertParams()
     for day in pd.date_range("2023-01-05", end, freq="5D"):
         d = day.date()
-        array = (_season(pd.DatetimeIndex([day]))[0]
+        array = (_season(pd.DatetimeIndex([day]), amplitude)[0]
                  + rng.normal(0, 0.01, SHAPE)).astype(np.float32)
         if d >= drop_from and (drop_until is None or d < drop_until):
             array[drop] -= 0.3
@@ -100,8 +113,64 @@ def test_the_screen_is_off_for_process_monitors_and_without_a_window():
     base = {"grid": {"resolution": 20}, "monitor": {"class": "IQR", "regional_screening": {
         "window_m": 2000, "max_share": 0.3, "hold_days": 45}}}
     assert RegionalScreen.from_config(base) == RegionalScreen(101, 0.3, 45)
+    seasonal = {**base["monitor"]["regional_screening"], "by_seasonality": True}
+    assert RegionalScreen.from_config(
+        {**base, "monitor": {**base["monitor"], "regional_screening": seasonal}}
+    ) == RegionalScreen(101, 0.3, 45, by_seasonality=True)
     assert RegionalScreen.from_config(
         {**base, "monitor": {**base["monitor"], "class": "EWMA"}}) is None
     off = {**base["monitor"]["regional_screening"], "window_m": None}
     assert RegionalScreen.from_config(
         {**base, "monitor": {**base["monitor"], "regional_screening": off}}) is None
+
+
+def test_an_early_leaf_fall_of_broadleaved_stands_is_held_by_seasonality():
+    """A quarter of the forest (the broadleaved columns) drops for 30 days over 70 % of
+    the tile: a quarter of every window, under max_share, so the screen over all forest
+    lets the monitor confirm it; by seasonality it is all of the broadleaved forest."""
+    leaf_fall = BROADLEAVED.copy()
+    leaf_fall[:, 28:] = False
+    start, end = dt.date(2023, 9, 1), dt.date(2023, 10, 1)
+    all_forest = _run(leaf_fall, start, end, SCREEN, amplitude=MIXED)
+    seasonal = _run(leaf_fall, start, end, SEASONAL, amplitude=MIXED)
+    assert _confirmed(all_forest, leaf_fall) > 0.95
+    assert _confirmed(seasonal, leaf_fall) == 0.0
+    assert _confirmed(seasonal, ~leaf_fall) == 0.0
+
+
+def test_a_local_clear_cut_in_mixed_forest_is_confirmed_on_the_same_day_by_seasonality():
+    cut = np.zeros(SHAPE, dtype=bool)
+    cut[10:16, 10:16] = True  # 12 of the ~110 broadleaved px of a window, 24 of ~330 others
+    start = dt.date(2023, 6, 1)
+    plain = _run(cut, start, None, None, amplitude=MIXED)
+    seasonal = _run(cut, start, None, SEASONAL, amplitude=MIXED)
+    assert _confirmed(plain, cut) == 1.0 and _confirmed(seasonal, cut) == 1.0
+    np.testing.assert_array_equal(seasonal.confirmed_date[cut], plain.confirmed_date[cut])
+
+
+def test_seasonality_strata_split_broadleaved_from_conifers():
+    rng = np.random.default_rng(5)
+    hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
+    values = _season(hist, MIXED) + rng.normal(0, 0.01, (hist.size,) + SHAPE)
+    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+                      coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
+                              "x": np.arange(SHAPE[1], dtype=float)})
+    mask = np.ones(SHAPE, dtype=np.uint8)
+    mask[0, :] = 0  # not forest: no stratum
+    monitor = build_monitor({"class": "IQR", **MONITOR_DEFAULTS["IQR"]}, mask)
+    monitor.fit(da, method="OLS")
+    strata = seasonality_strata(monitor)
+    assert strata.dtype == np.uint8
+    np.testing.assert_array_equal(strata[1:], BROADLEAVED[1:].astype(np.uint8))
+    assert not strata[0].any()
+    # computed once per monitor
+    assert SEASONAL.strata_of(monitor) is SEASONAL.strata_of(monitor)
+    assert SCREEN.strata_of(monitor) is None
+
+
+def test_otsu_threshold_separates_two_modes():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0.1, 0.02, 6000), rng.normal(0.4, 0.05, 4000)])
+    threshold = otsu_threshold(values)
+    assert 0.18 < threshold < 0.3
+    assert ((values > threshold) == (np.arange(values.size) >= 6000)).mean() > 0.999

@@ -126,6 +126,20 @@ def test_the_configured_candidate_comes_first_and_is_not_repeated_by_a_grid():
             tuple(sorted(IQR["fit"].items()))) in triples(cands[:1])
 
 
+def test_grid_names_say_which_screen_a_candidate_runs():
+    cfg = small_config(index="NBR", strategy={"include_configured": False, "grid": [
+        {"index": ["NBR"], "class": ["IQR"],
+         "regional_screening": [{}, {"by_seasonality": False}, None]}]})
+    assert cfg["monitor"]["regional_screening"]["by_seasonality"] is True  # the default
+    cands, _ = expand_candidates(cfg)
+    names = [c.name for c in cands]
+    assert names[0] == "NBR IQR"
+    assert names[1].startswith("NBR IQR screen=") and names[1].endswith("/all-forest")
+    assert names[2] == "NBR IQR screen=off"
+    assert [c.monitor["regional_screening"]["by_seasonality"] for c in cands[:2]] == [True,
+                                                                                      False]
+
+
 @pytest.mark.parametrize("strategy, words", [
     ({"candidates": [{"name": "touchy", "monitor": {"params": {"sensitivity": -1}}}]},
      ["strategy.candidates[0]", "'touchy'", "sensitivity", "-1"]),

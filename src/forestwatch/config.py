@@ -177,7 +177,7 @@ def complete_monitor(cls: str, params: dict | None, fit: dict | None, *, where: 
 
 
 #: the keys of ``monitor.regional_screening``
-SCREEN_KEYS = ("window_m", "max_share", "hold_days")
+SCREEN_KEYS = ("window_m", "max_share", "hold_days", "by_seasonality")
 
 
 def complete_screen(base: dict, given: dict | None | str, *, where: str) -> dict:

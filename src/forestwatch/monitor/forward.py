@@ -233,7 +233,7 @@ def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.da
         strength = anomaly_strength(monitor, residuals, process_fraction=params.process_fraction)
         anomalous = observed & (np.nan_to_num(strength) >= 1.0)
         held = screen.regional(observed=observed, anomalous=anomalous, alerts=alerts,
-                               today=(day - EPOCH).days)
+                               today=(day - EPOCH).days, strata=screen.strata_of(monitor))
         if held.any():
             given = np.where(held, np.nan, array).astype(array.dtype)
     monitor.predict = lambda _date: predicted  # for this one call; the method is restored

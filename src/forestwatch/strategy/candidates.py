@@ -68,12 +68,13 @@ def describe(index: str, monitor: dict) -> str:
     rs = monitor.get("regional_screening")
     if rs is not None and rs != SCREEN_DEFAULT:
         parts.append("screen=off" if rs["window_m"] is None else
-                     f"screen={rs['window_m']:g}m/{rs['max_share']:g}/{rs['hold_days']}d")
+                     f"screen={rs['window_m']:g}m/{rs['max_share']:g}/{rs['hold_days']}d"
+                     + ("/seasonal" if rs.get("by_seasonality") else "/all-forest"))
     return " ".join(parts)
 
 
 #: the schema's defaults of monitor.regional_screening (a name shows what differs)
-SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45}
+SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45, "by_seasonality": True}
 
 
 def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
