@@ -3,8 +3,8 @@
 
 The configs only build the DAG: a bbox in EPSG:3035 covering ``cols x rows`` tiles of
 30 x 30 px, ``stac.source: stac_api`` with a URL that is never contacted (no archive job,
-no accuracy job), so the plan is 4 jobs per tile (forest_mask, fit, fast_forward,
-tile_report) plus tiles, mosaic, alert_polygons, alert_statistics and all. Each
+no accuracy job), so the plan is 3 jobs per tile (fit with the forest mask,
+fast_forward, tile_report) plus tiles, mosaic, alert_polygons, alert_statistics and all. Each
 measurement is a fresh process, timed with its peak RSS (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
 the Snakemake inside each cluster job plans before running); and the dry-run once every
 output exists (empty stand-ins), i.e. checking that nothing is pending.
@@ -92,8 +92,9 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
 
     run_layout = RunLayout(workdir / "results" / run)
     layers = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
-    stages = [[run_layout.tiles()], [run_layout.forest_mask(t) for t in tiles],
-              [run_layout.fitted_state(t) for t in tiles],
+    stages = [[run_layout.tiles()],
+              [run_layout.forest_mask(t) for t in tiles]
+              + [run_layout.fitted_state(t) for t in tiles],
               [run_layout.current_state(t) for t in tiles],
               [run_layout.report(t, layer) for t in tiles for layer in layers]
               + [run_layout.alert_pieces(t) for t in tiles],

@@ -1,6 +1,10 @@
-# Where a tile's monitoring state is made and brought forward:
-#   fit           history period          -> state/fitted/{tile}.nc
+# Where a tile's forest mask and monitoring state are made and brought forward:
+#   fit           history period          -> forest_mask/{tile}.tif + state/fitted/{tile}.nc
 #   fast_forward  fitted state + new data -> state/current/{tile}.nc, up to fast_forward.until
+# The fit job makes the mask too (one job and, with the history rule, one read of the
+# history for both); the mask is an update() output, kept when it was made from the same
+# inputs (forestwatch.forest_mask.kept_mask), so that a monitor change refits without a
+# new mask and a mask change refits. 1 = forest (monitored), 0 = not forest.
 # The current state is updated in place (update()): the daily run's update_tile brings it
 # further, and a rerun of fast_forward continues from it, never from the fit again unless
 # the fit itself changed (forestwatch.monitor.advance). Its one writer is
@@ -10,9 +14,12 @@
 rule fit:
     input:
         catalog=ancient_catalog(),
-        mask=RUN.forest_mask("{tile}"),
+        tree_cover=get_tree_cover(),
+        model=MODEL_FILES[0] if MODEL_FILES else [],
+        model_description=MODEL_FILES[1] if MODEL_FILES else [],
     output:
-        RUN.fitted_state("{tile}"),
+        mask=update(RUN.forest_mask("{tile}")),
+        state=RUN.fitted_state("{tile}"),
     log:
         RUN.log("fit", "{tile}"),
     benchmark:
@@ -23,6 +30,7 @@ rule fit:
     resources:
         mem_mb=3000,
     params:
+        mask_cfg=forest_mask_config(),
         cfg=config_slice(
             "grid",
             *SOURCE,

@@ -275,10 +275,9 @@ def test_daily_runs_update_every_member_as_one_fast_forward(small_archive, tmp_p
     daily, once = RunLayout(tmp_path / "daily"), RunLayout(tmp_path / "once")
     tiles = make_tiles(cfg)
     for tile in tiles:
-        steps.forest_mask(cfg, tile.id, None, cfg["forest_mask"]["file"]["path"],
-                          daily.forest_mask(tile.id))
-        steps.fit(cfg, tile.id, str(published), daily.forest_mask(tile.id),
-                  daily.fitted_state(tile.id))
+        steps.fit(cfg, tile.id, str(published), mask_cfg=cfg, mask_out=daily.forest_mask(tile.id),
+                  out=daily.fitted_state(tile.id),
+                  tree_cover=cfg["forest_mask"]["file"]["path"])
         steps.fast_forward(cfg, tile.id, str(published), daily.root,
                            daily.current_state(tile.id))
         Path(once.fitted_state(tile.id)).parent.mkdir(parents=True, exist_ok=True)

@@ -103,10 +103,9 @@ def base(archive):
              dt.date.fromisoformat(CATCH_UP))
     layout = RunLayout(archive["root"] / "base")
     for tile in make_tiles(cfg):
-        steps.forest_mask(cfg, tile.id, None, cfg["forest_mask"]["file"]["path"],
-                          layout.forest_mask(tile.id))
-        steps.fit(cfg, tile.id, cfg["stac"]["catalog"], layout.forest_mask(tile.id),
-                  layout.fitted_state(tile.id))
+        steps.fit(cfg, tile.id, cfg["stac"]["catalog"], mask_cfg=cfg,
+                  mask_out=layout.forest_mask(tile.id), out=layout.fitted_state(tile.id),
+                  tree_cover=cfg["forest_mask"]["file"]["path"])
         steps.fast_forward(cfg, tile.id, cfg["stac"]["catalog"], layout.root,
                            layout.current_state(tile.id))
     return layout

@@ -201,6 +201,81 @@ def test_mask_from_rule_without_items(small_archive):
         mask_from_rule(tile, [], cfg["forest_mask"]["rule"], cfg["stac"])
 
 
+# --------------------------------------------------------------------------- the fit job
+
+
+def test_the_fit_job_makes_the_rule_mask_from_the_fits_own_read(tmp_path, small_archive,
+                                                                 monkeypatch):
+    """Rule ``fit`` writes the mask and the fitted state from one read of the history: the
+    same mask as the rule alone, and a second job with only the monitor changed keeps the
+    mask file (reading once, for the fit); a changed rule makes a new mask."""
+    import forestwatch.stac as stac
+    from forestwatch import steps
+    from forestwatch.config import deep_update, validate_config
+    from forestwatch.forest_mask import read_mask_provenance
+    from forestwatch.state import load_state
+
+    cfg = small_archive["cfg"]
+    assert cfg["forest_mask"]["method"] == "rule"
+    tile = make_tiles(cfg)[0]
+    assert max(tile.shape) <= cfg["monitor"]["block_size"]  # one block: one read per load
+    reads = []
+    real = stac.read_slices
+    monkeypatch.setattr(stac, "read_slices", lambda *a, **k: reads.append(1) or real(*a, **k))
+    mask_path, state_path = tmp_path / "mask.tif", tmp_path / "fitted.nc"
+
+    def fit(config):
+        # the mask's slice of the config, as rule fit's params.mask_cfg
+        mask_cfg = {k: config[k] for k in ("grid", "stac", "history", "forest_mask")}
+        reads.clear()
+        steps.fit(config, tile.id, small_archive["catalog"], mask_cfg=mask_cfg,
+                  mask_out=mask_path, out=state_path)
+        return len(reads)
+
+    assert fit(cfg) == 1
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
+                         cfg["history"]["end"], small_archive["catalog"])
+    alone = mask_from_rule(tile, items, cfg["forest_mask"]["rule"], cfg["stac"])
+    np.testing.assert_array_equal(read_mask(mask_path, tile), alone)
+    provenance = read_mask_provenance(mask_path)
+    assert provenance["method"] == "rule" and "made_from_sha256" not in provenance
+    assert load_state(state_path).forest_mask == provenance
+    made = mask_path.stat().st_mtime_ns
+
+    other_monitor = validate_config(deep_update(cfg, {"monitor": {"params": {"sensitivity": 3.0}}}))
+    assert fit(other_monitor) == 1  # the fit's read alone
+    assert mask_path.stat().st_mtime_ns == made
+    assert load_state(state_path).members[0].monitor_config["params"]["sensitivity"] == 3.0
+
+    stricter = validate_config(deep_update(cfg, {"forest_mask": {"rule": {"ndvi_min": 0.8}}}))
+    assert fit(stricter) == 1
+    assert mask_path.stat().st_mtime_ns != made
+    assert read_mask(mask_path, tile).sum() < alone.sum()
+
+
+def test_a_mask_from_other_inputs_is_made_again(tmp_path, small_archive):
+    """The kept-mask check: same config and tile -> kept; another tile, config or a
+    replaced input file -> made again; a broken file counts as absent."""
+    from forestwatch.forest_mask import kept_mask, mask_key
+
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    cover = tmp_path / "cover.tif"
+    cover.write_bytes(b"x" * 10)
+    key = mask_key(cfg, tile.id, [cover])
+    path = tmp_path / "mask.tif"
+    assert kept_mask(path, tile, key) is None  # no file
+    write_mask(np.ones(tile.shape, dtype=np.uint8), tile, path, "unit test", made_from=key)
+    mask, provenance = kept_mask(path, tile, key)
+    assert mask.all() and provenance["source"] == "unit test"
+    assert mask_key(cfg, "X0000_Y0000", [cover]) != key
+    assert mask_key({**cfg, "history": {"start": "2020-01-01"}}, tile.id, [cover]) != key
+    cover.write_bytes(b"y" * 11)
+    assert kept_mask(path, tile, mask_key(cfg, tile.id, [cover])) is None
+    path.write_bytes(b"not a tiff")
+    assert kept_mask(path, tile, key) is None
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -1,7 +1,7 @@
 """The model forest mask (forestwatch.forest_mask.model): a tiny ONNX model built here gives
 exactly the mask its formula gives; descriptions that do not match the model, a missing
 file and a changed model are refused with messages naming the field; memory is bounded by
-the block; the workflow's forest_mask rule with ``method: model`` writes its provenance."""
+the block; the workflow's fit rule with ``method: model`` writes the mask's provenance."""
 
 from __future__ import annotations
 
@@ -330,4 +330,4 @@ def test_workflow_model_mask_records_its_provenance(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     override.write_text(yaml.safe_dump({"forest_mask": {"method": "model"}}))
     proc = snakemake(tmp_path, "-n", run.forest_mask(tile), configfiles=(override,))
-    assert re.search(r"^forest_mask\s+1\s*$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^fit\s+1\s*$", proc.stdout, re.M), proc.stdout

@@ -33,7 +33,8 @@ class RunLayout:
         return self._p("grid", "tiles.gpkg")
 
     def forest_mask(self, tile: str) -> str:
-        """uint8 GeoTIFF, 1 = forest (rule ``forest_mask``)."""
+        """uint8 GeoTIFF, 1 = forest (rule ``fit``, with the fitted state; kept while made
+        from the same inputs, :func:`forestwatch.forest_mask.kept_mask`)."""
         return self._p("forest_mask", f"{tile}.tif")
 
     # -- monitoring states ---------------------------------------------------------------

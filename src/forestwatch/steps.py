@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+
+import numpy as np
 
 from .grid import make_tiles, tile_by_id, write_tiles
 from .io import write_json
@@ -42,31 +45,53 @@ def _history_items(cfg: dict, tile, catalog: str | None):
 def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | None,
                 out: str | Path, threads: int = 1, *, model: str | None = None,
                 model_description: str | None = None) -> None:
-    """The tile's forest mask by ``forest_mask.method``: from the tree-cover raster
-    ``tree_cover`` (``file``), the history rule (``rule``), or a tree-cover model
-    (``model``: the ONNX file ``model`` and its description file ``model_description``,
-    as :func:`forestwatch.forest_mask.model.model_files` resolves them; none for the
-    xinfereo backend). What made it is written into the mask's tags."""
-    from .forest_mask import mask_from_rule, mask_from_tree_cover, write_mask
-
+    """The tile's forest mask alone (the workflow makes it in the fit job, :func:`fit`;
+    this is for benchmarks and tests). See :func:`_make_mask`."""
     tile = tile_by_id(cfg, tile_id)
+    mask, source, provenance = _make_mask(cfg, tile, catalog, tree_cover, model,
+                                          model_description, threads)
+    _write_mask(mask, tile, out, source, provenance)
+
+
+def _make_mask(cfg: dict, tile, catalog: str | None, tree_cover: str | None,
+               model: str | None, model_description: str | None, threads: int):
+    """(mask, source sentence, provenance tags) by ``forest_mask.method``: from the
+    tree-cover raster ``tree_cover`` (``file``), the history rule (``rule``), or a
+    tree-cover model (``model``: the ONNX file ``model`` and its description file
+    ``model_description``, as :func:`forestwatch.forest_mask.model.model_files` resolves
+    them; none for the xinfereo backend)."""
+    from .forest_mask import mask_from_rule, mask_from_tree_cover
+
     fm = cfg["forest_mask"]
     if fm["method"] == "file":
         mask = mask_from_tree_cover(tile, tree_cover, fm["file"]["threshold"],
                                     fm["file"]["resampling"])
-        source = f"tree cover >= {fm['file']['threshold']} % from {Path(tree_cover).name}"
-        provenance = {"method": "file", "tree_cover": Path(tree_cover).name,
-                      "threshold": fm["file"]["threshold"]}
-    elif fm["method"] == "model":
-        mask, source, provenance = _model_mask(cfg, tile, catalog, model, model_description,
-                                               threads)
-    else:
-        items = _history_items(cfg, tile, catalog)
-        mask = mask_from_rule(tile, items, fm["rule"], cfg["stac"], threads=threads)
-        source = f"harmonic-intercept rule {json.dumps(fm['rule'], sort_keys=True)}"
-        provenance = {"method": "rule"}
-    write_mask(mask, tile, out, source, provenance=provenance)
-    log.info("tile %s: %d forest pixels of %d", tile_id, int(mask.sum()), mask.size)
+        return mask, *_file_mask_provenance(fm, tree_cover)
+    if fm["method"] == "model":
+        return _model_mask(cfg, tile, catalog, model, model_description, threads)
+    items = _history_items(cfg, tile, catalog)
+    mask = mask_from_rule(tile, items, fm["rule"], cfg["stac"], threads=threads)
+    return mask, *_rule_mask_provenance(fm)
+
+
+def _file_mask_provenance(fm: dict, tree_cover: str) -> tuple[str, dict]:
+    return (f"tree cover >= {fm['file']['threshold']} % from {Path(tree_cover).name}",
+            {"method": "file", "tree_cover": Path(tree_cover).name,
+             "threshold": fm["file"]["threshold"]})
+
+
+def _rule_mask_provenance(fm: dict) -> tuple[str, dict]:
+    return (f"harmonic-intercept rule {json.dumps(fm['rule'], sort_keys=True)}",
+            {"method": "rule"})
+
+
+def _write_mask(mask, tile, out: str | Path, source: str, provenance: dict, *,
+                made_from: str | None = None) -> None:
+    """Write the mask with what made it in its tags."""
+    from .forest_mask import write_mask
+
+    write_mask(mask, tile, out, source, provenance=provenance, made_from=made_from)
+    log.info("tile %s: %d forest pixels of %d", tile.id, int(mask.sum()), mask.size)
 
 
 def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
@@ -91,20 +116,66 @@ def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
     return mask, source, provenance
 
 
-def fit(cfg: dict, tile_id: str, catalog: str | None, mask_path: str | Path,
-        out: str | Path, threads: int = 1) -> None:
-    from .forest_mask import read_mask, read_mask_provenance
+def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
+        mask_out: str | Path, out: str | Path, tree_cover: str | None = None,
+        model: str | None = None, model_description: str | None = None,
+        threads: int = 1) -> None:
+    """The tile's forest mask and fitted state, in one job (rule ``fit``).
+
+    The mask file ``mask_out`` is kept when it was made from the same inputs
+    (:func:`forestwatch.forest_mask.kept_mask`: ``mask_cfg``, the tile, the input files),
+    so that a change of the monitor refits without making the mask again; otherwise it
+    is made by ``forest_mask.method``. With the history rule, the mask is classified from
+    the fit's own read of the history, block by block (one read for both). ``cfg`` holds
+    the fit's config sections, ``mask_cfg`` the mask's (the rule's ``params``). What made
+    the mask is copied into the state (``TileState.forest_mask``)."""
+    from .forest_mask import (
+        kept_mask,
+        mask_key,
+        no_history_error,
+        read_mask_provenance,
+        rule_classifier,
+    )
     from .monitor import fit_tile
     from .state import save_state
 
     tile = tile_by_id(cfg, tile_id)
-    mask = read_mask(mask_path, tile)
+    inputs = [p for p in (tree_cover, model, model_description) if p]
+    key = mask_key(mask_cfg, tile_id, inputs)
     items = _history_items(cfg, tile, catalog)
-    state = fit_tile(tile, items, mask, cfg, threads=threads)
-    state.forest_mask = read_mask_provenance(mask_path)
+    fm = mask_cfg["forest_mask"]
+    kept = kept_mask(mask_out, tile, key)
+    if kept is not None:
+        mask, _ = kept
+        _touch_after(mask_out, inputs)
+        log.info("tile %s: forest mask kept (made from the same inputs): %s", tile_id,
+                 mask_out)
+        state = fit_tile(tile, items, mask, cfg, threads=threads)
+    elif fm["method"] == "rule":
+        if not items:
+            raise no_history_error(tile)
+        mask = np.zeros(tile.shape, dtype=np.uint8)
+        state = fit_tile(tile, items, mask, cfg, threads=threads,
+                         classify_mask=rule_classifier(fm["rule"]))
+        source, provenance = _rule_mask_provenance(fm)
+        _write_mask(mask, tile, mask_out, source, provenance, made_from=key)
+    else:
+        mask, source, provenance = _make_mask({**cfg, **mask_cfg}, tile, catalog, tree_cover,
+                                              model, model_description, threads)
+        _write_mask(mask, tile, mask_out, source, provenance, made_from=key)
+        state = fit_tile(tile, items, mask, cfg, threads=threads)
+    state.forest_mask = read_mask_provenance(mask_out)
     digest = save_state(state, out)
     log.info("tile %s: fitted %s on %d items, state %s (sha256 %s)", tile_id,
              cfg["monitor"]["class"], len(items), out, digest[:12])
+
+
+def _touch_after(path: str | Path, inputs: list[str]) -> None:
+    """Set the kept mask's time to now when an input file is newer (touched, same
+    content): otherwise Snakemake would plan the fit again on every run."""
+    made = Path(path).stat().st_mtime
+    if any(Path(p).stat().st_mtime > made for p in inputs):
+        os.utime(path)
 
 
 def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):

@@ -25,7 +25,8 @@ _PUBLIC = {
     "blocks": "._blocks",
     "mask_from_tree_cover": "._file", "read_mask": "._file",
     "read_mask_provenance": "._file", "write_mask": "._file",
-    "harmonic_intercept": "._rule", "mask_from_rule": "._rule",
+    "harmonic_intercept": "._rule", "mask_from_rule": "._rule", "rule_classifier": "._rule",
+    "no_history_error": "._rule", "kept_mask": "._file", "mask_key": "._file",
     "ModelDescription": ".model", "ModelError": ".model", "load_model": ".model",
     "mask_from_model": ".model",
 }

@@ -106,26 +106,12 @@ def harmonic_intercept(da: xr.DataArray, *, exclude: np.ndarray | None = None
             valid.sum(axis=0).reshape(shape).astype(np.int32))
 
 
-def mask_from_rule(
-    tile: Tile,
-    items: Sequence[pystac.Item],
-    rule: dict,
-    stac_cfg: dict,
-    block_size: int = 512,
-    loader: Callable[..., xr.Dataset] = load_reflectance,
-    threads: int = 1,
-) -> np.ndarray:
-    """Forest where the history's NDVI intercept is >= ``ndvi_min`` and the SWIR
-    intercept (``swir_band``, reflectance) is <= ``swir_max`` (after Zhu et al. 2012),
-    with at least ``min_observations`` clear observations (after the screening of low
-    outliers, ``screen_low_outliers``; module docstring)."""
-    if not items:
-        raise NoDataError(
-            f"tile {tile.id}: no acquisition in the history period to derive the forest mask "
-            "from; widen history or use forest_mask.method: file."
-        )
+def rule_classifier(rule: dict) -> tuple[list[str], Callable[[xr.Dataset], np.ndarray]]:
+    """The rule ``forest_mask.rule`` as (the logical bands it reads, a classifier of one
+    block's reflectance cube -> bool (y, x), True = forest). The mask rule runs it block by
+    block on its own loads (:func:`mask_from_rule`); the fit runs it on the blocks it loads
+    anyway (:func:`forestwatch.monitor.fit_tile`), so that the history is read once."""
     swir = rule["swir_band"]
-
     k = rule["screen_low_outliers"]
 
     def classify_strip(cube: xr.Dataset) -> np.ndarray:
@@ -147,7 +133,34 @@ def mask_from_rule(
             forest[r:r + rows] = classify_strip(cube.isel(y=slice(r, r + rows)))
         return forest
 
-    mask = mask_by_block(tile, items, bands=["red", "nir", swir], classify=classify,
+    return ["red", "nir", swir], classify
+
+
+def no_history_error(tile: Tile) -> NoDataError:
+    """The error of a rule mask without any acquisition in the history period."""
+    return NoDataError(
+        f"tile {tile.id}: no acquisition in the history period to derive the forest mask "
+        "from; widen history or use forest_mask.method: file."
+    )
+
+
+def mask_from_rule(
+    tile: Tile,
+    items: Sequence[pystac.Item],
+    rule: dict,
+    stac_cfg: dict,
+    block_size: int = 512,
+    loader: Callable[..., xr.Dataset] = load_reflectance,
+    threads: int = 1,
+) -> np.ndarray:
+    """Forest where the history's NDVI intercept is >= ``ndvi_min`` and the SWIR
+    intercept (``swir_band``, reflectance) is <= ``swir_max`` (after Zhu et al. 2012),
+    with at least ``min_observations`` clear observations (after the screening of low
+    outliers, ``screen_low_outliers``; module docstring)."""
+    if not items:
+        raise no_history_error(tile)
+    bands, classify = rule_classifier(rule)
+    mask = mask_by_block(tile, items, bands=bands, classify=classify,
                          stac_cfg=stac_cfg, block_size=block_size, loader=loader,
                          threads=threads)
     log.info("tile %s: rule mask marks %.1f %% forest", tile.id, 100 * mask.mean())

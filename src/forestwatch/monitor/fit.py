@@ -39,12 +39,18 @@ def fit_tile(
     cfg: dict,
     loader: Callable[..., xr.Dataset] = load_reflectance,
     threads: int = 1,
+    *,
+    classify_mask: tuple[Sequence[str], Callable[[xr.Dataset], np.ndarray]] | None = None,
 ) -> TileState:
     """Fit the configured monitor (every member of a consensus, from one read of the bands
     per block) on ``items`` (the history) for ``tile``.
 
-    ``mask`` is the tile's forest mask (uint8, 1 = forest, tile shape). Raises
-    :class:`NoDataError` when there is no acquisition to fit on.
+    ``mask`` is the tile's forest mask (uint8, 1 = forest, tile shape). With
+    ``classify_mask`` (the bands a forest rule reads and its classifier of a block's
+    cube, :func:`forestwatch.forest_mask.rule_classifier`), ``mask`` is filled here
+    instead, block by block, from the same read as the fit: the history is read once for
+    the mask and the fit. Raises :class:`NoDataError` when there is no acquisition to fit
+    on.
     """
     if not items:
         raise NoDataError(
@@ -61,11 +67,19 @@ def fit_tile(
     fitted = [_Fitted() for _ in members]
     unreadable: list[dict] = []  # assets skipped by stac.on_unreadable_asset: skip
     for rows, cols in _blocks(tile.shape, block):
+        gbox = tile.geobox[rows, cols]
+        if classify_mask is not None:
+            # the mask rule's bands with the fit's, in one read; the rule's own go after
+            rule_bands, classify = classify_mask
+            cube = loader(items, gbox, list(dict.fromkeys([*bands, *rule_bands])),
+                          cfg["stac"], threads=threads)
+            mask[rows, cols] = classify(cube)
+            cube = cube[bands]
         sub_mask = mask[rows, cols]
         if not (sub_mask == 1).any():
             continue  # nothing to monitor here; arrays keep their zero fill
-        gbox = tile.geobox[rows, cols]
-        cube = loader(items, gbox, bands, cfg["stac"], threads=threads)
+        if classify_mask is None:
+            cube = loader(items, gbox, bands, cfg["stac"], threads=threads)
         collect_unreadable(unreadable, cube)
         indices: dict[str, xr.DataArray] = {}
         for member, out in zip(members, fitted, strict=True):
