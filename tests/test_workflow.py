@@ -115,7 +115,7 @@ def test_changing_the_mask_rule_refits_every_tile(run, tmp_path):
 
 def test_forcing_one_tiles_fit_reruns_only_that_tile(run):
     """E.g. after editing the tile's mask by hand: the fit keeps the edited mask (its tags
-    still say what it was made from) and refits on it (README, Forest mask)."""
+    still say what it was made from) and refits on it (README, "Runs are incremental")."""
     args = ("--forcerun", str(RUN.fitted_state(TILES[0])))
     jobs = planned_jobs(run, *args)
     assert jobs["fit"] == 1 and jobs["fast_forward"] == 1 and jobs["tile_report"] == 1
