@@ -10,10 +10,11 @@ and, unless ``include_configured`` is false, the workflow's own configuration.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from dataclasses import dataclass
 
-from ..config import MONITOR_DEFAULTS, ConfigError, complete_monitor_with_screen
+from ..config import MONITOR_DEFAULTS, ConfigError, complete_monitor_with_screen, load_schema
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,18 @@ def describe(index: str, monitor: dict) -> str:
     parts += [f"{k}={v}" for k, v in sorted(monitor["fit"].items())
               if default["fit"].get(k, object()) != v]
     rs = monitor.get("regional_screening")
-    if rs is not None and rs != SCREEN_DEFAULT:
+    if rs is not None and rs != screen_defaults():
         parts.append("screen=off" if rs["window_m"] is None else
                      f"screen={rs['window_m']:g}m/{rs['max_share']:g}/{rs['hold_days']}d"
                      + ("/seasonal" if rs.get("by_seasonality") else "/all-forest"))
     return " ".join(parts)
 
 
-#: the schema's defaults of monitor.regional_screening (a name shows what differs)
-SCREEN_DEFAULT = {"window_m": 2000, "max_share": 0.3, "hold_days": 45, "by_seasonality": True}
+@functools.cache
+def screen_defaults() -> dict:
+    """The schema's defaults of ``monitor.regional_screening`` (a name shows what differs)."""
+    props = load_schema()["properties"]["monitor"]["properties"]["regional_screening"]
+    return {k: v["default"] for k, v in props["properties"].items()}
 
 
 def expand_candidates(cfg: dict) -> tuple[list[Candidate], list[Consensus]]:
