@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +145,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     fm = mask_cfg["forest_mask"]
     kept = kept_mask(mask_out, tile, key)
     if kept is not None:
-        mask, _ = kept
-        _touch_after(mask_out, inputs)
+        mask, provenance = kept
         log.info("tile %s: forest mask kept (made from the same inputs): %s", tile_id,
                  mask_out)
         state = fit_tile(tile, items, mask, cfg, threads=threads)
@@ -164,18 +162,11 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
                                               model, model_description, threads)
         _write_mask(mask, tile, mask_out, source, provenance, made_from=key)
         state = fit_tile(tile, items, mask, cfg, threads=threads)
-    state.forest_mask = read_mask_provenance(mask_out)
+    # what made the mask, as its tags say (written just now, or kept)
+    state.forest_mask = provenance if kept is not None else read_mask_provenance(mask_out)
     digest = save_state(state, out)
     log.info("tile %s: fitted %s on %d items, state %s (sha256 %s)", tile_id,
              cfg["monitor"]["class"], len(items), out, digest[:12])
-
-
-def _touch_after(path: str | Path, inputs: list[str]) -> None:
-    """Set the kept mask's time to now when an input file is newer (touched, same
-    content): otherwise Snakemake would plan the fit again on every run."""
-    made = Path(path).stat().st_mtime
-    if any(Path(p).stat().st_mtime > made for p in inputs):
-        os.utime(path)
 
 
 def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):

@@ -65,9 +65,9 @@ class RegionalScreen:
     hold_days: int
     #: compare each pixel with the window's forest of its own seasonality only
     by_seasonality: bool = False
-    #: strata already computed, by monitor (id -> (monitor, labels)); the monitor is kept
-    #: so that its id is not reused while it is cached
-    _strata: dict = field(default_factory=dict, compare=False, repr=False)
+    #: the last monitor's strata, ``[(monitor, labels)]``: a screen serves one monitor
+    #: (one per member and run, or per candidate and tile)
+    _strata: list = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: dict) -> RegionalScreen | None:
@@ -88,10 +88,9 @@ class RegionalScreen:
         None without ``by_seasonality``."""
         if not self.by_seasonality:
             return None
-        key = id(monitor)
-        if key not in self._strata:
-            self._strata[key] = (monitor, seasonality_strata(monitor))
-        return self._strata[key][1]
+        if not self._strata or self._strata[0][0] is not monitor:
+            self._strata[:] = [(monitor, seasonality_strata(monitor))]
+        return self._strata[0][1]
 
     def regional(self, *, observed: np.ndarray, anomalous: np.ndarray,
                  alerts: AlertLayers, today: int, strata: np.ndarray | None = None
@@ -165,12 +164,13 @@ def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
         return float(hi)
     counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
     centres = 0.5 * (edges[:-1] + edges[1:])
+    # each split between two bins: pixels and first moments below it, and in all
     weight = np.cumsum(counts)[:-1].astype(np.float64)
-    total = counts.sum()
-    moment = np.cumsum(counts * centres)[:-1]
+    moments = np.cumsum(counts * centres)
+    moment, total, total_moment = moments[:-1], counts.sum(), moments[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_low = moment / weight
-        mean_high = (moment[-1] + counts[-1] * centres[-1] - moment) / (total - weight)
+        mean_high = (total_moment - moment) / (total - weight)
         between = weight * (total - weight) * (mean_low - mean_high) ** 2
     return float(edges[1:-1][int(np.nanargmax(between))])
 
