@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +228,8 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
             img = np.full(shape, 255, dtype=np.uint8)
             img[px.rows - rows.start, px.cols - cols.start] = result.quicklooks[name].status
             ax.imshow(img, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(f"{rank}. {name[:40]}", fontsize=8)
+            # wrapped, not cut: a name's end says which screen it runs (/seasonal)
+            ax.set_title(textwrap.fill(f"{rank}. {name}", 44), fontsize=8)
             ax.axis("off")
         fig.legend(handles=[Patch(color=np.array(rgba) / 255, label=label)
                             for label, rgba in STATUS_CLASSES.values()]
