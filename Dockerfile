@@ -20,7 +20,6 @@ COPY src ./src
 RUN pip install -e .
 COPY Snakefile ./
 COPY rules ./rules
-COPY scripts ./scripts
 COPY config ./config
 COPY envs ./envs
 COPY profiles ./profiles

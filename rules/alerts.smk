@@ -11,12 +11,10 @@ rule alert_polygons:
         update(RUN.alert_polygons()),
     log:
         RUN.log("alert_polygons"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("grid.resolution", "alerts.min_mapping_unit_ha"),
-    script:
-        "../scripts/alert_polygons.py"
+    run:
+        run_job(jobs.alert_polygons, input, output, params, wildcards, threads, log)
 
 
 rule alert_statistics:
@@ -26,9 +24,7 @@ rule alert_statistics:
         **get_alert_statistics_output(),
     log:
         RUN.log("alert_statistics"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("grid.resolution", "grid.crs", "alerts.regions"),
-    script:
-        "../scripts/alert_statistics.py"
+    run:
+        run_job(jobs.alert_statistics, input, output, params, wildcards, threads, log)

@@ -18,9 +18,7 @@ rule synthetic_archive:
         summary=f"{SYNTHETIC}/truth/truth.json",
     log:
         f"{SYNTHETIC}/synthetic_archive.log",
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("aoi", "grid", "synthetic"),
-    script:
-        "../scripts/synthetic_archive.py"
+    run:
+        run_job(jobs.synthetic_archive, input, output, params, wildcards, threads, log)

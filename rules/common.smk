@@ -9,6 +9,11 @@ from forestwatch.forest_mask.model import ModelDescription, model_files
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
 from forestwatch.layout import RunLayout, run_root
 
+# every rule's run: block is `run_job(jobs.<rule>, ...)`: the job runs in this process
+# (a thread, with force-use-threads from profiles/default), not in a new Python
+from forestwatch import jobs
+from forestwatch.workflow import run_job
+
 try:
     _validated = validate_config(config)
 except ConfigError as err:

@@ -18,8 +18,6 @@ rule update_tile:
         RUN.update_log("{run}", "{tile}"),
     benchmark:
         RUN.update_benchmark("{run}", "{tile}")
-    conda:
-        "../envs/forestwatch.yaml"
     # one thread: a day or two per tile is a few reads; tiles side by side use the cores
     # better (BENCHMARKS.md, the daily run at scale)
     threads: 1
@@ -37,5 +35,5 @@ rule update_tile:
             "alerts.process_fraction",
             "alerts.recovery_observations",
         ),
-    script:
-        "../scripts/update_tile.py"
+    run:
+        run_job(jobs.update_tile, input, output, params, wildcards, threads, log)

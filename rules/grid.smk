@@ -6,9 +6,7 @@ rule tiles:
         RUN.tiles(),
     log:
         RUN.log("tiles"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("aoi", "grid"),
-    script:
-        "../scripts/tiles.py"
+    run:
+        run_job(jobs.tiles, input, output, params, wildcards, threads, log)

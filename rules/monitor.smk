@@ -24,8 +24,6 @@ rule fit:
         RUN.log("fit", "{tile}"),
     benchmark:
         RUN.benchmark("fit", "{tile}")
-    conda:
-        "../envs/forestwatch.yaml"
     threads: 2
     resources:
         mem_mb=3000,
@@ -42,8 +40,8 @@ rule fit:
             "monitor.block_size",
             *CONSENSUS,
         ),
-    script:
-        "../scripts/fit.py"
+    run:
+        run_job(jobs.fit, input, output, params, wildcards, threads, log)
 
 
 rule fast_forward:
@@ -56,8 +54,6 @@ rule fast_forward:
         RUN.log("fast_forward", "{tile}"),
     benchmark:
         RUN.benchmark("fast_forward", "{tile}")
-    conda:
-        "../envs/forestwatch.yaml"
     threads: 2
     resources:
         mem_mb=2000,
@@ -78,5 +74,5 @@ rule fast_forward:
             "alerts.process_fraction",
             "alerts.recovery_observations",
         ),
-    script:
-        "../scripts/fast_forward.py"
+    run:
+        run_job(jobs.fast_forward, input, output, params, wildcards, threads, log)

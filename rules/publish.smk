@@ -12,12 +12,10 @@ rule wms_mapfile:
         RUN.wms_mapfile(),
     log:
         RUN.log("wms_mapfile"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("run_name", "grid.crs", "history.end", "fast_forward.until"),
-    script:
-        "../scripts/wms_mapfile.py"
+    run:
+        run_job(jobs.wms_mapfile, input, output, params, wildcards, threads, log)
 
 
 rule qgis_styles:
@@ -27,13 +25,11 @@ rule qgis_styles:
         [style_of(e.name) for e in published_layers()],
     log:
         RUN.log("qgis_styles"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("history.end", "fast_forward.until"),
         styles={e.name: style_of(e.name) for e in published_layers()},
-    script:
-        "../scripts/qgis_styles.py"
+    run:
+        run_job(jobs.qgis_styles, input, output, params, wildcards, threads, log)
 
 
 rule stac_catalog:
@@ -44,8 +40,6 @@ rule stac_catalog:
         tile_items=[RUN.stac_item(t) for t in TILES] + [RUN.stac_item("mosaic")],
     log:
         RUN.log("stac_catalog"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("run_name", "grid", "index", "monitor", *CONSENSUS, "history"),
         tiles=TILES,
@@ -54,8 +48,8 @@ rule stac_catalog:
         rasters=published_rasters(),
         source=config["stac"]["url"] or get_catalog() or None,
         item_ids=TILES + ["mosaic"],
-    script:
-        "../scripts/stac_catalog.py"
+    run:
+        run_job(jobs.stac_catalog, input, output, params, wildcards, threads, log)
 
 
 rule report_figures:
@@ -95,11 +89,9 @@ rule report_figures:
         ),
     log:
         RUN.log("report_figures"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("history.end", "fast_forward.until"),
         rasters=published_rasters(),
         dates=get_tile_reports("detection_date"),
-    script:
-        "../scripts/report_figures.py"
+    run:
+        run_job(jobs.report_figures, input, output, params, wildcards, threads, log)

@@ -12,12 +12,10 @@ rule tile_report:
         pieces=RUN.alert_pieces("{tile}"),
     log:
         RUN.log("tile_report", "{tile}"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("alerts.confidence_half"),
-    script:
-        "../scripts/tile_report.py"
+    run:
+        run_job(jobs.tile_report, input, output, params, wildcards, threads, log)
 
 
 # A tile rewritten in place shows through an unchanged VRT, so the mosaic only depends on
@@ -30,12 +28,10 @@ rule mosaic:
         **{name: RUN.mosaic(name) for name in REPORT_LAYERS},
     log:
         RUN.log("mosaic"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         tiles_by_layer={name: get_tile_reports(name) for name in REPORT_LAYERS},
-    script:
-        "../scripts/mosaic.py"
+    run:
+        run_job(jobs.mosaic, input, output, params, wildcards, threads, log)
 
 
 rule accuracy:
@@ -55,9 +51,7 @@ rule accuracy:
         ),
     log:
         RUN.log("accuracy"),
-    conda:
-        "../envs/forestwatch.yaml"
     params:
         cfg=config_slice("history", "fast_forward", "accuracy"),
-    script:
-        "../scripts/accuracy.py"
+    run:
+        run_job(jobs.accuracy, input, output, params, wildcards, threads, log)

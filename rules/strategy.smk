@@ -29,8 +29,6 @@ rule strategy:
         RUN.log("strategy"),
     benchmark:
         RUN.benchmark("strategy", "all")
-    conda:
-        "../envs/forestwatch.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -48,5 +46,5 @@ rule strategy:
         ),
         tiles=lambda wildcards: get_strategy_tiles(),
         truth_dir=lambda wildcards: get_strategy_truth(),
-    script:
-        "../scripts/strategy.py"
+    run:
+        run_job(jobs.strategy, input, output, params, wildcards, threads, log)

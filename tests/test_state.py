@@ -657,3 +657,23 @@ def test_store_removes_what_a_killed_write_left(tmp_path, ndvi, forest_mask):
     other.write_bytes(b"x")
     store.commit(state)
     assert not debris.exists() and other.exists()
+
+
+def test_states_read_and_written_from_threads_at_once(saved, tmp_path):
+    """Jobs run in threads of one process (forestwatch.jobs) and HDF5 is not thread-safe:
+    without the module's lock, concurrent reads crashed the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, monitor = saved
+
+    def work(k: int) -> bool:
+        for i in range(6):
+            state = load_state(path)
+            save_state(state, tmp_path / f"copy_{k}_{i % 2}.nc")
+            ledger, digest = read_ledger(tmp_path / f"copy_{k}_{i % 2}.nc")
+            assert digest and monitors_equal(load_state(tmp_path / f"copy_{k}_{i % 2}.nc").monitor,
+                                             monitor)
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))

@@ -61,6 +61,19 @@ def test_run_produces_every_output(run):
     assert "done in" in (run / RUN.log("fast_forward", TILES[0])).read_text()
 
 
+def test_jobs_run_in_the_snakemake_process(run):
+    """force-use-threads (profiles/default): the tile jobs share one process (the
+    Snakemake's), each with its own log."""
+    pids = {}
+    for rule in ("fit", "fast_forward", "tile_report"):
+        for tile in TILES:
+            text = (run / RUN.log(rule, tile)).read_text()
+            pids[rule, tile] = int(re.search(r"in process (\d+)", text).group(1))
+            other = TILES[1 - TILES.index(tile)]
+            assert other not in text, (rule, tile)  # the other tile's job logs elsewhere
+    assert len(set(pids.values())) == 1, pids
+
+
 def test_states_record_how_their_forest_mask_was_made(run):
     from forestwatch.state import load_state
 

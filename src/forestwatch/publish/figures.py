@@ -19,17 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._plot import subplots
 from ..io import atomic_path
 from .layers import Layer, LegendEntry
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig, out: str | Path) -> None:
@@ -41,11 +33,11 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
               *, max_px: int = 1000) -> None:
     """PNG quicklook of the raster ``path`` (a mosaic) drawn as ``entries``."""
     import rasterio
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
     from rasterio.enums import Resampling
 
-    plt = _pyplot()
     with rasterio.open(path) as src:
         scale = max(1.0, max(src.width, src.height) / max_px)
         shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
@@ -59,7 +51,7 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         if nodata is not None:
             hit &= data != nodata
         rgba[hit] = np.array(e.rgba) / 255
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    fig, ax = subplots(figsize=(7.5, 6.5))
     ax.set_facecolor("#f4f4f4")
     extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
     ax.imshow(rgba, extent=extent, interpolation="nearest")
@@ -77,13 +69,12 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
     else:
         cmap = ListedColormap([np.array(e.rgba) / 255 for e in drawn])
         edges = list(range(len(drawn) + 1))
-        mappable = plt.cm.ScalarMappable(norm=BoundaryNorm(edges, cmap.N), cmap=cmap)
+        mappable = ScalarMappable(norm=BoundaryNorm(edges, cmap.N), cmap=cmap)
         bar = fig.colorbar(mappable, ax=ax, ticks=[k + 0.5 for k in range(len(drawn))],
                            fraction=0.05, pad=0.03, shrink=0.8)
         bar.ax.set_yticklabels([e.name for e in drawn], fontsize=8)
         bar.set_label(entry.units or entry.name)
     _save(fig, out)
-    plt.close(fig)
 
 
 def _month(days_since_epoch: np.ndarray) -> np.ndarray:
@@ -160,8 +151,7 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
     with atomic_path(out_tsv) as tmp:
         tmp.write_text("\t".join(cols) + "\n" + "".join(
             "\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    fig, ax = subplots(figsize=(8.5, 4.2))
     if rows:
         x = np.arange(len(rows))
         width = 0.8 / len(series)
@@ -186,7 +176,6 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
         ax.set_xticks([])
     ax.set_title("New alerts and their area per month")
     _save(fig, out_png)
-    plt.close(fig)
     return rows
 
 
@@ -202,8 +191,7 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
                      "failed": len(rec.get("failed_tiles", {})),
                      "waiting": len(rec.get("waiting_tiles", {})),
                      "exit_status": rec.get("exit_status", 0)})
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = subplots(figsize=(8, 4))
     if rows:
         x = np.arange(len(rows))
         ax.bar(x - 0.2, [r["items_applied"] for r in rows], 0.4, color="#2b83ba",
@@ -228,7 +216,6 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
         ax.set_xticks([])
     ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
     _save(fig, out)
-    plt.close(fig)
     return rows
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,13 +269,20 @@ _ZSTD = _has_zstd()
 _COMPRESSION = {"compression": "zstd", "complevel": 1} if _ZSTD else {"zlib": True, "complevel": 1}
 
 
+#: every netCDF4 call of the process, one at a time: the HDF5 in netCDF4's wheels is not
+#: thread-safe (two jobs reading states at once in the Snakemake process crashed it, a
+#: segmentation fault; forestwatch.jobs), and xarray's own locks do not cover attribute
+#: reads. Held for a whole open-read-close or write, a small part of any job.
+_HDF5_LOCK = threading.RLock()
+
+
 def save_state(state: TileState, path: str | Path) -> str:
     """Write ``state`` to ``path`` atomically; return its content digest."""
     ds = _to_dataset(state)
     digest = _digest(ds)
     ds.attrs["content_sha256"] = digest
     encoding = {name: dict(_COMPRESSION) for name in ds.data_vars}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _HDF5_LOCK:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     return digest
 
@@ -282,8 +290,8 @@ def save_state(state: TileState, path: str | Path) -> str:
 def _read_verified(path: Path) -> xr.Dataset:
     """The state file's dataset, loaded; :class:`StateCorruptError` if it is not intact."""
     try:
-        with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
-                             decode_times=False) as src:
+        with _HDF5_LOCK, xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
+                                         decode_times=False) as src:
             ds = src.load()
     except FileNotFoundError:
         raise
@@ -411,7 +419,7 @@ def read_ledger(path: str | Path) -> tuple[Ledger, str]:
     (no array is read) and therefore **not verified**; :func:`load_state` verifies."""
     import netCDF4
 
-    with netCDF4.Dataset(path) as nc:
+    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
         attrs = {k: nc.getncattr(k) for k in ("forestwatch_format_version", "metadata",
                                                "content_sha256") if k in nc.ncattrs()}
         if attrs.get("forestwatch_format_version") == 1:
@@ -429,7 +437,7 @@ def read_provenance(path: str | Path) -> tuple[dict, Ledger, str]:
     import netCDF4
 
     ledger, digest = read_ledger(path)
-    with netCDF4.Dataset(path) as nc:
+    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
         meta = json.loads(nc.getncattr("metadata")) if "metadata" in nc.ncattrs() else {}
     meta.pop("applied", None), meta.pop("history", None), meta.pop("skipped", None)
     return meta, ledger, digest
@@ -439,7 +447,7 @@ def state_digest(path: str | Path) -> str:
     """The recorded content digest of a state file (from its attributes; not verified)."""
     import netCDF4
 
-    with netCDF4.Dataset(path) as nc:
+    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
         return str(nc.getncattr("content_sha256"))
 
 

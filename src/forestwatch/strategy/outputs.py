@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .._plot import subplots
 from ..accuracy import TYPES
 from ..alerts.ladder import STATUS_CLASSES
 from ..io import atomic_path
@@ -130,19 +131,10 @@ def consensus_block(consensus: Consensus, by_name: dict[str, Candidate]) -> dict
     return block
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank_by: str
                   ) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    fig, ax = subplots(figsize=(8, 5.5), dpi=110)
     for i, s in enumerate(result.ranked):
         fa, y = s.get("false_alarms"), s.get(rank_by)
         if fa is None or y is None:
@@ -160,13 +152,11 @@ def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
-    plt = _pyplot()
     ranked = result.ranked[:top]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(ranked) + 1.8), dpi=110)
+    fig, ax = subplots(figsize=(9, 0.5 * len(ranked) + 1.8), dpi=110)
     y = np.arange(len(ranked))
     for off, key, p90, label, color in ((-0.2, "first_median_lag", "first_p90_lag",
                                          "first detection", "tab:orange"),
@@ -185,7 +175,6 @@ def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def plot_quicklooks(result: StrategyResult, out: str | Path, *,
@@ -195,17 +184,16 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    plt = _pyplot()
     names = list(result.quicklooks)
     panels = (1 if truth is not None else 0) + len(names)
     if not panels or result.window is None:
-        fig, ax = plt.subplots(figsize=(4, 2))
+        fig, ax = subplots(figsize=(4, 2))
         ax.text(0.5, 0.5, "no quicklook (strategy.quicklooks: 0)", ha="center")
         ax.axis("off")
     else:
         rows, cols = result.window
         shape = (rows.stop - rows.start, cols.stop - cols.start)
-        fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 4.8), dpi=110,
+        fig, axes = subplots(1, panels, figsize=(3.6 * panels, 4.8), dpi=110,
                                  squeeze=False)
         axes = list(axes[0])
         colors = np.zeros((256, 4))
@@ -241,7 +229,6 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
         fig.tight_layout(rect=(0, 0.14, 1, 1))
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 __all__ = ["write_ranking", "write_recommended", "plot_tradeoff", "plot_lags",

@@ -1,0 +1,83 @@
+"""forestwatch.workflow.run_job: jobs run in threads of one process (Snakemake's, with
+force-use-threads), each with its own log file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from forestwatch.workflow import run_job
+
+
+def _job(name: str, log_path, function) -> None:
+    run_job(function, SimpleNamespace(), SimpleNamespace(), SimpleNamespace(),
+            {"tile": name}, 1, [str(log_path)])
+
+
+def test_two_jobs_at_once_log_to_their_own_files(tmp_path):
+    both_running = threading.Barrier(2, timeout=10)
+
+    def work(name: str):
+        def function(job):
+            log = logging.getLogger("forestwatch.test")
+            log.info("%s starts", name)
+            both_running.wait()  # the other job is running now
+            # a helper thread of this job (as the asset reader's pool)
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(log.warning, "%s helper", name).result()
+            both_running.wait()
+            log.info("%s ends", name)
+        return function
+
+    threads = [threading.Thread(target=_job, args=(n, tmp_path / f"{n}.log", work(n)))
+               for n in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = (tmp_path / "A.log").read_text(), (tmp_path / "B.log").read_text()
+    assert "A starts" in a and "A ends" in a and "done in" in a
+    assert "B starts" in b and "B ends" in b and "done in" in b
+    assert "B starts" not in a and "B ends" not in a
+    assert "A starts" not in b and "A ends" not in b
+    # a helper thread's record reaches its job's log (and, while both run, the other's)
+    assert "A helper" in a and "B helper" in b
+
+
+def test_failing_job_logs_its_error_and_raises(tmp_path):
+    def function(job):
+        raise ValueError("no acquisition for tile X1")
+
+    with pytest.raises(ValueError, match="no acquisition"):
+        _job("X1", tmp_path / "x.log", function)
+    text = (tmp_path / "x.log").read_text()
+    assert "ERROR forestwatch: ValueError: no acquisition for tile X1" in text
+    assert "Traceback" in text
+
+
+def test_after_a_job_its_thread_logs_nowhere_of_its(tmp_path):
+    _job("C", tmp_path / "c.log", lambda job: logging.getLogger("forestwatch").info("inside"))
+    logging.getLogger("forestwatch").info("after the job")
+    text = (tmp_path / "c.log").read_text()
+    assert "inside" in text and "after the job" not in text
+
+
+def _fails_in_child(job):
+    raise ValueError("bad reference file")
+
+
+def test_a_job_in_its_own_process_logs_there_and_fails_here(tmp_path):
+    from forestwatch.workflow import JobFailed, own_process
+
+    function = own_process(_fails_in_child)
+    with pytest.raises(JobFailed, match="exit status 1"):
+        _job("Y", tmp_path / "y.log", function)
+    text = (tmp_path / "y.log").read_text()
+    pid = int(text.split("in process ")[1].split()[0])
+    assert pid != os.getpid()
+    assert "ValueError: bad reference file" in text
