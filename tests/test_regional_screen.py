@@ -168,6 +168,27 @@ def test_seasonality_strata_split_broadleaved_from_conifers():
     assert SCREEN.strata_of(monitor) is None
 
 
+@pytest.mark.parametrize("params", [{"harmonic_order": 1, "trend": False},
+                                    {"harmonic_order": 2, "trend": True}])
+def test_seasonal_amplitude_equals_nrts_predictions(params):
+    """The one-matrix-product amplitude equals the range of nrt's own predict()."""
+    from forestwatch.monitor.regional import _AMPLITUDE_DATES, seasonal_amplitude
+
+    rng = np.random.default_rng(3)
+    hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
+    values = _season(hist, MIXED) + rng.normal(0, 0.01, (hist.size,) + SHAPE)
+    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+                      coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
+                              "x": np.arange(SHAPE[1], dtype=float)})
+    monitor = build_monitor({"class": "IQR", **{**MONITOR_DEFAULTS["IQR"], **params}},
+                            np.ones(SHAPE, dtype=np.uint8))
+    monitor.fit(da, method="OLS")
+    predicted = np.stack([np.asarray(monitor.predict(d)) for d in _AMPLITUDE_DATES])
+    expected = predicted.max(axis=0) - predicted.min(axis=0)
+    np.testing.assert_allclose(seasonal_amplitude(monitor), expected, rtol=1e-5, atol=1e-6)
+    assert float(expected.max()) > 0.05  # a seasonal signal, not zeros on both sides
+
+
 def test_otsu_threshold_separates_two_modes():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(0.1, 0.02, 6000), rng.normal(0.4, 0.05, 4000)])

@@ -132,19 +132,19 @@ def seasonal_amplitude(monitor) -> np.ndarray:
     prediction over one year, from its prediction on the 15th of every month.
 
     nrt's ``predict(date)`` is its regressors of the date times ``beta``; for a monitor
-    with both, the dates' regressors are stacked and multiplied with ``beta`` a few dates
-    at a time (same values, one matrix product instead of a pass per date: ~0.25 ->
-    0.03 s on 1000 x 1000 px); otherwise ``predict`` is called for each date."""
+    with both, the dates' regressors (built once, :func:`_amplitude_regressors`) are
+    multiplied with ``beta`` a few dates at a time (same values, one matrix product instead
+    of a pass per date: ~0.25 -> 0.03 s on 1000 x 1000 px); otherwise ``predict`` is called
+    for each date."""
     beta = getattr(monitor, "beta", None)
-    regressors = getattr(monitor, "_regressors", None)
-    if isinstance(beta, np.ndarray) and beta.ndim == 3 and callable(regressors):
+    X = _amplitude_regressors(monitor)
+    if isinstance(beta, np.ndarray) and beta.ndim == 3 and X is not None:
         flat = beta.reshape(beta.shape[0], -1)
+        X = X.astype(flat.dtype, copy=False)
         low = np.full(flat.shape[1], np.inf, dtype=np.float32)
         high = np.full(flat.shape[1], -np.inf, dtype=np.float32)
-        for start in range(0, len(_AMPLITUDE_DATES), 6):  # bounded memory: 6 dates
-            X = np.vstack([np.asarray(regressors(d), dtype=flat.dtype).reshape(-1, len(flat))
-                           for d in _AMPLITUDE_DATES[start:start + 6]])
-            values = np.dot(X, flat)
+        for start in range(0, len(X), 6):  # bounded memory: 6 dates
+            values = np.dot(X[start:start + 6], flat)
             np.fmin(low, values.min(axis=0), out=low)
             np.fmax(high, values.max(axis=0), out=high)
         return (high - low).reshape(beta.shape[1:])
@@ -154,6 +154,23 @@ def seasonal_amplitude(monitor) -> np.ndarray:
         low = value if low is None else np.fmin(low, value)
         high = value if high is None else np.fmax(high, value)
     return high - low
+
+
+def _amplitude_regressors(monitor) -> np.ndarray | None:
+    """nrt's regressors of the 12 amplitude dates, (12, n_regressors), in one call of
+    ``nrt.utils.build_regressors`` with the monitor's ``trend`` and ``harmonic_order``
+    (what its ``_regressors(date)`` does one date at a time, ~6 ms each); None for a
+    monitor without them or whose regressors do not match its ``beta``."""
+    trend, order = getattr(monitor, "trend", None), getattr(monitor, "harmonic_order", None)
+    beta = getattr(monitor, "beta", None)
+    if trend is None or order is None or not isinstance(beta, np.ndarray):
+        return None
+    import pandas as pd
+    from nrt.utils import build_regressors
+
+    X = np.asarray(build_regressors(dates=pd.DatetimeIndex(_AMPLITUDE_DATES), trend=trend,
+                                    harmonic_order=order))
+    return X if X.ndim == 2 and X.shape == (len(_AMPLITUDE_DATES), beta.shape[0]) else None
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
