@@ -148,13 +148,18 @@ def test_a_local_clear_cut_in_mixed_forest_is_confirmed_on_the_same_day_by_seaso
     np.testing.assert_array_equal(seasonal.confirmed_date[cut], plain.confirmed_date[cut])
 
 
-def test_seasonality_strata_split_broadleaved_from_conifers():
-    rng = np.random.default_rng(5)
+def _mixed_history(*, seed: int) -> xr.DataArray:
+    """Two years of the mixed forest's seasons every 5 days, with noise."""
+    rng = np.random.default_rng(seed)
     hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
     values = _season(hist, MIXED) + rng.normal(0, 0.01, (hist.size,) + SHAPE)
-    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
-                      coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
-                              "x": np.arange(SHAPE[1], dtype=float)})
+    return xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+                        coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
+                                "x": np.arange(SHAPE[1], dtype=float)})
+
+
+def test_seasonality_strata_split_broadleaved_from_conifers():
+    da = _mixed_history(seed=5)
     mask = np.ones(SHAPE, dtype=np.uint8)
     mask[0, :] = 0  # not forest: no stratum
     monitor = build_monitor({"class": "IQR", **MONITOR_DEFAULTS["IQR"]}, mask)
@@ -174,12 +179,7 @@ def test_seasonal_amplitude_equals_nrts_predictions(params):
     """The one-matrix-product amplitude equals the range of nrt's own predict()."""
     from forestwatch.monitor.regional import _AMPLITUDE_DATES, seasonal_amplitude
 
-    rng = np.random.default_rng(3)
-    hist = pd.date_range("2021-01-01", "2022-12-31", freq="5D")
-    values = _season(hist, MIXED) + rng.normal(0, 0.01, (hist.size,) + SHAPE)
-    da = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
-                      coords={"time": hist, "y": np.arange(SHAPE[0], dtype=float),
-                              "x": np.arange(SHAPE[1], dtype=float)})
+    da = _mixed_history(seed=3)
     monitor = build_monitor({"class": "IQR", **{**MONITOR_DEFAULTS["IQR"], **params}},
                             np.ones(SHAPE, dtype=np.uint8))
     monitor.fit(da, method="OLS")

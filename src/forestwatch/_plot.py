@@ -7,7 +7,7 @@ from __future__ import annotations
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
     """``(figure, axes)`` as ``matplotlib.pyplot.subplots`` makes them, drawn by Agg,
     registered nowhere (nothing to close); ``kwargs`` go to ``Figure`` (``figsize``,
-    ``dpi``) except ``sharey``/``squeeze``, which go to ``Figure.subplots``."""
+    ``dpi``) except ``sharex``, ``sharey`` and ``squeeze``, which go to ``Figure.subplots``."""
     from matplotlib.figure import Figure
 
     grid = {k: kwargs.pop(k) for k in ("sharex", "sharey", "squeeze") if k in kwargs}

@@ -19,9 +19,8 @@ of jobs) is still its own process on a node, where the same functions run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from .workflow import own_process
+from .workflow import Job, own_process
 
 
 def _steps():
@@ -31,15 +30,15 @@ def _steps():
 
 
 @own_process  # forks its workers
-def synthetic_archive(job: Any) -> None:
+def synthetic_archive(job: Job) -> None:
     _steps().synthetic_archive(cfg=job.params.cfg, items_path=job.output.catalog)
 
 
-def tiles(job: Any) -> None:
+def tiles(job: Job) -> None:
     _steps().tiles(cfg=job.params.cfg, out=job.output[0])
 
 
-def fit(job: Any) -> None:
+def fit(job: Job) -> None:
     _steps().fit(cfg=job.params.cfg, tile_id=job.wildcards.tile,
                  catalog=job.input.catalog or None, mask_cfg=job.params.mask_cfg,
                  mask_out=job.output.mask, out=job.output.state,
@@ -47,7 +46,7 @@ def fit(job: Any) -> None:
                  model_description=job.input.model_description or None, threads=job.threads)
 
 
-def fast_forward(job: Any) -> None:
+def fast_forward(job: Job) -> None:
     from .layout import run_root
 
     _steps().fast_forward(cfg=job.params.cfg, tile_id=job.wildcards.tile,
@@ -56,7 +55,7 @@ def fast_forward(job: Any) -> None:
                           threads=job.threads)
 
 
-def update_tile(job: Any) -> None:
+def update_tile(job: Job) -> None:
     from .layout import run_root
 
     _steps().update_tile(cfg=job.params.cfg, tile_id=job.wildcards.tile,
@@ -65,7 +64,7 @@ def update_tile(job: Any) -> None:
                          threads=job.threads)
 
 
-def tile_report(job: Any) -> None:
+def tile_report(job: Job) -> None:
     from .alerts.layers import ALERT_REPORT_LAYERS
     from .layout import report_layer
 
@@ -78,42 +77,42 @@ def tile_report(job: Any) -> None:
                          pieces_out=job.output.pieces)
 
 
-def mosaic(job: Any) -> None:
+def mosaic(job: Job) -> None:
     layers = list(job.output.keys())
     _steps().mosaic(tiles_by_layer={name: list(job.params.tiles_by_layer[name])
                                     for name in layers},
                     vrts={name: job.output[name] for name in layers})
 
 
-def accuracy(job: Any) -> None:
+def accuracy(job: Job) -> None:
     _steps().accuracy(cfg=job.params.cfg, mask_vrt=job.input.mask_vrt,
                       date_vrt=job.input.date_vrt, truth_dir=str(Path(job.input.truth).parent),
                       json_out=job.output.json, md_out=job.output.markdown,
                       status_vrt=job.input.status_vrt, first_vrt=job.input.first_vrt)
 
 
-def alert_polygons(job: Any) -> None:
+def alert_polygons(job: Job) -> None:
     _steps().alert_polygons(cfg=job.params.cfg, pieces=list(job.input.pieces),
                             out=job.output[0])
 
 
-def alert_statistics(job: Any) -> None:
+def alert_statistics(job: Job) -> None:
     _steps().alert_statistics(cfg=job.params.cfg, pieces=list(job.input.pieces),
                               by_tile_out=job.output.by_tile,
                               by_region_out=job.output.get("by_region"))
 
 
-def wms_mapfile(job: Any) -> None:
+def wms_mapfile(job: Job) -> None:
     _steps().wms_mapfile(cfg=job.params.cfg, layers=dict(job.input.items()),
                          out=job.output[0])
 
 
-def qgis_styles(job: Any) -> None:
+def qgis_styles(job: Job) -> None:
     _steps().qgis_styles(cfg=job.params.cfg, layers=dict(job.input.items()),
                          styles=job.params.styles)
 
 
-def stac_catalog(job: Any) -> None:
+def stac_catalog(job: Job) -> None:
     params, inputs = job.params, job.input
     reports = params.reports  # layer -> every tile's file, in the order of params.tiles
     tiles = {t: {layer: reports[layer][k] for layer in params.layers}
@@ -131,7 +130,7 @@ def stac_catalog(job: Any) -> None:
                           source=params.source)
 
 
-def report_figures(job: Any) -> None:
+def report_figures(job: Job) -> None:
     params, inputs, output = job.params, job.input, job.output
     _steps().report_figures(
         cfg=params.cfg, layers=dict(zip(params.rasters, inputs.mosaics, strict=True)),
@@ -142,7 +141,7 @@ def report_figures(job: Any) -> None:
 
 
 @own_process  # forks its workers
-def strategy(job: Any) -> None:
+def strategy(job: Job) -> None:
     _steps().strategy(cfg=job.params.cfg, catalog=job.input.get("catalog") or None,
                       masks=dict(zip(job.params.tiles, job.input.masks, strict=True)),
                       truth_dir=job.params.truth_dir, outputs=dict(job.output),
