@@ -1,7 +1,7 @@
 """The workflow's steps as plain functions of paths and config sections.
 
-Each Snakemake script in ``scripts/`` is a thin adapter that calls one of these, so every
-step can be run and tested without Snakemake. ``cfg`` holds the config sections the step
+Each rule's ``run:`` block calls a thin adapter in :mod:`forestwatch.jobs` that calls one
+of these, so every step can be run and tested without Snakemake. ``cfg`` holds the config sections the step
 depends on (the rule's ``params.cfg``).
 """
 
