@@ -12,8 +12,9 @@ tiles 21 times (BENCHMARKS.md, "Jobs in the Snakemake process"). With
 ``force-use-threads`` (profiles/default) Snakemake runs ``run:`` jobs in its own threads:
 the imports are paid once per run, and the numeric work (numpy, GDAL, numba) releases the
 GIL. The two jobs that fork workers of their own run in a new process
-(:func:`forestwatch.workflow.own_process`). Under a cluster executor every job (or group
-of jobs) is still its own process on a node, where the same functions run.
+(:func:`forestwatch.workflow.own_process`). Under SLURM the plugin starts one Snakemake
+per job on the node (also inside a batch); it runs the job itself, with no script
+interpreter after it.
 """
 
 from __future__ import annotations
