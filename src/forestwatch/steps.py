@@ -1,8 +1,8 @@
 """The workflow's steps as plain functions of paths and config sections.
 
 Each rule's ``run:`` block calls a thin adapter in :mod:`forestwatch.jobs` that calls one
-of these, so every step can be run and tested without Snakemake. ``cfg`` holds the config sections the step
-depends on (the rule's ``params.cfg``).
+of these, so every step can be run and tested without Snakemake. ``cfg`` holds the config
+sections the step depends on (the rule's ``params.cfg``).
 """
 
 from __future__ import annotations

@@ -19,14 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._plot import subplots
+from .._plot import save_png, subplots
 from ..io import atomic_path
 from .layers import Layer, LegendEntry
-
-
-def _save(fig, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
 def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], out: str | Path,
@@ -74,7 +69,7 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
                            fraction=0.05, pad=0.03, shrink=0.8)
         bar.ax.set_yticklabels([e.name for e in drawn], fontsize=8)
         bar.set_label(entry.units or entry.name)
-    _save(fig, out)
+    save_png(fig, out, dpi=110, bbox_inches="tight")
 
 
 def _month(days_since_epoch: np.ndarray) -> np.ndarray:
@@ -175,7 +170,7 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
         ax.text(0.5, 0.5, "no alert yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
     ax.set_title("New alerts and their area per month")
-    _save(fig, out_png)
+    save_png(fig, out_png, dpi=110, bbox_inches="tight")
     return rows
 
 
@@ -215,7 +210,7 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
                 transform=ax.transAxes)
         ax.set_xticks([])
     ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
-    _save(fig, out)
+    save_png(fig, out, dpi=110, bbox_inches="tight")
     return rows
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .._plot import subplots
+from .._plot import save_png, subplots
 from ..accuracy import TYPES
 from ..alerts.ladder import STATUS_CLASSES
 from ..io import atomic_path
@@ -147,11 +147,10 @@ def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank
     ax.set_xlabel("false alarms on stable samples (%)")
     ax.set_ylabel(f"{rank_by.replace('_', ' ')} (%)")
     ax.set_title("Strategy candidates: detection against false alarms (numbers: rank)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")  # not over a candidate's point and rank
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+    save_png(fig, out)
 
 
 def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
@@ -173,8 +172,7 @@ def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+    save_png(fig, out)
 
 
 def plot_quicklooks(result: StrategyResult, out: str | Path, *,
@@ -193,8 +191,7 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
     else:
         rows, cols = result.window
         shape = (rows.stop - rows.start, cols.stop - cols.start)
-        fig, axes = subplots(1, panels, figsize=(3.6 * panels, 4.8), dpi=110,
-                                 squeeze=False)
+        fig, axes = subplots(1, panels, figsize=(3.6 * panels, 4.8), dpi=110, squeeze=False)
         axes = list(axes[0])
         colors = np.zeros((256, 4))
         colors[255] = (0.85, 0.85, 0.85, 1)
@@ -224,11 +221,14 @@ def plot_quicklooks(result: StrategyResult, out: str | Path, *,
                    + [Patch(color=colors[255], label="not monitored")],
                    loc="lower right", fontsize=7, ncol=3, title="alert status",
                    title_fontsize=7)
-        fig.suptitle(f"Alert status at the end of monitoring, tile {result.window_tile.id}, "
-                     f"{shape[0]} x {shape[1]} px window", fontsize=10)
-        fig.tight_layout(rect=(0, 0.14, 1, 1))
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+        # wrapped to the panels' width (~40 characters each): one panel cut it at both ends;
+        # the panels start below its lines (~0.045 of the figure's height each)
+        title = textwrap.fill(f"Alert status at the end of monitoring, tile "
+                              f"{result.window_tile.id}, {shape[0]} x {shape[1]} px window",
+                              40 * panels)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(rect=(0, 0.14, 1, 1 - 0.045 * title.count("\n")))
+    save_png(fig, out)
 
 
 __all__ = ["write_ranking", "write_recommended", "plot_tradeoff", "plot_lags",
