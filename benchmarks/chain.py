@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--variants", default="direct,latency")
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--io-threads", type=int, default=16)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work folder (the workflow's logs, per job and rule)")
     args = ap.parse_args()
 
     import stac_api as services
@@ -204,7 +206,10 @@ def main() -> None:
         for srv in reversed(started):
             srv.stop()
         db.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base}", flush=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
     print(f"\nArea {shape[0]} x {shape[1]} px ({len(tiles)} tiles of "
           f"{cfg['grid']['tile_size']} m), {cfg['index']} {cfg['monitor']['class']}; "

@@ -1,6 +1,7 @@
 # Config validation, the run layout, the tile list, and input functions shared by every stage.
 
 import copy
+import functools
 
 from forestwatch.alerts.layers import ALERT_REPORT_LAYERS
 from forestwatch.config import ConfigError, validate_config
@@ -8,6 +9,7 @@ from forestwatch.daily.discovery import Discovery
 from forestwatch.forest_mask.model import ModelDescription, model_files
 from forestwatch.grid import TILE_ID_PATTERN, make_tiles
 from forestwatch.layout import RunLayout, run_root
+from forestwatch.shared_search import share_searches
 
 # every rule's run: block is `run_job(jobs.<rule>, ...)`: the job runs in this process
 # (a thread, with force-use-threads from profiles/default), not in a new Python
@@ -26,7 +28,13 @@ RUN = RunLayout(run_root(config["run_name"]))
 SYNTHETIC = config["synthetic"]["folder"]
 
 # tiles are derived from aoi + grid alone, so the DAG is known without a checkpoint
-TILES = [t.id for t in make_tiles(config)]
+TILE_GRID = make_tiles(config)
+TILES = [t.id for t in TILE_GRID]
+
+# the tile jobs of this process search a STAC API once per block of tiles and period
+# (forestwatch.shared_search); a job on a cluster node is one tile's, searched on its own
+if config["stac"]["source"] == "stac_api" and not workflow.remote_exec:
+    share_searches(TILE_GRID)
 
 # the configuration of the data source: the synthetic archive's settings only matter when
 # it is the source
@@ -40,7 +48,12 @@ CONSENSUS = ["consensus"] if config["consensus"]["members"] else []
 # set by `forestwatch daily` (--config daily_run=<run id>): the run whose tile updates this
 # Snakemake run makes, and the tiles its discovery gave work
 DAILY_RUN = config["daily_run"]
-DAILY_TILES = list(Discovery.read(RUN.discovery(DAILY_RUN)).tiles) if DAILY_RUN else []
+# (a set: every tile's report input asks whether it is one)
+DAILY_TILES = (
+    frozenset(Discovery.read(RUN.discovery(DAILY_RUN)).tiles)
+    if DAILY_RUN
+    else frozenset()
+)
 
 
 def config_slice(*keys):
@@ -137,7 +150,10 @@ def get_tile_report_input(wildcards):
 REPORT_LAYERS = ["mask", "detection_date", *ALERT_REPORT_LAYERS]
 
 
+@functools.cache
 def get_tile_reports(layer):
+    """Every tile's COG of a report layer, listed once per layer (several rules' params
+    ask for the same lists; 10,000 tiles x 9 layers of paths each time cost seconds)."""
     return [RUN.report(tile, layer) for tile in TILES]
 
 

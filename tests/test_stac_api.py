@@ -35,6 +35,7 @@ from forestwatch.acquisitions import by_solar_day
 from forestwatch.grid import make_tiles
 from forestwatch.layout import RunLayout
 from forestwatch.monitor import UnreadablePolicy, advance_tile
+from forestwatch.shared_search import SharedSearches, search_tile, share_searches, stop_sharing
 from forestwatch.stac import AssetReadError, read_item_collection, search_items
 from forestwatch.state import TileStateStore, load_state, monitors_equal
 
@@ -160,6 +161,86 @@ def test_cloud_filter_is_applied_by_the_server(stac):
     assert all(it.properties["eo:cloud_cover"] < 15 for it in strict)
 
 
+# -- searches shared by the tiles of a block -------------------------------------------
+
+def _tile_far_west(tile, km: int):
+    """The grid tile ``km`` km west of ``tile`` (the same block of tiles): outside the
+    archive, so no item covers it."""
+    from dataclasses import replace
+
+    cols = km * 1000 // round(tile.bounds[2] - tile.bounds[0])
+    shift = cols * (tile.bounds[2] - tile.bounds[0])
+    x0, y0, x1, y1 = tile.bounds
+    return replace(tile, id=f"X{tile.col - cols:04d}_Y{tile.row:04d}", col=tile.col - cols,
+                   bounds=(x0 - shift, y0, x1 - shift, y1))
+
+
+@pytest.fixture
+def shared_tiles(stac):
+    """The small config's tiles and one far west of them in their block, registered."""
+    cfg = api_cfg(stac, page_size=7)
+    tiles = make_tiles(cfg)
+    tiles.append(_tile_far_west(tiles[0], 60))
+    shared = share_searches(tiles)
+    assert len({shared.block_of(t) for t in tiles}) == 1
+    yield cfg, tiles, shared
+    stop_sharing()
+
+
+def test_tiles_of_a_block_share_one_search_per_period_and_get_their_own_items(
+        shared_tiles, faults, caplog):
+    cfg, tiles, shared = shared_tiles
+    periods = [("2021-01-01", "2022-09-30"), ("2022-10-01", "2023-06-30")]
+    own = {(t.id, p): [it.id for it in search_items(cfg["stac"], t.bbox_lonlat(), *p)]
+           for t in tiles for p in periods}
+    cfg["stac"]["url"] = stac_url = faults.url.removesuffix("/_fault")  # count requests
+    with caplog.at_level(logging.INFO, logger="forestwatch"):
+        got = {(t.id, p): [it.id for it in search_tile(cfg["stac"], t, *p)]
+               for t in tiles for p in periods}
+    assert got == own
+    assert own[(tiles[0].id, periods[0])] and not own[(tiles[-1].id, periods[0])], (
+        "the far tile must have no item, so that the filter is tested")
+    assert shared.searches == 2
+    searches = [r for r in faults.seen() if "/search" in r["request"]]
+    pages = sum(-(-len({i for t in tiles for i in own[(t.id, p)]}) // 7) for p in periods)
+    assert len(searches) == pages, (len(searches), pages)
+    assert caplog.text.count("kept from block") == 2 * (len(tiles) - 1)
+    assert stac_url in caplog.text
+
+
+def test_a_block_is_searched_once_by_concurrent_tiles(shared_tiles):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg, tiles, shared = shared_tiles
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda t: len(search_tile(cfg["stac"], t, "2021-01-01",
+                                                        "2022-09-30")), tiles * 2))
+    assert shared.searches == 1
+    assert found[0] > 0 and found == found[: len(tiles)] * 2
+
+
+def test_kept_searches_are_bounded_and_the_oldest_searched_again(stac):
+    cfg = api_cfg(stac)
+    tile = make_tiles(cfg)[0]
+    shared = SharedSearches([tile], keep=1)
+    first = shared.items(cfg["stac"], tile, "2021-01-01", "2021-12-31")
+    shared.items(cfg["stac"], tile, "2022-01-01", "2022-09-30")
+    assert [it.id for it in shared.items(cfg["stac"], tile, "2021-01-01", "2021-12-31")] == [
+        it.id for it in first]
+    assert shared.searches == 3
+
+
+def test_an_unregistered_tile_or_a_local_catalog_searches_on_its_own(shared_tiles, stac):
+    cfg, tiles, shared = shared_tiles
+    other = _tile_far_west(tiles[0], 150)  # another block: not registered
+    assert not shared.covers(other)
+    assert search_tile(cfg["stac"], other, "2021-01-01", "2022-09-30") == []
+    local = small_config(stac={"source": "local", "catalog": str(stac["catalog"])})
+    assert search_tile(local["stac"], tiles[0], "2021-01-01", "2022-09-30",
+                       None)  # read from the file
+    assert shared.searches == 0
+
+
 # -- the workflow over HTTP ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -194,10 +275,13 @@ def test_workflow_through_the_api_equals_the_local_run(api_run, workflow_run, st
             with rasterio.open(local / "reports" / tile / f"{layer}.tif") as x, \
                  rasterio.open(remote / "reports" / tile / f"{layer}.tif") as y:
                 assert np.array_equal(x.read(), y.read())
-        # the search through the API found the local catalog's count, in pages
+        # the tile got the local catalog's items from its block's search (shared)
         log = (remote / "logs" / "fit" / f"{tile}.log").read_text()
-        n = len(b.ledger.fit.items)
-        assert f"{stac['api']} (" in log and f"page(s)): {n} items" in log
+        assert f"tile {tile}: {len(b.ledger.fit.items)} of the " in log
+    # the two tiles' fits (one block) made one search through the API, in pages
+    fit_logs = [(remote / "logs" / "fit" / f"{t}.log").read_text() for t in TILES]
+    assert sum(log.count(f"in {stac['api']} (") for log in fit_logs) == 1
+    assert sum(log.count("kept from block") for log in fit_logs) == 1
     summary = json.loads((remote / "accuracy" / "summary.json").read_text())
     assert summary == json.loads((local / "accuracy" / "summary.json").read_text())
     assert (np.asarray(summary["detected_share"]) > 0.5).all()

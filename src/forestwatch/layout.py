@@ -10,6 +10,7 @@ wildcard such as ``"{tile}"``, which passes through unchanged::
 
 from __future__ import annotations
 
+import os.path
 from pathlib import Path
 
 
@@ -23,9 +24,13 @@ class RunLayout:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        # the root as Path spells it ("./results/x/" -> "results/x"), joined as strings:
+        # the rules ask for every tile's paths, and pathlib's parsing was seconds of a
+        # 10,000-tile plan
+        self._root = str(self.root)
 
     def _p(self, *parts: str) -> str:
-        return str(self.root.joinpath(*parts))
+        return os.path.join(self._root, *parts)
 
     # -- grid and forest mask ----------------------------------------------------------
     def tiles(self) -> str:
@@ -200,7 +205,7 @@ class RunLayout:
 def report_layer(folder: str | Path, layer: str) -> str:
     """A report layer's COG in a tile's report folder (:meth:`RunLayout.report_folder`):
     what rule ``tile_report``'s script writes into its folder output."""
-    return str(Path(folder) / f"{layer}.tif")
+    return os.path.join(str(folder), f"{layer}.tif")
 
 
 __all__ = ["RunLayout", "report_layer", "run_root"]

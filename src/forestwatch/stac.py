@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def search_items(
     extension (``gte``, the same extension as the cloud filter); items without the
     property are not found that way.
     """
+    began = time.perf_counter()
     t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
     max_cc = stac_cfg["max_cloud_cover"]
     since = None if published_since is None else _as_datetime(published_since)
@@ -104,9 +106,10 @@ def search_items(
         ]
         where = "local catalog"
     items.sort(key=lambda it: (it.datetime, it.id))
-    log.info("STAC search %s..%s%s bbox=%s cloud<%s in %s: %d items", t0.date(), t1.date(),
-             "" if since is None else f" {published_property}>={published_since}",
-             [round(v, 4) for v in bbox_lonlat], max_cc, where, len(items))
+    log.info("STAC search %s..%s%s bbox=%s cloud<%s in %s: %d items in %.2f s", t0.date(),
+             t1.date(), "" if since is None else f" {published_property}>={published_since}",
+             [round(v, 4) for v in bbox_lonlat], max_cc, where, len(items),
+             time.perf_counter() - began)
     return items
 
 

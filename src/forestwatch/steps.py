@@ -35,10 +35,10 @@ def tiles(cfg: dict, out: str | Path) -> None:
 
 
 def _history_items(cfg: dict, tile, catalog: str | None):
-    from .stac import search_items
+    from .shared_search import search_tile
 
-    return search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
-                        cfg["history"]["end"], catalog)
+    return search_tile(cfg["stac"], tile, cfg["history"]["start"], cfg["history"]["end"],
+                       catalog)
 
 
 def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | None,
@@ -98,13 +98,13 @@ def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
     """(mask, source sentence, provenance tags) of ``forest_mask.method: model``."""
     from .forest_mask import mask_from_model
     from .forest_mask.model import load_model, model_period
-    from .stac import search_items
+    from .shared_search import search_tile
 
     mcfg = cfg["forest_mask"]["model"]
     model = load_model(mcfg, model_path=model_path, description_path=description_path,
                        stac_cfg=cfg["stac"], threads=threads)
     start, end = model_period(cfg)
-    items = search_items(cfg["stac"], tile.bbox_lonlat(), start, end, catalog)
+    items = search_tile(cfg["stac"], tile, start, end, catalog)
     mask = mask_from_model(tile, items, model=model, threshold=mcfg["threshold"],
                            stac_cfg=cfg["stac"], block_size=mcfg["block_size"],
                            threads=threads)
@@ -178,14 +178,14 @@ def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):
 
 
 def tile_search(cfg: dict, tile, catalog: str | None):
-    """``search(start, end)`` over the tile's footprint, retried like the daily search."""
+    """``search(start, end)`` over the tile's footprint, retried like the daily search
+    (shared with the other tiles of its block in the workflow: :mod:`forestwatch.shared_search`)."""
     from .daily.discover import with_retries
-    from .stac import search_items
+    from .shared_search import search_tile
 
     def search(start, end):
-        return with_retries(
-            lambda: search_items(cfg["stac"], tile.bbox_lonlat(), start, end, catalog),
-            cfg["operational"], f"tile {tile.id} search")
+        return with_retries(lambda: search_tile(cfg["stac"], tile, start, end, catalog),
+                            cfg["operational"], f"tile {tile.id} search")
 
     return search
 
