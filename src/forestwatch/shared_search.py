@@ -12,9 +12,10 @@ registered tile from its **block**'s search:
   tiles in it (never more than the area asks for);
 * the block is searched once per period and STAC query and kept (the newest
   :data:`KEEP` searches, least recently used dropped first), by one thread while the
-  others asking for it wait;
-* the tile keeps the items whose footprint intersects the tile's box: the same test the
-  API applies to a tile's own search, so the items are the same.
+  others wait;
+* the tile keeps the items whose footprint intersects the tile's box
+  (:func:`forestwatch.stac.item_over`): the same test the API applies to a tile's own
+  search, so the items are the same.
 
 A tile that is not registered (the daily discovery, the steps called on their own, the
 tests) or a source other than ``stac_api`` searches as before, on its own. A job on a
@@ -33,8 +34,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
-
-from shapely.geometry import box, shape
 
 from .grid import Tile
 
@@ -66,7 +65,6 @@ class SharedSearches:
         for t in tiles:
             self._members.setdefault(self.block_of(t), []).append(t)
         self._kept: OrderedDict[tuple, list[pystac.Item]] = OrderedDict()
-        self._locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
         #: searches made (each block, period and query once while kept)
         self.searches = 0
@@ -89,30 +87,27 @@ class SharedSearches:
     def items(self, stac_cfg: dict, tile: Tile, start, end) -> list[pystac.Item]:
         """The items of ``tile`` with start <= datetime <= end (whole days, UTC), as
         :func:`forestwatch.stac.search_items` over the tile's box returns them."""
-        from .stac import search_items
+        from .stac import item_over, search_items
 
         block = self.block_of(tile)
         key = (stac_cfg["url"], stac_cfg["collection"], stac_cfg["max_cloud_cover"], block,
                str(start), str(end))
+        # held while searching: a tile asking for a block being searched waits for its
+        # items (a search of another block waits too; the tiles' reads take far longer)
         with self._lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:  # one thread searches a block; the others wait for its items
-            with self._lock:
-                found = self._kept.get(key)
-                if found is not None:
-                    self._kept.move_to_end(key)
+            found = self._kept.get(key)
             shared = found is not None
-            if found is None:
-                found = search_items(stac_cfg, self.block_bbox(block), start, end)
-                with self._lock:
-                    self.searches += 1
-                    self._kept[key] = found
-                    while len(self._kept) > self.keep:
-                        dropped, _ = self._kept.popitem(last=False)
-                        self._locks.pop(dropped, None)
+            if shared:
+                self._kept.move_to_end(key)
+            else:
+                found = self._kept[key] = search_items(stac_cfg, self.block_bbox(block),
+                                                       start, end)
+                self.searches += 1
+                while len(self._kept) > self.keep:
+                    self._kept.popitem(last=False)
         began = time.perf_counter()
-        footprint = box(*tile.bbox_lonlat())
-        mine = [it for it in found if shape(it.geometry).intersects(footprint)]
+        bbox = tile.bbox_lonlat()
+        mine = [it for it in found if item_over(it, bbox)]
         log.info("tile %s: %d of the %d items %s block %s's search (%s..%s) in %.2f s",
                  tile.id, len(mine), len(found), "kept from" if shared else "found by",
                  block, start, end, time.perf_counter() - began)

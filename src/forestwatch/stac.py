@@ -183,7 +183,13 @@ def _matches(item: pystac.Item, bbox, t0, t1, max_cc) -> bool:
         return False
     if item.properties.get("eo:cloud_cover", 0) >= max_cc:
         return False
-    return shape(item.geometry).intersects(box(*bbox))
+    return item_over(item, bbox)
+
+
+def item_over(item: pystac.Item, bbox_lonlat: Sequence[float]) -> bool:
+    """Whether the item's footprint intersects the lon/lat box: a STAC API's ``bbox``
+    test, applied here to local catalogs and to searches shared by several tiles."""
+    return shape(item.geometry).intersects(box(*bbox_lonlat))
 
 
 def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
