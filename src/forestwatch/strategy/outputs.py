@@ -131,18 +131,20 @@ def consensus_block(consensus: Consensus, by_name: dict[str, Candidate]) -> dict
     return block
 
 
-
 def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank_by: str
                   ) -> None:
     fig, ax = subplots(figsize=(8, 5.5), dpi=110)
+    ranks_at: dict[tuple[float, float], list[int]] = {}  # candidates with the same scores
     for i, s in enumerate(result.ranked):
         fa, y = s.get("false_alarms"), s.get(rank_by)
         if fa is None or y is None:
             continue
         ax.scatter(100 * fa, 100 * y, color="tab:red" if i < 3 else "tab:blue", s=30)
         if i < 5:
-            ax.annotate(f"{i + 1}", (100 * fa, 100 * y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=9)
+            ranks_at.setdefault((100 * fa, 100 * y), []).append(i + 1)
+    for point, ranks in ranks_at.items():  # one label per point: "1, 2, 3", not overprinted
+        ax.annotate(", ".join(map(str, ranks)), point, textcoords="offset points",
+                    xytext=(4, 4), fontsize=9)
     ax.axvline(100 * limit, color="grey", linestyle="--", label=f"limit {100 * limit:g} %")
     ax.set_xlabel("false alarms on stable samples (%)")
     ax.set_ylabel(f"{rank_by.replace('_', ' ')} (%)")
@@ -155,7 +157,7 @@ def plot_tradeoff(result: StrategyResult, out: str | Path, *, limit: float, rank
 
 def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
     ranked = result.ranked[:top]
-    fig, ax = subplots(figsize=(9, 0.5 * len(ranked) + 1.8), dpi=110)
+    fig, ax = subplots(figsize=(9, 0.6 * len(ranked) + 1.8), dpi=110)
     y = np.arange(len(ranked))
     for off, key, p90, label, color in ((-0.2, "first_median_lag", "first_p90_lag",
                                          "first detection", "tab:orange"),
@@ -165,11 +167,14 @@ def plot_lags(result: StrategyResult, out: str | Path, *, top: int = 8) -> None:
         hi = [max((s.get(p90) or 0) - (s.get(key) or 0), 0) for s in ranked]
         ax.barh(y + off, med, height=0.38, color=color, label=f"{label}: median",
                 xerr=[np.zeros(len(hi)), hi], capsize=3)
-    ax.set_yticks(y, [f"{i + 1}. {s.name[:60]}" for i, s in enumerate(ranked)], fontsize=8)
+    # whole names, wrapped (a cut one lost its "(configured)")
+    ax.set_yticks(y, [textwrap.fill(f"{i + 1}. {s.name}", 45) for i, s in enumerate(ranked)],
+                  fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("days from the disturbance (bar: median, whisker: 90th percentile)")
-    ax.set_title("Lag of the top candidates")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Lag of the top candidates", loc="left")
+    # above the bars, not over the last one's whisker
+    ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_png(fig, out)
