@@ -3,14 +3,14 @@
 #   snakemake --cores 2            run the whole chain on config/config.yaml
 #   snakemake -n                   list the pending jobs, per tile
 #
-# Stages (rules/): archive -> grid -> monitor (fit: forest mask + fitted state;
-# fast_forward) -> report -> alerts (polygons, area statistics) -> publish (WMS mapfile,
+# Stages (rules/): archive -> grid -> monitor (tile_state: forest mask, fitted state,
+# fast-forward) -> report -> alerts (polygons, area statistics) -> publish (WMS mapfile,
 # QGIS styles, STAC catalog, report figures); daily (update_tile) is run by `forestwatch
 # daily`; strategy (`snakemake strategy`) ranks monitoring candidates. Every path under
 # results/<run_name>/ comes from forestwatch.layout.RunLayout (RUN in rules/common.smk).
 # A tile's mask and state: forest_mask/<tile>.tif and state/fitted/<tile>.nc are written
-# by rule fit, state/current/<tile>.nc only by forestwatch.state.TileStateStore (rules
-# fast_forward and update_tile).
+# by rule tile_state (forestwatch.steps.fit), state/current/<tile>.nc only by
+# forestwatch.state.TileStateStore (rules tile_state and update_tile).
 
 from snakemake.utils import min_version
 

@@ -3,9 +3,10 @@
 
 The configs only build the DAG: a bbox in EPSG:3035 covering ``cols x rows`` tiles of
 30 x 30 px, ``stac.source: stac_api`` with a URL that is never contacted (no archive job,
-no accuracy job), so the plan is 3 jobs per tile (fit with the forest mask,
-fast_forward, tile_report) plus tiles, mosaic, alert_polygons, alert_statistics and all. Each
-measurement is a fresh process, timed with its peak RSS (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
+no accuracy job), so the plan is 2 jobs per tile (tile_state: forest mask, fit and
+fast-forward; tile_report) plus tiles, mosaic, alert_polygons, alert_statistics, the
+publishing rules and all. Each measurement is a fresh process, timed with its peak RSS
+(``os.wait4``). Per tile count: the whole plan; one tile's chain (what
 the Snakemake inside each cluster job plans before running); and the dry-run once every
 output exists (empty stand-ins), i.e. checking that nothing is pending.
 

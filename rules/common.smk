@@ -40,7 +40,7 @@ if config["stac"]["source"] == "stac_api" and not workflow.remote_exec:
 # it is the source
 SOURCE = ["stac", "synthetic"] if config["stac"]["source"] == "synthetic" else ["stac"]
 
-# the consensus section, for the rules that run the monitors (fit, fast_forward,
+# the consensus section, for the rules that run the monitors (tile_state,
 # update_tile), only when it has members: a config without one keeps these rules' params,
 # so its states are not refitted
 CONSENSUS = ["consensus"] if config["consensus"]["members"] else []

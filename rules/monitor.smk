@@ -1,17 +1,20 @@
-# Where a tile's forest mask and monitoring state are made and brought forward:
-#   fit           history period          -> forest_mask/{tile}.tif + state/fitted/{tile}.nc
-#   fast_forward  fitted state + new data -> state/current/{tile}.nc, up to fast_forward.until
-# The fit job makes the mask too (one job and, with the history rule, one read of the
-# history for both); the mask is an update() output, kept when it was made from the same
-# inputs (forestwatch.forest_mask.kept_mask), so that a monitor change refits without a
-# new mask and a mask change refits. 1 = forest (monitored), 0 = not forest.
-# The current state is updated in place (update()): the daily run's update_tile brings it
-# further, and a rerun of fast_forward continues from it, never from the fit again unless
-# the fit itself changed (forestwatch.monitor.advance). Its one writer is
-# forestwatch.state.TileStateStore.commit.
+# Where a tile's forest mask and monitoring state are made and brought forward, in one job:
+#   tile_state  history period + data since -> forest_mask/{tile}.tif,
+#               state/fitted/{tile}.nc, state/current/{tile}.nc (up to fast_forward.until)
+# One job per tile, not a fit job and a fast-forward job: a third fewer jobs to plan
+# (BENCHMARKS.md, the 10,000-tile dry-run), one search and start-up less per tile.
+# All three outputs are update() outputs, each kept when it still holds:
+# - the mask when made from the same inputs (forestwatch.forest_mask.kept_mask): a
+#   monitor change refits without a new mask, a mask change refits;
+# - the fitted state when made from the same fit config, mask and history items
+#   (forestwatch.monitor.fit_key, in its ledger): a change of fast_forward, or a forced
+#   rerun, does not fit again;
+# - the current state is brought further from where it is, never back, and from the fit
+#   again only when the fit changed (forestwatch.monitor.advance). Its one writer is
+#   forestwatch.state.TileStateStore.commit; the daily run's update_tile brings it further.
 
 
-rule fit:
+rule tile_state:
     input:
         catalog=ancient_catalog(),
         tree_cover=get_tree_cover(),
@@ -19,17 +22,18 @@ rule fit:
         model_description=MODEL_FILES[1] if MODEL_FILES else [],
     output:
         mask=update(RUN.forest_mask("{tile}")),
-        state=RUN.fitted_state("{tile}"),
+        fitted=update(RUN.fitted_state("{tile}")),
+        current=update(RUN.current_state("{tile}")),
     log:
-        RUN.log("fit", "{tile}"),
+        RUN.log("tile_state", "{tile}"),
     benchmark:
-        RUN.benchmark("fit", "{tile}")
+        RUN.benchmark("tile_state", "{tile}")
     threads: 2
     resources:
         mem_mb=3000,
     params:
         mask_cfg=forest_mask_config(),
-        cfg=config_slice(
+        fit_cfg=config_slice(
             "grid",
             *SOURCE,
             "history",
@@ -40,25 +44,7 @@ rule fit:
             "monitor.block_size",
             *CONSENSUS,
         ),
-    run:
-        run_job(jobs.fit, input, output, params, wildcards, threads, log)
-
-
-rule fast_forward:
-    input:
-        catalog=ancient_catalog(),
-        state=RUN.fitted_state("{tile}"),
-    output:
-        update(RUN.current_state("{tile}")),
-    log:
-        RUN.log("fast_forward", "{tile}"),
-    benchmark:
-        RUN.benchmark("fast_forward", "{tile}")
-    threads: 2
-    resources:
-        mem_mb=2000,
-    params:
-        cfg=config_slice(
+        forward_cfg=config_slice(
             "run_name",
             "grid",
             *SOURCE,
@@ -75,4 +61,4 @@ rule fast_forward:
             "alerts.recovery_observations",
         ),
     run:
-        run_job(jobs.fast_forward, input, output, params, wildcards, threads, log)
+        run_job(jobs.tile_state, input, output, params, wildcards, threads, log)

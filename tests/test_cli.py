@@ -150,13 +150,14 @@ def test_fast_forward_rerun_never_rewinds_a_state_the_daily_run_moved(daily_done
     proc = snakemake(workdir, cfg_path, "--cores", "2", "--config",
                      "fast_forward={'until': '2023-05-31'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("rule fast_forward:") == 2  # it did rerun
+    assert proc.stderr.count("rule tile_state:") == 2  # it did rerun
     for tile in TILES:
         after = load_state(layout.current_state(tile))
         assert after.ledger.applied == before[tile].ledger.applied
         assert monitors_equal(after.monitor, before[tile].monitor)
-        log = Path(layout.log("fast_forward", tile)).read_text()
+        log = Path(layout.log("tile_state", tile)).read_text()
         assert "past fast_forward.until 2023-05-31" in log
+        assert "fitted state kept (made from the same config" in log  # not fitted again
 
 
 def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
@@ -179,7 +180,7 @@ def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
         assert [e.day for e in new.ledger.applied] == [e.day for e in old[tile].ledger.applied]
         assert new.ledger.fitted_from != old[tile].ledger.fitted_from
         assert new.monitor.sensitivity == 3.0
-        assert "rebuilding it from the new fit" in Path(layout.log("fast_forward", tile)).read_text()
+        assert "rebuilding it from the new fit" in Path(layout.log("tile_state", tile)).read_text()
 
 
 def _hold_lock(layout: RunLayout) -> subprocess.Popen:

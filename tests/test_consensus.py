@@ -359,7 +359,7 @@ def test_the_workflow_runs_a_consensus(tmp_path):
         "params": SMALL_BAND}}]}})
     cfg_path.write_text(yaml.safe_dump(other))
     dry = deploy(tmp_path, cfg_path, "-n", "--quiet", "rules")
-    assert "fit" in dry.stdout
+    assert "tile_state" in dry.stdout
 
 
 def check_reports(cfg, layout):

@@ -206,7 +206,7 @@ def test_mask_from_rule_without_items(small_archive):
 
 def test_the_fit_job_makes_the_rule_mask_from_the_fits_own_read(tmp_path, small_archive,
                                                                  monkeypatch):
-    """Rule ``fit`` writes the mask and the fitted state from one read of the history: the
+    """Rule ``tile_state`` writes the mask and the fitted state from one read of the history: the
     same mask as the rule alone, and a second job with only the monitor changed keeps the
     mask file (reading once, for the fit); a changed rule makes a new mask."""
     import forestwatch.stac as stac
@@ -225,7 +225,7 @@ def test_the_fit_job_makes_the_rule_mask_from_the_fits_own_read(tmp_path, small_
     mask_path, state_path = tmp_path / "mask.tif", tmp_path / "fitted.nc"
 
     def fit(config):
-        # the mask's slice of the config, as rule fit's params.mask_cfg
+        # the mask's slice of the config, as rule tile_state's params.mask_cfg
         mask_cfg = {k: config[k] for k in ("grid", "stac", "history", "forest_mask")}
         reads.clear()
         steps.fit(config, tile.id, small_archive["catalog"], mask_cfg=mask_cfg,
@@ -251,6 +251,58 @@ def test_the_fit_job_makes_the_rule_mask_from_the_fits_own_read(tmp_path, small_
     assert fit(stricter) == 1
     assert mask_path.stat().st_mtime_ns != made
     assert read_mask(mask_path, tile).sum() < alone.sum()
+
+
+def test_the_fitted_state_is_kept_while_made_from_the_same_inputs(tmp_path, small_archive):
+    """Rule ``tile_state`` reruns for its fast-forward's sake (or forced) without fitting
+    again: the fitted state is kept while its fit key (config, mask content, history items)
+    matches; a mask edited by hand, or a history item more, fits again."""
+    import json
+
+    from forestwatch import steps
+    from forestwatch.state import read_ledger
+
+    cfg = small_archive["cfg"]
+    tile = make_tiles(cfg)[0]
+    mask_path, state_path = tmp_path / "mask.tif", tmp_path / "fitted.nc"
+    mask_cfg = {k: cfg[k] for k in ("grid", "stac", "history", "forest_mask")}
+
+    def fit(catalog=small_archive["catalog"]):
+        return steps.fit(cfg, tile.id, str(catalog), mask_cfg=mask_cfg, mask_out=mask_path,
+                         out=state_path)
+
+    assert fit() is True
+    ledger, digest = read_ledger(state_path)
+    assert len(ledger.fit.made_from) == 64
+    written = state_path.stat().st_mtime_ns
+    assert fit() is False  # kept: not written again
+    assert state_path.stat().st_mtime_ns == written
+
+    # a mask edited by hand (its tags still match, so the mask is kept): fitted on it
+    with rasterio.open(mask_path, "r+") as dst:
+        band = dst.read(1)
+        assert band.any()
+        band[: band.shape[0] // 2] = 0
+        dst.write(band, 1)
+    assert fit() is True
+    edited, edited_digest = read_ledger(state_path)
+    assert edited.fit.made_from != ledger.fit.made_from and edited_digest != digest
+    assert fit() is False
+
+    # one more history item than the fit saw (published late into the history period)
+    data = json.loads(Path(small_archive["catalog"]).read_text())
+    root = Path(small_archive["catalog"]).parent
+    for feature in data["features"]:
+        for asset in feature["assets"].values():
+            asset["href"] = str(root / asset["href"])
+    fewer = [f for f in data["features"] if f["id"] != edited.fit.items[0]]
+    assert len(fewer) == len(data["features"]) - 1
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({**data, "features": fewer}))
+    assert fit(catalog) is True
+    assert edited.fit.items[0] not in read_ledger(state_path)[0].fit.items
+    assert fit(catalog) is False
+    assert fit() is True  # and back: the item is there again
 
 
 def test_a_mask_from_other_inputs_is_made_again(tmp_path, small_archive):

@@ -330,4 +330,4 @@ def test_workflow_model_mask_records_its_provenance(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     override.write_text(yaml.safe_dump({"forest_mask": {"method": "model"}}))
     proc = snakemake(tmp_path, "-n", run.forest_mask(tile), configfiles=(override,))
-    assert re.search(r"^fit\s+1\s*$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^tile_state\s+1\s*$", proc.stdout, re.M), proc.stdout

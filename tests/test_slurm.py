@@ -102,14 +102,14 @@ def slurm_job_ids(output: str) -> list[str]:
 def test_jobs_ran_as_slurm_jobs_in_one_batch(slurm_run, slurm_env):
     workdir, proc = slurm_run
     out = proc.stdout + proc.stderr
-    # the archive, and one batch holding both tiles' mask, fit, fast-forward and report
+    # the archive, and one batch holding both tiles' state (mask, fit, fast-forward) and report
     assert len(slurm_job_ids(out)) == 2, out
     assert "group_tiles" in out
     # the submit host compiled nrt's kernels once, into the cache the jobs then used
     assert "numba cache warmed" in out
     assert any(Path(slurm_env["NUMBA_CACHE_DIR"]).rglob("*.nbi"))
     for tile in TILES:
-        for rule in ("fit", "fast_forward", "tile_report"):
+        for rule in ("tile_state", "tile_report"):
             text = (workdir / RUN.log(rule, tile)).read_text()
             assert "done in" in text, (rule, tile)
             # inside a batch the SLURM plugin starts one Snakemake per job (`srun`), which

@@ -276,12 +276,13 @@ def test_workflow_through_the_api_equals_the_local_run(api_run, workflow_run, st
                  rasterio.open(remote / "reports" / tile / f"{layer}.tif") as y:
                 assert np.array_equal(x.read(), y.read())
         # the tile got the local catalog's items from its block's search (shared)
-        log = (remote / "logs" / "fit" / f"{tile}.log").read_text()
+        log = (remote / "logs" / "tile_state" / f"{tile}.log").read_text()
         assert f"tile {tile}: {len(b.ledger.fit.items)} of the " in log
-    # the two tiles' fits (one block) made one search through the API, in pages
-    fit_logs = [(remote / "logs" / "fit" / f"{t}.log").read_text() for t in TILES]
-    assert sum(log.count(f"in {stac['api']} (") for log in fit_logs) == 1
-    assert sum(log.count("kept from block") for log in fit_logs) == 1
+    # the two tiles (one block) made one search through the API per period, in pages: the
+    # history for the fits, the months after it for the fast-forwards
+    state_logs = [(remote / "logs" / "tile_state" / f"{t}.log").read_text() for t in TILES]
+    assert sum(log.count(f"in {stac['api']} (") for log in state_logs) == 2
+    assert sum(log.count("kept from block") for log in state_logs) == 2
     summary = json.loads((remote / "accuracy" / "summary.json").read_text())
     assert summary == json.loads((local / "accuracy" / "summary.json").read_text())
     assert (np.asarray(summary["detected_share"]) > 0.5).all()
@@ -295,7 +296,7 @@ def test_assets_were_read_with_range_requests_and_the_token(api_run, stac):
 
 def test_no_secret_in_any_log(api_run):
     logs = [p for p in api_run.rglob("*") if p.is_file() and p.suffix in {".log", ".json", ".txt"}]
-    assert any("fit" in str(p) for p in logs)
+    assert any("tile_state" in str(p) for p in logs)
     for path in logs:
         assert TOKEN.split()[-1] not in path.read_text(errors="replace"), path
 

@@ -55,17 +55,17 @@ def test_run_produces_every_output(run):
     for tile in TILES:
         for path in (RUN.forest_mask(tile), RUN.fitted_state(tile), RUN.current_state(tile),
                      RUN.report(tile, "mask"), RUN.report(tile, "detection_date"),
-                     RUN.log("fit", tile)):
+                     RUN.log("tile_state", tile)):
             assert (run / path).exists(), path
     # every rule wrote its log
-    assert "done in" in (run / RUN.log("fast_forward", TILES[0])).read_text()
+    assert "done in" in (run / RUN.log("tile_report", TILES[0])).read_text()
 
 
 def test_jobs_run_in_the_snakemake_process(run):
     """force-use-threads (profiles/default): the tile jobs share one process (the
     Snakemake's), each with its own log."""
     pids = {}
-    for rule in ("fit", "fast_forward", "tile_report"):
+    for rule in ("tile_state", "tile_report"):
         for tile in TILES:
             text = (run / RUN.log(rule, tile)).read_text()
             pids[rule, tile] = int(re.search(r"in process (\d+)", text).group(1))
@@ -121,17 +121,19 @@ def test_changing_the_mask_rule_refits_every_tile(run, tmp_path):
     overlay = tmp_path / "mask.yaml"
     overlay.write_text("forest_mask: {rule: {ndvi_min: 0.75}}\n")
     jobs = planned_jobs(run, configfiles=(overlay,))
-    assert jobs == {"fit": 2, "fast_forward": 2, "tile_report": 2, "accuracy": 1, "all": 1,
+    assert jobs == {"tile_state": 2, "tile_report": 2, "accuracy": 1, "all": 1,
                     "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
                     "report_figures": 1}
 
 
 def test_forcing_one_tiles_fit_reruns_only_that_tile(run):
-    """E.g. after editing the tile's mask by hand: the fit keeps the edited mask (its tags
-    still say what it was made from) and refits on it (README, "Runs are incremental")."""
+    """E.g. after editing the tile's mask by hand: the job keeps the edited mask (its tags
+    still say what it was made from) and refits on it, the mask's content being part of
+    the fit key (README, "Runs are incremental"; the refit itself in
+    tests/test_forest_mask.py)."""
     args = ("--forcerun", str(RUN.fitted_state(TILES[0])))
     jobs = planned_jobs(run, *args)
-    assert jobs["fit"] == 1 and jobs["fast_forward"] == 1 and jobs["tile_report"] == 1
+    assert jobs["tile_state"] == 1 and jobs["tile_report"] == 1
     out = planned_outputs(run, *args)
     assert f"state/fitted/{TILES[0]}.nc" in out
     assert f"state/fitted/{TILES[1]}.nc" not in out
@@ -143,7 +145,7 @@ def test_changing_fast_forward_config_reruns_only_that_stage(run):
     # and `snakemake --summary` says "params changed" for them, but Snakemake 9.27 does not
     # plan them (README, Publishing: `--forcerun wms_mapfile qgis_styles` after changing
     # the monitoring period)
-    assert jobs == {"fast_forward": 2, "tile_report": 2, "accuracy": 1, "all": 1,
+    assert jobs == {"tile_state": 2, "tile_report": 2, "accuracy": 1, "all": 1,
                     "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
                     "report_figures": 1}
 
@@ -153,10 +155,10 @@ def test_changing_the_monitor_refits_without_touching_masks(run, tmp_path):
     overlay = tmp_path / "monitor.yaml"
     overlay.write_text("monitor: {class: IQR, params: {sensitivity: 3.0}}\n")
     jobs = planned_jobs(run, configfiles=(overlay,))
-    # the masks are the fit job's too, kept when made from the same inputs (a run of this
+    # the masks are the job's too, kept when made from the same inputs (a run of this
     # is in tests/test_forest_mask.py: the mask file is not rewritten)
     assert jobs.get("synthetic_archive", 0) == 0
-    assert jobs["fit"] == 2 and jobs["fast_forward"] == 2
+    assert jobs["tile_state"] == 2
 
 
 def test_bad_config_key_fails_with_a_clear_message(tmp_path):

@@ -7,7 +7,7 @@ arguments; the work and its docstrings are in the steps.
 
 Why in the Snakemake process and not as ``script:`` jobs: a script job is a new Python
 that imports Snakemake, numpy, GDAL, xarray and nrt again and unpickles its job (~2.5 s),
-as long as a demo tile's whole fast-forward; a tile pays it three times and a run of 4
+as long as a demo tile's whole fast-forward; a tile paid it three times and a run of 4
 tiles 21 times (BENCHMARKS.md, "Jobs in the Snakemake process"). With
 ``force-use-threads`` (profiles/default) Snakemake runs ``run:`` jobs in its own threads:
 the imports are paid once per run, and the numeric work (numpy, GDAL, numba) releases the
@@ -39,21 +39,18 @@ def tiles(job: Job) -> None:
     _steps().tiles(cfg=job.params.cfg, out=job.output[0])
 
 
-def fit(job: Job) -> None:
-    _steps().fit(cfg=job.params.cfg, tile_id=job.wildcards.tile,
-                 catalog=job.input.catalog or None, mask_cfg=job.params.mask_cfg,
-                 mask_out=job.output.mask, out=job.output.state,
-                 tree_cover=job.input.tree_cover or None, model=job.input.model or None,
-                 model_description=job.input.model_description or None, threads=job.threads)
-
-
-def fast_forward(job: Job) -> None:
+def tile_state(job: Job) -> None:
     from .layout import run_root
 
-    _steps().fast_forward(cfg=job.params.cfg, tile_id=job.wildcards.tile,
-                          catalog=job.input.catalog or None,
-                          run_dir=run_root(job.params.cfg["run_name"]), out=job.output[0],
-                          threads=job.threads)
+    _steps().tile_state(fit_cfg=job.params.fit_cfg, forward_cfg=job.params.forward_cfg,
+                        mask_cfg=job.params.mask_cfg, tile_id=job.wildcards.tile,
+                        catalog=job.input.catalog or None,
+                        run_dir=run_root(job.params.forward_cfg["run_name"]),
+                        mask_out=job.output.mask, fitted_out=job.output.fitted,
+                        current_out=job.output.current,
+                        tree_cover=job.input.tree_cover or None, model=job.input.model or None,
+                        model_description=job.input.model_description or None,
+                        threads=job.threads)
 
 
 def update_tile(job: Job) -> None:

@@ -38,18 +38,19 @@ class RunLayout:
         return self._p("grid", "tiles.gpkg")
 
     def forest_mask(self, tile: str) -> str:
-        """uint8 GeoTIFF, 1 = forest (rule ``fit``, with the fitted state; kept while made
+        """uint8 GeoTIFF, 1 = forest (rule ``tile_state``, with the fitted state; kept while made
         from the same inputs, :func:`forestwatch.forest_mask.kept_mask`)."""
         return self._p("forest_mask", f"{tile}.tif")
 
     # -- monitoring states ---------------------------------------------------------------
     def fitted_state(self, tile: str) -> str:
-        """The monitor fitted on the history (rule ``fit``; read-only afterwards)."""
+        """The monitor fitted on the history (rule ``tile_state``, :func:`forestwatch.steps.fit`;
+        read-only afterwards)."""
         return self._p("state", "fitted", f"{tile}.nc")
 
     def current_state(self, tile: str) -> str:
         """The monitor brought forward: written only by
-        :meth:`forestwatch.state.TileStateStore.commit` (rule ``fast_forward`` and the
+        :meth:`forestwatch.state.TileStateStore.commit` (rule ``tile_state`` and the
         daily run's ``update_tile`` both go through it)."""
         return self._p("state", "current", f"{tile}.nc")
 

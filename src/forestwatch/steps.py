@@ -44,7 +44,7 @@ def _history_items(cfg: dict, tile, catalog: str | None):
 def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | None,
                 out: str | Path, threads: int = 1, *, model: str | None = None,
                 model_description: str | None = None) -> None:
-    """The tile's forest mask alone (the workflow makes it in the fit job, :func:`fit`;
+    """The tile's forest mask alone (the workflow makes it in the fit, :func:`fit`;
     this is for benchmarks and tests). See :func:`_make_mask`."""
     tile = tile_by_id(cfg, tile_id)
     mask, source, provenance = _make_mask(cfg, tile, catalog, tree_cover, model,
@@ -118,8 +118,8 @@ def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
 def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
         mask_out: str | Path, out: str | Path, tree_cover: str | None = None,
         model: str | None = None, model_description: str | None = None,
-        threads: int = 1) -> None:
-    """The tile's forest mask and fitted state, in one job (rule ``fit``).
+        threads: int = 1) -> bool:
+    """The tile's forest mask and fitted state (the first half of rule ``tile_state``).
 
     The mask file ``mask_out`` is kept when it was made from the same inputs
     (:func:`forestwatch.forest_mask.kept_mask`: ``mask_cfg``, the tile, the input files),
@@ -127,7 +127,12 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     is made by ``forest_mask.method``. With the history rule, the mask is classified from
     the fit's own read of the history, block by block (one read for both). ``cfg`` holds
     the fit's config sections, ``mask_cfg`` the mask's (the rule's ``params``). What made
-    the mask is copied into the state (``TileState.forest_mask``)."""
+    the mask is copied into the state (``TileState.forest_mask``).
+
+    The fitted state ``out`` is kept when it was made from the same fit config, tile,
+    mask content, mask provenance and history items (:func:`forestwatch.monitor.fit_key`,
+    recorded in its ledger): a rerun of the rule for the fast-forward's sake, or a forced
+    one, costs a search and a key, not a fit. Returns whether it fitted."""
     from .forest_mask import (
         kept_mask,
         mask_key,
@@ -135,7 +140,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
         read_mask_provenance,
         rule_classifier,
     )
-    from .monitor import fit_tile
+    from .monitor import fit_key, fit_tile
     from .state import save_state
 
     tile = tile_by_id(cfg, tile_id)
@@ -148,7 +153,6 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
         mask, provenance = kept
         log.info("tile %s: forest mask kept (made from the same inputs): %s", tile_id,
                  mask_out)
-        state = fit_tile(tile, items, mask, cfg, threads=threads)
     elif fm["method"] == "rule":
         if not items:
             raise no_history_error(tile)
@@ -161,12 +165,53 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
         mask, source, provenance = _make_mask({**cfg, **mask_cfg}, tile, catalog, tree_cover,
                                               model, model_description, threads)
         _write_mask(mask, tile, mask_out, source, provenance, made_from=key)
+    # what made the mask, as its tags say (kept, or written just now)
+    provenance = provenance if kept is not None else read_mask_provenance(mask_out)
+    made_from = fit_key({**cfg, "forest_mask_provenance": provenance}, tile_id, mask, items)
+    if kept is not None or fm["method"] != "rule":
+        if _fit_made_from(out) == made_from:
+            log.info("tile %s: fitted state kept (made from the same config, forest mask and "
+                     "%d history items): %s", tile_id, len(items), out)
+            return False
         state = fit_tile(tile, items, mask, cfg, threads=threads)
-    # what made the mask, as its tags say (written just now, or kept)
-    state.forest_mask = provenance if kept is not None else read_mask_provenance(mask_out)
+    state.forest_mask = provenance
+    state.ledger.fit.made_from = made_from
     digest = save_state(state, out)
     log.info("tile %s: fitted %s on %d items, state %s (sha256 %s)", tile_id,
              cfg["monitor"]["class"], len(items), out, digest[:12])
+    return True
+
+
+def _fit_made_from(path: str | Path) -> str | None:
+    """The fit key recorded in the fitted state ``path`` (its ledger, read without the
+    arrays); None when there is no such file or it cannot be read (then it is fitted)."""
+    from .state import read_ledger
+
+    if not Path(path).exists():
+        return None
+    try:
+        ledger, _ = read_ledger(path)
+    except Exception as err:  # netCDF4/HDF5 raise assorted errors on damaged files
+        log.warning("fitted state %s cannot be read (%s); fitting again", path, err)
+        return None
+    return ledger.fit.made_from or None
+
+
+def tile_state(*, fit_cfg: dict, forward_cfg: dict, mask_cfg: dict, tile_id: str,
+               catalog: str | None, run_dir: str | Path, mask_out: str | Path,
+               fitted_out: str | Path, current_out: str | Path,
+               tree_cover: str | None = None, model: str | None = None,
+               model_description: str | None = None, threads: int = 1) -> None:
+    """Rule ``tile_state``: the tile's forest mask and fitted state (:func:`fit`, each
+    kept when made from the same inputs), then its current state brought forward to
+    ``fast_forward.until`` (:func:`fast_forward`, from where it is: never back). One job
+    per tile instead of two: a third fewer jobs for Snakemake to plan (BENCHMARKS.md,
+    the 10,000-tile dry-run). ``fit_cfg``, ``forward_cfg`` and ``mask_cfg`` are the
+    rule's three config slices."""
+    fit(fit_cfg, tile_id, catalog, mask_cfg=mask_cfg, mask_out=mask_out, out=fitted_out,
+        tree_cover=tree_cover, model=model, model_description=model_description,
+        threads=threads)
+    fast_forward(forward_cfg, tile_id, catalog, run_dir, current_out, threads=threads)
 
 
 def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):
@@ -430,7 +475,8 @@ def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
              len(quicklooks), len(rows), len(runs))
 
 
-__all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "update_tile",
+__all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "tile_state",
+           "update_tile",
            "tile_store", "tile_search",
            "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
            "wms_mapfile", "qgis_styles", "stac_catalog", "report_figures"]

@@ -1,7 +1,7 @@
 """``forest_mask.method: file`` (a tree-cover raster), and the mask's GeoTIFF: writing it
 with its provenance tags, reading it back checked against the tile's grid, and deciding
 whether a mask already on disk was made from the current inputs (:func:`kept_mask`: the
-fit job that writes the mask keeps it when only the monitor changed)."""
+fit (rule ``tile_state``) that writes the mask keeps it when only the monitor changed)."""
 
 from __future__ import annotations
 

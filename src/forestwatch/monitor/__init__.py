@@ -1,9 +1,10 @@
-"""Fitting a tile's monitor and bringing it forward (rules ``fit`` and ``fast_forward``,
-and the daily run's ``update_tile``).
+"""Fitting a tile's monitor and bringing it forward (rule ``tile_state``, and the daily
+run's ``update_tile``).
 
 * :mod:`.build` - the nrt monitor from config (one per consensus member), the bands it
   needs, numba's cache;
-* :mod:`.fit` - :func:`fit_tile`: the history, block by block;
+* :mod:`.fit` - :func:`fit_tile`: the history, block by block; :func:`fit_key`: what a
+  fit is made from, to keep it when that did not change;
 * :mod:`.forward` - :func:`monitor_days`: solar days in order into a state, with the
   policy for unreadable assets;
 * :mod:`.advance` - :func:`advance_tile`: the one code path that brings a tile's current
@@ -19,12 +20,12 @@ from .build import (
     needed_bands,
     warm_numba_cache,
 )
-from .fit import fit_tile
+from .fit import fit_key, fit_tile
 from .forward import FF_BATCH_BUDGET, Forwarded, UnreadablePolicy, monitor_days, take_observation
 
 __all__ = [
     "advance_tile", "forward_items", "plan_update", "Plan", "TileUpdate",
     "build_monitor", "fit_kwargs", "needed_bands", "warm_numba_cache", "member_configs",
     "consensus_k",
-    "fit_tile", "monitor_days", "take_observation", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
+    "fit_key", "fit_tile", "monitor_days", "take_observation", "UnreadablePolicy", "Forwarded", "FF_BATCH_BUDGET",
 ]

@@ -1,4 +1,4 @@
-"""Bring one tile's state forward: the single code path behind rule ``fast_forward`` and
+"""Bring one tile's state forward: the single code path behind rule ``tile_state`` and
 the daily run's ``update_tile``.
 
 :func:`advance_tile` starts from the tile's current state (or its fitted state when there
@@ -21,7 +21,7 @@ everything it had seen, plus more. In particular:
   brought forward from) rebuilds the state from the new fit, as far as the old state had
   come (``max(until, last monitored day)``), re-reading every acquisition since the fit;
 * a current state **past** ``until`` (the daily runs brought it further than
-  ``fast_forward.until``) is left as it is by the ``fast_forward`` rule.
+  ``fast_forward.until``) is left as it is by rule ``tile_state``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ with the tile size.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from ..acquisitions import by_solar_day
+from ..acquisitions import by_solar_day, version_label
 from ..grid import Tile
 from ..stac import NoDataError, load_reflectance, spectral_index
 from ..state import FitRecord, Ledger, MonitorMember, TileState, software_versions
@@ -30,6 +31,24 @@ def _blocks(shape: tuple[int, int], size: int):
     for r in range(0, shape[0], size):
         for c in range(0, shape[1], size):
             yield slice(r, min(r + size, shape[0])), slice(c, min(c + size, shape[1]))
+
+
+def fit_key(cfg: dict, tile_id: str, mask: np.ndarray, items: Sequence[pystac.Item]) -> str:
+    """SHA-256 (hex) of what a tile's fit is made from: the fit's config sections ``cfg``
+    (the rule's fit slice: grid, source, history, index, monitor, consensus), the tile,
+    the forest mask's content (uint8 array; a mask edited by hand changes it) and the
+    history items with their versions (an item published late into the history period,
+    or reprocessed, changes it). Stored as :attr:`FitRecord.made_from`; a fitted state
+    with the same key is kept instead of fitted again."""
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    h.update(tile_id.encode())
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    h.update(str(mask.shape).encode())
+    h.update(mask.tobytes())
+    for entry in sorted(f"{it.id}@{version_label(it)}" for it in items):
+        h.update(entry.encode())
+    return h.hexdigest()
 
 
 def fit_tile(

@@ -34,6 +34,11 @@ class FitRecord:
     items: list[str] = field(default_factory=list)
     #: ``{"item", "asset", "reason"}`` read as not observed during the fit
     unreadable: list[dict] = field(default_factory=list)
+    #: SHA-256 (hex) of what the fit was made from (:func:`forestwatch.monitor.fit_key`:
+    #: the fit's config, the forest mask, the history items and their versions); a rerun
+    #: of rule ``tile_state`` keeps a fitted state whose key matches. ``""`` in a state
+    #: written before it was recorded (never kept: refitted once)
+    made_from: str = ""
 
 
 @dataclass

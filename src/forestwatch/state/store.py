@@ -1,7 +1,7 @@
 """The one writer of a tile's monitoring state.
 
 ``state/current/<tile>.nc`` is written by :meth:`TileStateStore.commit` and nothing else:
-the ``fast_forward`` rule and the daily run's ``update_tile`` both bring a state forward
+rule ``tile_state`` and the daily run's ``update_tile`` both bring a state forward
 through :func:`forestwatch.monitor.advance_tile`, which commits here. The caller holds the
 run lock (:mod:`forestwatch.runlock`), so at most one process writes a tile at a time.
 
@@ -9,7 +9,7 @@ A commit keeps the state it replaces in ``state/history/<tile>/`` (a hard link, 
 ``<UTC time>_<last monitored day>.nc``, pruned to ``operational.keep_states``): a
 late acquisition can be replayed from a state before it, and a current state found
 corrupt is replaced by the newest intact kept one. The fitted state
-(``state/fitted/<tile>.nc``, rule ``fit``) is only ever read here.
+(``state/fitted/<tile>.nc``, :func:`forestwatch.steps.fit`) is only ever read here.
 
 The store also keeps the tile's *unreadable-asset register* (``state/unreadable/<tile>.json``):
 assets the daily run could not read yet, since which day and in how many runs, so that a
