@@ -42,6 +42,7 @@ include: "rules/strategy.smk"
 localrules:
     all,
     tiles,
+    tile_reports_index,
     mosaic,
     accuracy,
     alert_polygons,

@@ -4,8 +4,8 @@
 The configs only build the DAG: a bbox in EPSG:3035 covering ``cols x rows`` tiles of
 30 x 30 px, ``stac.source: stac_api`` with a URL that is never contacted (no archive job,
 no accuracy job), so the plan is 2 jobs per tile (tile_state: forest mask, fit and
-fast-forward; tile_report) plus tiles, mosaic, alert_polygons, alert_statistics, the
-publishing rules and all. Each measurement is a fresh process, timed with its peak RSS
+fast-forward; tile_report) plus tiles, tile_reports_index, mosaic, alert_polygons,
+alert_statistics, the publishing rules and all. Each measurement is a fresh process, timed with its peak RSS
 (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
 the Snakemake inside each cluster job plans before running); and the dry-run once every
 output exists (empty stand-ins), i.e. checking that nothing is pending.
@@ -99,6 +99,7 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
               [run_layout.current_state(t) for t in tiles],
               [run_layout.report(t, layer) for t in tiles for layer in layers]
               + [run_layout.alert_pieces(t) for t in tiles],
+              [run_layout.reports_index()],
               [run_layout.mosaic(layer) for layer in layers]
               + [run_layout.alert_polygons(), run_layout.alert_area("tile")]]
     # what rules/publish.smk makes from them

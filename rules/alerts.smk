@@ -1,11 +1,13 @@
-# Alert polygons and area statistics from the tiles' alert pieces (written by tile_report):
+# Alert polygons and area statistics from the tiles' alert pieces (written by tile_report,
+# listed in the tile reports index):
 # a daily run rewrites the pieces of the tiles it changed, and these two rules join all
 # pieces again without reading any raster (forestwatch.alerts).
 
 
 rule alert_polygons:
     input:
-        pieces=get_tile_alert_pieces(),
+        # every tile's pieces, listed in the index
+        index=RUN.reports_index(),
     output:
         # read before it is replaced: the previous alerts pass their ids on
         update(RUN.alert_polygons()),

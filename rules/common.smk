@@ -159,17 +159,14 @@ def get_tile_reports(layer):
 
 def get_tile_reports_written():
     """One file per tile that stands for all of its report layers: tile_report writes its
-    alert pieces last. Rules over every tile's reports take these as input (and the
-    layers' paths as params): 9 layers x 10,000 tiles as inputs cost minutes of DAG."""
-    return [RUN.alert_pieces(tile) for tile in TILES]
-
-
-def get_tile_alert_pieces():
+    alert pieces last. Only rule tile_reports_index takes them as input; the rules over
+    every tile take its index (9 layers x 10,000 tiles as inputs cost minutes of DAG, and
+    one file per tile for each of six rules still half of a 10,000-tile plan)."""
     return [RUN.alert_pieces(tile) for tile in TILES]
 
 
 def get_alert_statistics_input(wildcards):
-    inputs = {"pieces": get_tile_alert_pieces()}
+    inputs = {"index": RUN.reports_index()}
     if config["alerts"]["regions"]["path"]:
         inputs["regions"] = config["alerts"]["regions"]["path"]
     return inputs
@@ -242,13 +239,13 @@ def style_of(name):
 
 
 def get_stac_inputs(wildcards):
-    """Every tile's report COGs (not ancient: a daily run's new reports rebuild the
-    catalog, with their new checksums), states, mosaics, styles, accuracy."""
+    """The tile reports index (not ancient: a daily run's new reports rebuild the
+    catalog, with their new checksums), the mosaics, styles, accuracy, polygons and
+    statistics."""
     inputs = {
-        # one file per tile stands for all its report layers: tile_report writes the
-        # pieces last (the layers' paths are the rule's params)
-        "tile_reports": [RUN.alert_pieces(t) for t in TILES],
-        "states": [ancient(RUN.current_state(t)) for t in TILES],
+        # the tiles' reports, written after their states (the layers' and states' paths
+        # are the rule's params)
+        "reports_index": RUN.reports_index(),
         "mosaics": [RUN.mosaic(name) for name in published_rasters()],
         "styles": rules.qgis_styles.output,
     }

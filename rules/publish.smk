@@ -48,6 +48,7 @@ rule stac_catalog:
         rasters=published_rasters(),
         source=config["stac"]["url"] or get_catalog() or None,
         item_ids=TILES + ["mosaic"],
+        states=[RUN.current_state(t) for t in TILES],
     run:
         run_job(jobs.stac_catalog, input, output, params, wildcards, threads, log)
 
@@ -55,8 +56,7 @@ rule stac_catalog:
 rule report_figures:
     input:
         mosaics=[RUN.mosaic(name) for name in published_rasters()],
-        # one file per tile stands for its reports (get_tile_reports_written)
-        reports=get_tile_reports_written(),
+        reports=RUN.reports_index(),
         records=get_daily_records,
         polygons=get_alert_polygons,
     output:

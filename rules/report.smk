@@ -18,12 +18,29 @@ rule tile_report:
         run_job(jobs.tile_report, input, output, params, wildcards, threads, log)
 
 
+# Which tiles' reports are complete: the one input of the rules over every tile
+# (forestwatch.reports.TileReportsIndex). Rewritten when any tile's report is, and (params)
+# when the set of tiles changes.
+rule tile_reports_index:
+    input:
+        pieces=get_tile_reports_written(),
+    output:
+        RUN.reports_index(),
+    log:
+        RUN.log("tile_reports_index"),
+    params:
+        tiles=TILES,
+        folders=[RUN.report_folder(t) for t in TILES],
+    run:
+        run_job(jobs.tile_reports_index, input, output, params, wildcards, threads, log)
+
+
 # A tile rewritten in place shows through an unchanged VRT, so the mosaic only depends on
 # the set of tiles: ancient() keeps tile updates from rebuilding it.
 rule mosaic:
     input:
         tiles=RUN.tiles(),
-        reports=[ancient(f) for f in get_tile_reports_written()],
+        reports=ancient(RUN.reports_index()),
     output:
         **{name: RUN.mosaic(name) for name in REPORT_LAYERS},
     log:
@@ -40,7 +57,7 @@ rule accuracy:
         date_vrt=RUN.mosaic("detection_date"),
         status_vrt=RUN.mosaic("alert_status"),
         first_vrt=RUN.mosaic("first_detection_date"),
-        reports=get_tile_reports_written(),
+        reports=RUN.reports_index(),
         truth=get_truth_summary,
     output:
         json=RUN.accuracy("json"),

@@ -225,3 +225,30 @@ def test_build_vrt_refuses_empty_list(tmp_path):
     with pytest.raises(ValueError):
         build_vrt([], tmp_path / "mask.vrt")
     assert not (tmp_path / "mask.vrt").exists()
+
+
+def test_tile_reports_index_round_trip_and_errors(tmp_path):
+    """The index the rules over every tile read (rule tile_reports_index): tiles in order,
+    their folders and pieces; a missing pieces file or a damaged index is a clear error."""
+    from forestwatch.reports import TileReportsIndex
+    from forestwatch.steps import tile_reports_index
+
+    tiles = ["X0002_Y0001", "X0001_Y0001"]
+    pieces = [tmp_path / f"{t}.gpkg" for t in tiles]
+    folders = [str(tmp_path / "reports" / t) for t in tiles]
+    out = tmp_path / "reports" / "index.json"
+    with pytest.raises(FileNotFoundError, match="2 tile report"):
+        tile_reports_index(tiles=tiles, folders=folders, pieces=[str(p) for p in pieces], out=out)
+    for p in pieces:
+        p.write_bytes(b"")
+    tile_reports_index(tiles=tiles, folders=folders, pieces=[str(p) for p in pieces], out=out)
+    index = TileReportsIndex.read(out)
+    assert index.tiles == tiles  # the rule's order, not sorted
+    assert list(index.pieces.values()) == [str(p) for p in pieces]
+    assert index.folders[tiles[1]] == folders[1]
+    out.write_text('{"format": 1, "tiles": [{"tile": "X0001_Y0001", "folder": "x"}]}')
+    with pytest.raises(ValueError, match="cannot be read.*delete it"):
+        TileReportsIndex.read(out)
+    out.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read"):
+        TileReportsIndex.read(out)

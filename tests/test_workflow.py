@@ -121,8 +121,8 @@ def test_changing_the_mask_rule_refits_every_tile(run, tmp_path):
     overlay = tmp_path / "mask.yaml"
     overlay.write_text("forest_mask: {rule: {ndvi_min: 0.75}}\n")
     jobs = planned_jobs(run, configfiles=(overlay,))
-    assert jobs == {"tile_state": 2, "tile_report": 2, "accuracy": 1, "all": 1,
-                    "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
+    assert jobs == {"tile_state": 2, "tile_report": 2, "tile_reports_index": 1, "accuracy": 1,
+                    "all": 1, "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
                     "report_figures": 1}
 
 
@@ -145,8 +145,8 @@ def test_changing_fast_forward_config_reruns_only_that_stage(run):
     # and `snakemake --summary` says "params changed" for them, but Snakemake 9.27 does not
     # plan them (README, Publishing: `--forcerun wms_mapfile qgis_styles` after changing
     # the monitoring period)
-    assert jobs == {"tile_state": 2, "tile_report": 2, "accuracy": 1, "all": 1,
-                    "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
+    assert jobs == {"tile_state": 2, "tile_report": 2, "tile_reports_index": 1, "accuracy": 1,
+                    "all": 1, "alert_polygons": 1, "alert_statistics": 1, "stac_catalog": 1,
                     "report_figures": 1}
 
 

@@ -89,13 +89,25 @@ def accuracy(job: Job) -> None:
                       status_vrt=job.input.status_vrt, first_vrt=job.input.first_vrt)
 
 
+def tile_reports_index(job: Job) -> None:
+    _steps().tile_reports_index(tiles=list(job.params.tiles), folders=list(job.params.folders),
+                                pieces=list(job.input.pieces), out=job.output[0])
+
+
+def _indexed_pieces(index: str) -> list[str]:
+    """Every tile's alert pieces, from the tile reports index."""
+    from .reports import TileReportsIndex
+
+    return list(TileReportsIndex.read(index).pieces.values())
+
+
 def alert_polygons(job: Job) -> None:
-    _steps().alert_polygons(cfg=job.params.cfg, pieces=list(job.input.pieces),
+    _steps().alert_polygons(cfg=job.params.cfg, pieces=_indexed_pieces(job.input.index),
                             out=job.output[0])
 
 
 def alert_statistics(job: Job) -> None:
-    _steps().alert_statistics(cfg=job.params.cfg, pieces=list(job.input.pieces),
+    _steps().alert_statistics(cfg=job.params.cfg, pieces=_indexed_pieces(job.input.index),
                               by_tile_out=job.output.by_tile,
                               by_region_out=job.output.get("by_region"))
 
@@ -121,7 +133,7 @@ def stac_catalog(job: Job) -> None:
             files = [inputs[key]] if isinstance(inputs[key], str) else inputs[key]
             extras.update({Path(p).name.replace(".", "_"): p for p in files})
     _steps().stac_catalog(cfg=params.cfg, tiles=tiles,
-                          states=dict(zip(params.tiles, inputs.states, strict=True)),
+                          states=dict(zip(params.tiles, params.states, strict=True)),
                           mosaics=dict(zip(params.rasters, inputs.mosaics, strict=True)),
                           extras=extras, collection=job.output.collection,
                           items=dict(zip(params.item_ids, job.output.tile_items, strict=True)),

@@ -72,6 +72,11 @@ class RunLayout:
         """Per-tile COG of a report layer (rule ``tile_report``)."""
         return report_layer(self.report_folder(tile), layer)
 
+    def reports_index(self) -> str:
+        """Which tiles' reports are complete, and where (rule ``tile_reports_index``,
+        :class:`forestwatch.reports.TileReportsIndex`)."""
+        return self._p("reports", "index.json")
+
     def mosaic(self, layer: str) -> str:
         """VRT over every tile's report layer (rule ``mosaic``)."""
         return self._p("mosaic", f"{layer}.vrt")

@@ -10,13 +10,18 @@ bands, and a palette only makes sense on the class layer):
 
 The mosaic is one VRT per layer, written as XML from the tiles' own metadata so that
 relative paths, band names, palette and class names survive (gdalbuildvrt drops them).
+
+:class:`TileReportsIndex` (``reports/index.json``) says which tiles' reports are complete
+and where: the rules over every tile depend on it instead of on every tile's files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from .alerts.layers import ALERT_REPORT_LAYERS
-from .io import atomic_path
+from .io import atomic_path, write_json
 
 #: nrt mask codes -> (name, RGBA)
 MASK_CLASSES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -40,6 +45,55 @@ DATE_NODATA = 0
 DATE_UNITS = "days since 1970-01-01"
 
 _COG = dict(driver="COG", compress="DEFLATE", blocksize=256, overviews="AUTO")
+
+
+@dataclass(frozen=True)
+class TileReportsIndex:
+    """Which tiles' reports are complete, and where they are: ``reports/index.json``
+    (:meth:`forestwatch.layout.RunLayout.reports_index`), written only by
+    :meth:`write`, called by rule ``tile_reports_index`` once every tile's
+    ``tile_report`` is done (a tile's report is rewritten: so is the index).
+
+    Why a file: the rules over every tile (mosaic, accuracy, alert polygons and
+    statistics, STAC catalog, report figures) depend on this one file instead of each
+    on every tile's files; with 10,000 tiles those 60,000 dependencies were half of
+    Snakemake's plan (BENCHMARKS.md, the 10,000-tile dry-run).
+    """
+
+    #: tile id -> its report folder (one COG per layer: :func:`forestwatch.layout.report_layer`)
+    folders: dict[str, str]
+    #: tile id -> its alert pieces (GeoPackage, :mod:`forestwatch.alerts.polygons`)
+    pieces: dict[str, str]
+
+    FORMAT = 1
+
+    def __post_init__(self) -> None:
+        if list(self.folders) != list(self.pieces):
+            raise ValueError("the index's folders and pieces name different tiles")
+
+    @property
+    def tiles(self) -> list[str]:
+        return list(self.folders)
+
+    def write(self, path: str | Path) -> None:
+        """Write the index to ``path`` (JSON, atomically)."""
+        # a list: the tiles keep the workflow's order (JSON objects are written sorted)
+        write_json(path, {"format": self.FORMAT,
+                          "tiles": [{"tile": t, "folder": self.folders[t],
+                                     "pieces": self.pieces[t]} for t in self.folders]})
+
+    @classmethod
+    def read(cls, path: str | Path) -> TileReportsIndex:
+        try:
+            data = json.loads(Path(path).read_text())
+            if data.get("format") != cls.FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {cls.FORMAT}")
+            tiles = data["tiles"]
+            return cls(folders={e["tile"]: e["folder"] for e in tiles},
+                       pieces={e["tile"]: e["pieces"] for e in tiles})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"tile reports index {str(path)!r} cannot be read ({err}); "
+                             "delete it and run `snakemake` to write it again") from err
 
 
 def write_tile_reports(mask: np.ndarray, detection_date: np.ndarray | None, crs: str,

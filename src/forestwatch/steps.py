@@ -323,6 +323,22 @@ def tile_report(cfg: dict, tile_id: str, state_in: str | Path, mask_out: str | P
              int(pieces["n_pixels"].sum()) if len(pieces) else 0)
 
 
+def tile_reports_index(tiles: list[str], folders: list[str], pieces: list[str],
+                       out: str | Path) -> None:
+    """The index of the tiles' complete reports (:class:`forestwatch.reports.TileReportsIndex`):
+    ``folders`` and ``pieces`` in the order of ``tiles``, every pieces file present."""
+    from .reports import TileReportsIndex
+
+    missing = [p for p in pieces if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} tile report(s) missing, e.g. {missing[0]}; "
+                                "run `snakemake` to make them")
+    index = TileReportsIndex(folders=dict(zip(tiles, folders, strict=True)),
+                             pieces=dict(zip(tiles, pieces, strict=True)))
+    index.write(out)
+    log.info("index of %d tiles' reports: %s", len(tiles), out)
+
+
 def alert_polygons(cfg: dict, pieces: list[str], out: str | Path) -> None:
     from .alerts.polygons import merge_alerts
 
@@ -478,5 +494,5 @@ def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "tile_state",
            "update_tile",
            "tile_store", "tile_search",
-           "tile_report", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
+           "tile_report", "tile_reports_index", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
            "wms_mapfile", "qgis_styles", "stac_catalog", "report_figures"]
