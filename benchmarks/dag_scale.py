@@ -7,8 +7,11 @@ no accuracy job), so the plan is 2 jobs per tile (tile_state: forest mask, fit a
 fast-forward; tile_report) plus tiles, tile_reports_index, mosaic, alert_polygons,
 alert_statistics, the publishing rules and all. Each measurement is a fresh process, timed with its peak RSS
 (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
-the Snakemake inside each cluster job plans before running); and the dry-run once every
-output exists (empty stand-ins), i.e. checking that nothing is pending.
+the Snakemake inside each cluster job plans before running); the dry-run once every
+output exists (empty stand-ins), i.e. checking that nothing is pending; and, on those, the
+plan of a daily run in which every tile has a new acquisition (``update_tile`` and
+``tile_report`` per tile, then the index and the joins), as ``forestwatch daily`` starts
+it (the tile records and ``all`` as targets).
 
     python benchmarks/dag_scale.py                     # 100, 1,000, 10,000 tiles
     python benchmarks/dag_scale.py --tiles 100 1000    # a subset
@@ -121,6 +124,31 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
             os.utime(path, (stamp + i, stamp + i))
 
 
+def write_daily_run(workdir: Path, run_name: str, tiles: list[str]) -> str:
+    """A daily run's discovery in which every tile has work (and an empty items file):
+    what `forestwatch daily` writes before it starts Snakemake. Returns the run id."""
+    from forestwatch.daily.discovery import Discovery
+    from forestwatch.io import write_json
+    from forestwatch.layout import RunLayout
+
+    run = "20260601T000000000000_2026-06-01"
+    layout = RunLayout(workdir / "results" / run_name)
+    disc = Discovery(run=run, today="2026-06-01", window=["2026-05-02", "2026-06-01"],
+                     items_found=1, tiles={t: {"items": ["S2X_NEW"], "unknown": 1,
+                                               "state": "current"} for t in tiles})
+    write_json(layout.discovery(run), disc.to_dict())
+    write_json(layout.discovered_items(run), {"type": "FeatureCollection", "features": []})
+    return run
+
+
+def daily_targets(run_name: str, run: str, tiles: list[str]) -> list[str]:
+    """The targets `forestwatch daily` gives Snakemake: every tile record of the run."""
+    from forestwatch.layout import RunLayout
+
+    layout = RunLayout(Path("results") / run_name)
+    return [layout.tile_record(run, t) for t in tiles]
+
+
 def job_count(output: str) -> int:
     for line in output.splitlines():
         if line.strip().startswith("total"):
@@ -177,21 +205,28 @@ def main() -> None:
         done, _, out_done = timed(snakemake_cmd(work / f"w{n}", cfg, "-n", "--quiet", "rules",
                                                 *extra), work)
         assert "Nothing to be done" in out_done, out_done[-2000:]
-        rows.append((n, job_count(out), wall, rss, one, done))
-        print(f"{n} tiles: {wall:.1f} s; one tile's chain {one:.1f} s; up to date {done:.1f} s",
-              file=sys.stderr)
+        # a daily run in which every tile has a new acquisition, planned as `forestwatch
+        # daily` plans it: its tile records and `all` as targets, on the outputs above
+        run = write_daily_run(work / f"w{n}", f"scale{n}", tiles)
+        daily, _, out_daily = timed(snakemake_cmd(
+            work / f"w{n}", cfg, "-n", "--quiet", "rules", "--nolock", "--config",
+            f"daily_run={run}", *extra, *daily_targets(f"scale{n}", run, tiles), "all"), work)
+        assert job_count(out_daily) == 2 * n + 6, out_daily[-2000:]
+        rows.append((n, job_count(out), wall, rss, one, done, daily))
+        print(f"{n} tiles: {wall:.1f} s; one tile's chain {one:.1f} s; up to date {done:.1f} s; "
+              f"daily run {daily:.1f} s", file=sys.stderr)
 
     with_profile = f" --profile {args.smk_profile}" if args.smk_profile else ""
     print(f"\n{os.cpu_count()} cores; each row a fresh `snakemake -n --quiet rules"
           f"{with_profile}`\n")
     print("| tiles | jobs | dry-run wall s | peak RSS MiB | ms per job | one tile's chain s "
-          "| all outputs present s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| all outputs present s | daily run, every tile s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = rows[0]
-    for n, jobs, wall, rss, one, done in rows:
+    for n, jobs, wall, rss, one, done, daily in rows:
         per_job = "" if n == base[0] else f"{1000 * (wall - base[2]) / (jobs - base[1]):.2f}"
         print(f"| {n:,} | {jobs:,} | {wall:.1f} | {rss:.0f} | {per_job} | {one:.1f} "
-              f"| {done:.1f} |")
+              f"| {done:.1f} | {daily:.1f} |")
     print(f"\nFixed costs: `snakemake --version` {t_version:.1f} s; a job's Python start-up and "
           f"imports (forestwatch, odc-stac, nrt, xarray) {t_imports:.1f} s / {rss_imports:.0f} MiB")
 

@@ -260,7 +260,7 @@ def test_the_fitted_state_is_kept_while_made_from_the_same_inputs(tmp_path, smal
     import json
 
     from forestwatch import steps
-    from forestwatch.state import read_ledger
+    from forestwatch.state import load_state, read_ledger, save_state
 
     cfg = small_archive["cfg"]
     tile = make_tiles(cfg)[0]
@@ -277,6 +277,12 @@ def test_the_fitted_state_is_kept_while_made_from_the_same_inputs(tmp_path, smal
     written = state_path.stat().st_mtime_ns
     assert fit() is False  # kept: not written again
     assert state_path.stat().st_mtime_ns == written
+
+    # a fitted state from before the key was recorded is fitted again, once
+    old = load_state(state_path)
+    old.ledger.fit.made_from = ""
+    save_state(old, state_path)
+    assert fit() is True and fit() is False
 
     # a mask edited by hand (its tags still match, so the mask is kept): fitted on it
     with rasterio.open(mask_path, "r+") as dst:
