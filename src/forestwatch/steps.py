@@ -149,6 +149,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     items = _history_items(cfg, tile, catalog)
     fm = mask_cfg["forest_mask"]
     kept = kept_mask(mask_out, tile, key)
+    state = None  # fitted below, unless the rule mask is classified from the fit's read
     if kept is not None:
         mask, provenance = kept
         log.info("tile %s: forest mask kept (made from the same inputs): %s", tile_id,
@@ -168,7 +169,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     # what made the mask, as its tags say (kept, or written just now)
     provenance = provenance if kept is not None else read_mask_provenance(mask_out)
     made_from = fit_key({**cfg, "forest_mask_provenance": provenance}, tile_id, mask, items)
-    if kept is not None or fm["method"] != "rule":
+    if state is None:
         if _fit_made_from(out) == made_from:
             log.info("tile %s: fitted state kept (made from the same config, forest mask and "
                      "%d history items): %s", tile_id, len(items), out)
@@ -492,7 +493,6 @@ def report_figures(cfg: dict, layers: dict[str, str], date_tiles: list[str],
 
 
 __all__ = ["synthetic_archive", "tiles", "forest_mask", "fit", "fast_forward", "tile_state",
-           "update_tile",
-           "tile_store", "tile_search",
-           "tile_report", "tile_reports_index", "alert_polygons", "alert_statistics", "mosaic", "accuracy",
-           "wms_mapfile", "qgis_styles", "stac_catalog", "report_figures"]
+           "update_tile", "tile_store", "tile_search", "tile_report", "tile_reports_index",
+           "alert_polygons", "alert_statistics", "mosaic", "accuracy", "wms_mapfile",
+           "qgis_styles", "stac_catalog", "report_figures"]
