@@ -260,6 +260,8 @@ def test_the_fitted_state_is_kept_while_made_from_the_same_inputs(tmp_path, smal
     import json
 
     from forestwatch import steps
+    from forestwatch.config import deep_update, validate_config
+    from forestwatch.monitor import fit_key
     from forestwatch.state import load_state, read_ledger, save_state
 
     cfg = small_archive["cfg"]
@@ -277,6 +279,16 @@ def test_the_fitted_state_is_kept_while_made_from_the_same_inputs(tmp_path, smal
     written = state_path.stat().st_mtime_ns
     assert fit() is False  # kept: not written again
     assert state_path.stat().st_mtime_ns == written
+    # how the source is reached is not what the mask and fit are made from; what is read is
+    reached = validate_config(deep_update(cfg, {"stac": {"retries": 7, "timeout_s": 90}}))
+    made = mask_path.stat().st_mtime_ns
+    assert steps.fit(reached, tile.id, str(small_archive["catalog"]),
+                     mask_cfg={k: reached[k] for k in mask_cfg}, mask_out=mask_path,
+                     out=state_path) is False
+    assert mask_path.stat().st_mtime_ns == made
+    cloudier = validate_config(deep_update(cfg, {"stac": {"max_cloud_cover": 60}}))
+    assert fit_key(cloudier, tile.id, read_mask(mask_path, tile), []) != fit_key(
+        cfg, tile.id, read_mask(mask_path, tile), [])
 
     # a fitted state from before the key was recorded is fitted again, once
     old = load_state(state_path)

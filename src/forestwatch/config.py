@@ -23,6 +23,22 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
+#: ``stac`` keys that say how the source is reached, not what is read from it. The keys of
+#: what a forest mask or a fit was made from (:func:`forestwatch.forest_mask.mask_key`,
+#: :func:`forestwatch.monitor.fit_key`) leave them out: raising ``retries`` after a bad
+#: night reruns the tile jobs (their params changed), which keep their masks and fits.
+STAC_ACCESS_KEYS = ("timeout_s", "retries", "retry_backoff_s", "page_size", "auth")
+
+
+def without_access_keys(cfg: dict) -> dict:
+    """A shallow copy of ``cfg`` whose ``stac`` section, if any, leaves out
+    :data:`STAC_ACCESS_KEYS`."""
+    out = dict(cfg)
+    if isinstance(out.get("stac"), dict):
+        out["stac"] = {k: v for k, v in out["stac"].items() if k not in STAC_ACCESS_KEYS}
+    return out
+
+
 #: nrt monitor classes by config name.
 MONITOR_CLASSES = ("IQR", "EWMA", "CuSum", "MoSum", "CCDC")
 

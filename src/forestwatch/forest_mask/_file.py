@@ -16,6 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 
+from ..config import without_access_keys
 from ..grid import Tile
 from ..io import atomic_path
 
@@ -91,11 +92,13 @@ def read_mask_provenance(path: str | Path) -> dict[str, str]:
 
 def mask_key(mask_cfg: Mapping, tile_id: str, inputs: Sequence[str | Path]) -> str:
     """SHA-256 (hex) of what a tile's mask is made from: the mask's config slice (the
-    rule's ``params.mask_cfg``: grid, source, history, forest_mask and, for a model, its
-    file's SHA-256), the tile id, and the name, size and modification time of each input
-    file (tree-cover raster, model files): a replaced input makes a new mask."""
+    rule's ``params.mask_cfg``: grid, source but
+    :data:`forestwatch.config.STAC_ACCESS_KEYS`, history, forest_mask and, for a model,
+    its file's SHA-256), the tile id, and the name, size and modification time of each
+    input file (tree-cover raster, model files): a replaced input makes a new mask."""
     h = hashlib.sha256()
-    h.update(json.dumps(mask_cfg, sort_keys=True, default=str).encode())
+    h.update(json.dumps(without_access_keys(dict(mask_cfg)), sort_keys=True,
+                        default=str).encode())
     h.update(tile_id.encode())
     for path in inputs:
         st = Path(path).stat()

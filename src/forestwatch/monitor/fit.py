@@ -19,6 +19,7 @@ import pystac
 import xarray as xr
 
 from ..acquisitions import by_solar_day, version_label
+from ..config import without_access_keys
 from ..grid import Tile
 from ..stac import NoDataError, load_reflectance, spectral_index
 from ..state import FitRecord, Ledger, MonitorMember, TileState, software_versions
@@ -35,13 +36,14 @@ def _blocks(shape: tuple[int, int], size: int):
 
 def fit_key(cfg: dict, tile_id: str, mask: np.ndarray, items: Sequence[pystac.Item]) -> str:
     """SHA-256 (hex) of what a tile's fit is made from: the fit's config sections ``cfg``
-    (the rule's fit slice: grid, source, history, index, monitor, consensus), the tile,
-    the forest mask's content (uint8 array; a mask edited by hand changes it) and the
-    history items with their versions (an item published late into the history period,
-    or reprocessed, changes it). Stored as :attr:`FitRecord.made_from`; a fitted state
-    with the same key is kept instead of fitted again."""
+    (the rule's fit slice: grid, source, history, index, monitor, consensus; of ``stac``
+    all but :data:`forestwatch.config.STAC_ACCESS_KEYS`), the tile, the forest mask's
+    content (uint8 array; a mask edited by hand changes it) and the history items with
+    their versions (an item published late into the history period, or reprocessed,
+    changes it). Stored as :attr:`FitRecord.made_from`; a fitted state with the same key
+    is kept instead of fitted again."""
     h = hashlib.sha256()
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    h.update(json.dumps(without_access_keys(cfg), sort_keys=True, default=str).encode())
     h.update(tile_id.encode())
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     h.update(str(mask.shape).encode())
