@@ -5,8 +5,8 @@ The configs only build the DAG: a bbox in EPSG:3035 covering ``cols x rows`` til
 30 x 30 px, ``stac.source: stac_api`` with a URL that is never contacted (no archive job,
 no accuracy job), so the plan is 2 jobs per tile (tile_state: forest mask, fit and
 fast-forward; tile_report) plus tiles, tile_reports_index, mosaic, alert_polygons,
-alert_statistics, the publishing rules and all. Each measurement is a fresh process, timed with its peak RSS
-(``os.wait4``). Per tile count: the whole plan; one tile's chain (what
+alert_statistics, the publishing rules and all. Each measurement is a fresh process, timed
+with its peak RSS (``os.wait4``). Per tile count: the whole plan; one tile's chain (what
 the Snakemake inside each cluster job plans before running); the dry-run once every
 output exists (empty stand-ins), i.e. checking that nothing is pending; and, on those, the
 plan of a daily run in which every tile has a new acquisition (``update_tile`` and
@@ -124,29 +124,24 @@ def fake_outputs(workdir: Path, run: str, tiles: list[str]) -> None:
             os.utime(path, (stamp + i, stamp + i))
 
 
-def write_daily_run(workdir: Path, run_name: str, tiles: list[str]) -> str:
+def write_daily_run(workdir: Path, run_name: str, tiles: list[str]) -> tuple[str, list[str]]:
     """A daily run's discovery in which every tile has work (and an empty items file):
-    what `forestwatch daily` writes before it starts Snakemake. Returns the run id."""
+    what `forestwatch daily` writes before it starts Snakemake. Returns the run id and the
+    targets `forestwatch daily` gives Snakemake (every tile record of the run, relative
+    to ``workdir``)."""
     from forestwatch.daily.discovery import Discovery
     from forestwatch.io import write_json
     from forestwatch.layout import RunLayout
 
     run = "20260601T000000000000_2026-06-01"
-    layout = RunLayout(workdir / "results" / run_name)
+    layout = RunLayout(Path("results") / run_name)
     disc = Discovery(run=run, today="2026-06-01", window=["2026-05-02", "2026-06-01"],
                      items_found=1, tiles={t: {"items": ["S2X_NEW"], "unknown": 1,
                                                "state": "current"} for t in tiles})
-    write_json(layout.discovery(run), disc.to_dict())
-    write_json(layout.discovered_items(run), {"type": "FeatureCollection", "features": []})
-    return run
-
-
-def daily_targets(run_name: str, run: str, tiles: list[str]) -> list[str]:
-    """The targets `forestwatch daily` gives Snakemake: every tile record of the run."""
-    from forestwatch.layout import RunLayout
-
-    layout = RunLayout(Path("results") / run_name)
-    return [layout.tile_record(run, t) for t in tiles]
+    write_json(workdir / layout.discovery(run), disc.to_dict())
+    write_json(workdir / layout.discovered_items(run),
+               {"type": "FeatureCollection", "features": []})
+    return run, [layout.tile_record(run, t) for t in tiles]
 
 
 def job_count(output: str) -> int:
@@ -207,10 +202,10 @@ def main() -> None:
         assert "Nothing to be done" in out_done, out_done[-2000:]
         # a daily run in which every tile has a new acquisition, planned as `forestwatch
         # daily` plans it: its tile records and `all` as targets, on the outputs above
-        run = write_daily_run(work / f"w{n}", f"scale{n}", tiles)
+        run, targets = write_daily_run(work / f"w{n}", f"scale{n}", tiles)
         daily, _, out_daily = timed(snakemake_cmd(
             work / f"w{n}", cfg, "-n", "--quiet", "rules", "--nolock", "--config",
-            f"daily_run={run}", *extra, *daily_targets(f"scale{n}", run, tiles), "all"), work)
+            f"daily_run={run}", *extra, *targets, "all"), work)
         assert job_count(out_daily) == 2 * n + 6, out_daily[-2000:]
         rows.append((n, job_count(out), wall, rss, one, done, daily))
         print(f"{n} tiles: {wall:.1f} s; one tile's chain {one:.1f} s; up to date {done:.1f} s; "

@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 STAC_ACCESS_KEYS = ("timeout_s", "retries", "retry_backoff_s", "page_size", "auth")
 
 
-def without_access_keys(cfg: dict) -> dict:
+def without_access_keys(cfg: Mapping) -> dict:
     """A shallow copy of ``cfg`` whose ``stac`` section, if any, leaves out
     :data:`STAC_ACCESS_KEYS`."""
     out = dict(cfg)

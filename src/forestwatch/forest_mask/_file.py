@@ -97,8 +97,7 @@ def mask_key(mask_cfg: Mapping, tile_id: str, inputs: Sequence[str | Path]) -> s
     its file's SHA-256), the tile id, and the name, size and modification time of each
     input file (tree-cover raster, model files): a replaced input makes a new mask."""
     h = hashlib.sha256()
-    h.update(json.dumps(without_access_keys(dict(mask_cfg)), sort_keys=True,
-                        default=str).encode())
+    h.update(json.dumps(without_access_keys(mask_cfg), sort_keys=True, default=str).encode())
     h.update(tile_id.encode())
     for path in inputs:
         st = Path(path).stat()

@@ -6,10 +6,11 @@
   current state (``state/current/<tile>.nc``), its kept states and its register of
   unreadable assets. The paths come from :class:`forestwatch.layout.RunLayout`.
 
-Writers: :func:`forestwatch.steps.fit` writes ``state/fitted/<tile>.nc`` (:func:`save_state`;
-rule ``tile_state``, which keeps it when its fit key matches); :meth:`TileStateStore.commit`
-writes ``state/current/<tile>.nc``, called only by :func:`forestwatch.monitor.advance_tile`
-(rule ``tile_state`` and the daily run's ``update_tile``). Readers: the reports, the daily discovery (:func:`read_ledger`) and tests.
+Writers: :func:`forestwatch.steps.fit` writes ``state/fitted/<tile>.nc``
+(:func:`save_state`; rule ``tile_state``, which keeps it when its fit key matches);
+:meth:`TileStateStore.commit` writes ``state/current/<tile>.nc``, called only by
+:func:`forestwatch.monitor.advance_tile` (rule ``tile_state`` and the daily run's
+``update_tile``). Readers: the reports, the daily discovery (:func:`read_ledger`) and tests.
 """
 
 from ._netcdf import (
