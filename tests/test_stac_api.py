@@ -30,7 +30,12 @@ import yaml
 from conftest import catalog_events, small_config, snakemake
 from conftest import forward as fast_forward
 
-from forestwatch.access import AccessError, clear_gdal_http_cache, gdal_options
+from forestwatch.access import (
+    HTTP_CACHE_MIB,
+    AccessError,
+    clear_gdal_http_cache,
+    gdal_options,
+)
 from forestwatch.acquisitions import by_solar_day
 from forestwatch.grid import make_tiles
 from forestwatch.layout import RunLayout
@@ -471,6 +476,67 @@ def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
         assert clear_gdal_http_cache()
         with rasterio.open(url) as ds:
             assert ds.read(1).any()
+
+
+#: loads two neighbouring tiles' items in a fresh process (GDAL sizes its HTTP cache when
+#: it first fetches over HTTP) and prints how many requests the asset proxy saw for each
+_TWO_TILES = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+import requests
+from rasterio.env import get_gdal_config
+from forestwatch.grid import make_tiles
+from forestwatch.stac import load_reflectance, search_items
+cfg, proxy, files = json.load(sys.stdin)
+
+def load(tile):
+    items = search_items(cfg["stac"], tile.bbox_lonlat(), "2022-11-01", "2022-11-30")
+    for it in items:
+        for asset in it.assets.values():
+            asset.href = asset.href.replace(files, proxy)
+    before = len(requests.get(proxy + "/_fault", timeout=5).json()["seen"])
+    load_reflectance(items, tile.geobox, ["nir", "swir22"], cfg["stac"])
+    seen = requests.get(proxy + "/_fault", timeout=5).json()["seen"]
+    return {"requests": len(seen) - before, "files": 3 * len(items)}
+
+# each tile in a thread of its own, as jobs in Snakemake's process; the option as a
+# third thread sees it
+counts = []
+for tile in make_tiles(cfg)[:2]:
+    with ThreadPoolExecutor(1) as pool:
+        counts.append(pool.submit(load, tile).result())
+with ThreadPoolExecutor(1) as pool:
+    size = pool.submit(get_gdal_config, "CPL_VSIL_CURL_CACHE_SIZE").result()
+print(json.dumps([counts, size]))
+"""
+
+
+def test_tiles_in_one_process_fetch_the_files_they_share_once(stac, asset_faults):
+    """GDAL's HTTP cache, sized by share_http_cache (here, the small archive's files fit in
+    GDAL's default too): the second of two neighbouring tiles whose items are the same
+    files fetches nothing again; with a cache too small for them it fetches them all
+    again; the environment's size wins over ours."""
+    cfg = api_cfg(stac)
+    tiles = make_tiles(cfg)[:2]
+    assert tiles[0].bbox_lonlat() != tiles[1].bbox_lonlat()
+
+    def run(**env):
+        asset_faults()  # clears the list of requests seen
+        proc = subprocess.run([sys.executable, "-c", _TWO_TILES], text=True,
+                              capture_output=True, timeout=300,
+                              input=json.dumps([cfg, stac["asset_proxy"], stac["files"]]),
+                              env=os.environ | env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    (first, second), size = run()
+    assert int(size) == HTTP_CACHE_MIB * 2**20
+    assert first["files"] == second["files"] > 0, "the two tiles have the same items"
+    assert first["requests"] >= first["files"], "every file of the first tile was fetched"
+    assert second["requests"] == 0
+    (first, second), size = run(CPL_VSIL_CURL_CACHE_SIZE=str(64 * 1024))
+    assert int(size) == 64 * 1024
+    assert second["requests"] >= second["files"]
 
 
 def test_daily_update_reads_again_after_an_asset_outage(stac, asset_faults, tmp_path,

@@ -15,6 +15,10 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
   ``package.module:function`` taking and returning an href).
 - GDAL remembers a failed HTTP read for the life of the process; :func:`clear_gdal_http_cache`
   makes it forget, so a retry in the same process really asks the server again.
+- GDAL keeps the bytes it fetched over HTTP in one cache per process;
+  :func:`share_http_cache` sizes it (:data:`HTTP_CACHE_MIB`) so that the tiles whose jobs
+  run in one process (Snakemake's, a SLURM batch, a daily run) fetch a file they share
+  once, not once per tile.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import importlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,6 +162,57 @@ def url_signer(spec: str | None) -> Callable[[str], str] | None:
     return func
 
 
+#: size, MiB, of GDAL's process-wide cache of bytes fetched over HTTP
+#: (``CPL_VSIL_CURL_CACHE_SIZE``; GDAL's own default is 16 MB). Tiles that share asset
+#: files read them one after another in one process: with 16 MB the demo's 4 tiles each
+#: fetched every file again (BENCHMARKS.md, "The chain against its I/O floor"). The
+#: cache holds compressed bytes, so it is also the most a process keeps for it. Set
+#: ``CPL_VSIL_CURL_CACHE_SIZE`` (bytes) in the environment to choose another size.
+HTTP_CACHE_MIB = 256
+_HTTP_CACHE_SIZED = threading.Lock()
+
+
+def share_http_cache() -> None:
+    """Size GDAL's HTTP cache to :data:`HTTP_CACHE_MIB` unless the environment sets
+    ``CPL_VSIL_CURL_CACHE_SIZE``. GDAL reads the size once, when it first fetches over HTTP
+    in the process, so this is called before every load (it sets the option once).
+
+    The option is set process-wide in GDAL itself: rasterio's ``set_gdal_config`` sets it
+    for the calling thread only, which the reader threads, and the other jobs' threads
+    in Snakemake's process, do not see (the cache then stayed at 16 MB in the workflow).
+    """
+    if "CPL_VSIL_CURL_CACHE_SIZE" in os.environ or not _HTTP_CACHE_SIZED.acquire(False):
+        return  # the user's size, or already set (the lock is never released)
+    size = str(HTTP_CACHE_MIB * 2**20).encode()
+    libraries = _gdal_libraries()
+    for lib in libraries:
+        lib.CPLSetConfigOption(b"CPL_VSIL_CURL_CACHE_SIZE", size)
+    if libraries:
+        log.info("GDAL's HTTP cache: up to %d MiB in this process", HTTP_CACHE_MIB)
+    else:
+        log.debug("no GDAL library found in this process; HTTP cache left at GDAL's size")
+
+
+def _gdal_libraries() -> list:
+    """Every GDAL library mapped into this process (rasterio's, and e.g. pyogrio's own
+    copy), opened with ctypes: the same handles as the loaded copies (refcount). Empty
+    where they cannot be listed (not Linux)."""
+    import rasterio  # noqa: F401 - maps rasterio's GDAL into the process
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = {line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/libgdal" in line}
+    libraries = []
+    for path in sorted(paths):
+        try:
+            libraries.append(ctypes.CDLL(path))
+        except OSError:
+            continue
+    return libraries
+
+
 def clear_gdal_http_cache() -> bool:
     """Make GDAL forget everything ``/vsicurl/`` cached in this process: file sizes, blocks
     and failed requests (GDAL's ``VSICurlClearCache``).
@@ -167,19 +223,12 @@ def clear_gdal_http_cache() -> bool:
     Returns False where none can be found (not Linux); then only a new process retries
     for real.
     """
-    import rasterio  # noqa: F401 - maps rasterio's GDAL into the process
-
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    libraries = {line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/libgdal" in line}
     cleared = False
-    for path in sorted(libraries):
+    for lib in _gdal_libraries():
         try:
-            ctypes.CDLL(path).VSICurlClearCache()  # same handle as the loaded copy (refcount)
+            lib.VSICurlClearCache()
             cleared = True
-        except (OSError, AttributeError):
+        except AttributeError:
             continue
     if not cleared:
         log.debug("no GDAL library found in this process; HTTP cache not cleared")
@@ -187,4 +236,4 @@ def clear_gdal_http_cache() -> bool:
 
 
 __all__ = ["AccessError", "RedactSecrets", "api_io", "clear_gdal_http_cache", "gdal_options", "redact",
-           "resolve_headers", "url_signer"]
+           "resolve_headers", "share_http_cache", "url_signer"]

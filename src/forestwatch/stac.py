@@ -24,7 +24,7 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry import box, shape
 
 from ._assets import ReadFailure, read_slices
-from .access import AccessError, api_io, gdal_options, redact, url_signer
+from .access import AccessError, api_io, gdal_options, redact, share_http_cache, url_signer
 from .acquisitions import by_solar_day
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,7 @@ def load_reflectance(
             slices.setdefault((d, rule), []).append(it)
     slice_keys = list(slices)
     day_items = [it for k in slice_keys for it in slices[k]]
+    share_http_cache()  # tiles of this process that share a file fetch it once
     try:
         raw, failures = read_slices(
             [slices[k] for k in slice_keys], asset_keys=asset_keys, geobox=geobox,
