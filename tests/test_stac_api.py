@@ -34,6 +34,7 @@ from forestwatch.access import (
     HTTP_CACHE_MIB,
     AccessError,
     clear_gdal_http_cache,
+    clear_gdal_http_cache_once,
     gdal_options,
 )
 from forestwatch.acquisitions import by_solar_day
@@ -476,6 +477,29 @@ def test_gdal_forgets_a_failed_read_only_when_told(stac, asset_faults):
         assert clear_gdal_http_cache()
         with rasterio.open(url) as ds:
             assert ds.read(1).any()
+
+
+def test_a_daily_run_clears_gdals_http_cache_once(stac, asset_faults):
+    """The first tile update of a daily run makes GDAL forget what the process fetched
+    before (a failure remembered is not a reading); the run's later tiles keep what the
+    earlier ones fetched, and the next run clears again."""
+    cfg, _, items = _month(stac, "2023-03-01", "2023-03-31", through_asset_proxy=True)
+    url = items[0].assets["SCL"].href
+
+    def fetches() -> int:
+        asset_faults()  # clears the list of requests seen
+        with rasterio.Env(**gdal_options(cfg["stac"])), rasterio.open(url) as ds:
+            ds.read(1)
+        return len(asset_faults.seen())
+
+    assert fetches() > 0  # a first read fetches
+    assert fetches() == 0  # then GDAL has it
+    assert clear_gdal_http_cache_once("run-1")
+    assert fetches() > 0  # the run's first tile: fetched again
+    assert not clear_gdal_http_cache_once("run-1")
+    assert fetches() == 0  # its other tiles: kept
+    assert clear_gdal_http_cache_once("run-2")
+    assert fetches() > 0
 
 
 #: loads two neighbouring tiles' items in a fresh process (GDAL sizes its HTTP cache when

@@ -213,6 +213,27 @@ def _gdal_libraries() -> list:
     return libraries
 
 
+_CLEARED_FOR: set[str] = set()
+_CLEARED_FOR_LOCK = threading.Lock()
+
+
+def clear_gdal_http_cache_once(key: str) -> bool:
+    """:func:`clear_gdal_http_cache` the first time this process sees ``key`` (a daily
+    run's id); True if it cleared.
+
+    A daily run's tile updates start by forgetting what an earlier run of the process left
+    (a failure GDAL remembers is not a reading), but not each other's fetches: clearing at
+    every tile made every tile of a granule fetch the day's files again. A failure met
+    during the run is still read again for real: the in-run retry clears before it
+    (:mod:`forestwatch.monitor.forward`).
+    """
+    with _CLEARED_FOR_LOCK:
+        if key in _CLEARED_FOR:
+            return False
+        _CLEARED_FOR.add(key)
+    return clear_gdal_http_cache()
+
+
 def clear_gdal_http_cache() -> bool:
     """Make GDAL forget everything ``/vsicurl/`` cached in this process: file sizes, blocks
     and failed requests (GDAL's ``VSICurlClearCache``).
@@ -235,5 +256,6 @@ def clear_gdal_http_cache() -> bool:
     return cleared
 
 
-__all__ = ["AccessError", "RedactSecrets", "api_io", "clear_gdal_http_cache", "gdal_options", "redact",
+__all__ = ["AccessError", "RedactSecrets", "api_io", "clear_gdal_http_cache",
+           "clear_gdal_http_cache_once", "gdal_options", "redact",
            "resolve_headers", "share_http_cache", "url_signer"]

@@ -269,7 +269,7 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
     the grace period for unreadable assets; writes the tile record ``out``."""
     import datetime as dt
 
-    from .access import clear_gdal_http_cache
+    from .access import clear_gdal_http_cache_once
     from .daily.discover import Discovery, read_discovered_items
     from .layout import RunLayout
     from .monitor import UnreadablePolicy, advance_tile
@@ -285,7 +285,9 @@ def update_tile(cfg: dict, tile_id: str, run_dir: str | Path, run: str, catalog:
         grace_days=op["unreadable_assets"]["grace_days"],
         grace_runs=op["unreadable_assets"]["grace_runs"],
         retries=op["retries"], retry_delay_s=op["retry_delay_s"])
-    clear_gdal_http_cache()  # a failure remembered from an earlier run is not a reading
+    # a failure remembered from an earlier run is not a reading; this run's other tiles'
+    # fetches are kept (each tile of a granule reads the day's files)
+    clear_gdal_http_cache_once(run)
     update = advance_tile(store, tile, cfg, run=run, until=today, policy=policy,
                           search=tile_search(cfg, tile, catalog),
                           items=read_discovered_items(layout, disc, tile_id), threads=threads)
