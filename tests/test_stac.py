@@ -240,3 +240,71 @@ def test_band_presets_and_overrides():
     with pytest.raises(ValueError, match="no asset key configured"):
         load_reflectance([], GeoBox((2, 2), Affine(20, 0, 0, 0, -20, 0), "EPSG:3035"),
                          ["blue"], {"preset": "synthetic", "bands": {}})
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+def test_windows_assembled_from_kept_blocks_equal_gdals_read(tmp_path, tiled):
+    """The reader's decoded blocks (forestwatch._assets.DECODED): any window, assembled
+    from blocks kept or read (a tiled file's 256 px blocks; a striped file's 512 px
+    virtual blocks), equals GDAL's read of that window; a second read of the same file
+    opens nothing; a file replaced at the same path is read anew."""
+    from forestwatch._assets import DECODED, _file_key, _FileInfo, _read_window
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "c.tif"
+
+    def write(data):
+        opts = dict(tiled=True, blockxsize=256, blockysize=256) if tiled else {}
+        tmp = tmp_path / "new.tif"
+        with rasterio.open(tmp, "w", driver="GTiff", width=700, height=600, count=1,
+                           dtype="uint16", crs="EPSG:32633", nodata=0,
+                           transform=Affine(20, 0, 500_000, 0, -20, 5_600_000), **opts) as dst:
+            dst.write(data, 1)
+        tmp.rename(path)
+
+    data = rng.integers(1, 10_000, (600, 700), dtype=np.uint16)
+    write(data)
+    windows = [((0, 600), (0, 700)), ((255, 257), (511, 513)), ((10, 11), (699, 700))]
+    windows += [tuple(tuple(sorted(rng.choice(n + 1, 2, replace=False))) for n in (600, 700))
+                for _ in range(20)]
+    key = _file_key(str(path)) + (None,)
+    with rasterio.open(path) as src:
+        info = _FileInfo.of(src)
+        assert info.block_shape == ((256, 256) if tiled else (512, 512))
+        for window in windows:
+            assert np.array_equal(_read_window(key, info, window, lambda: src),
+                                  src.read(1, window=window)), window
+
+    def must_not_open():
+        raise AssertionError("a kept block was read again")
+
+    assert np.array_equal(_read_window(key, info, ((0, 600), (0, 700)), must_not_open), data)
+    write(data + 1)  # replaced in place: another inode, another key
+    new_key = _file_key(str(path)) + (None,)
+    assert new_key != key
+    with rasterio.open(path) as src:
+        assert np.array_equal(_read_window(new_key, info, ((0, 600), (0, 700)), lambda: src),
+                              data + 1)
+    DECODED.clear()
+    assert DECODED.block(key + (0, 0)) is None
+
+
+def test_decoded_blocks_are_bounded_and_sized_from_the_environment(monkeypatch):
+    """Least recently used blocks go first beyond the size; FORESTWATCH_DECODED_CACHE_MIB
+    sets it (0 keeps none) and a bad value is refused with what to set."""
+    from forestwatch._assets import _decoded_cache_mib, _DecodedBlocks
+
+    cache = _DecodedBlocks(1)
+    block = np.ones((256, 800), dtype=np.uint16)  # 400 KiB
+    cache.put_block(("a",), block.copy())
+    cache.put_block(("b",), block.copy())
+    assert cache.block(("a",)) is not None  # now the most recently used
+    cache.put_block(("c",), block.copy())
+    assert cache.block(("b",)) is None and cache.block(("a",)) is not None
+    monkeypatch.setenv("FORESTWATCH_DECODED_CACHE_MIB", "0")
+    none_kept = _DecodedBlocks(_decoded_cache_mib())
+    none_kept.put_block(("a",), block.copy())
+    assert none_kept.block(("a",)) is None
+    monkeypatch.setenv("FORESTWATCH_DECODED_CACHE_MIB", "many")
+    with pytest.raises(ValueError, match="FORESTWATCH_DECODED_CACHE_MIB is 'many'"):
+        _decoded_cache_mib()

@@ -12,9 +12,12 @@ are fused in numpy.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import pystac
@@ -236,28 +239,189 @@ class _Samplers:
         return sampler
 
 
+#: largest size, MiB, of the decoded source blocks one process keeps (:data:`DECODED`)
+DECODED_CACHE_MIB = 256
+#: smallest block, in pixels, the cache keeps: a file stored in strips is cached in
+#: blocks of 512 x 512 px (GDAL decodes the strips under them)
+_MIN_BLOCK_PX = 256 * 256
+
+
+class _FileInfo(NamedTuple):
+    """What a read needs from an asset file at one overview level; ``overviews`` and the
+    grid attributes are named as rasterio's dataset's, so the helpers take either."""
+
+    crs: object
+    transform: object
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+    factors: tuple[int, ...]
+    block_shape: tuple[int, int]
+
+    def overviews(self, band: int) -> tuple[int, ...]:
+        return self.factors
+
+    @classmethod
+    def of(cls, src) -> _FileInfo:
+        bh, bw = src.block_shapes[0]
+        if bh * bw < _MIN_BLOCK_PX:
+            bh, bw = 512, 512
+        return cls(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
+                   tuple(src.overviews(1)), (bh, bw))
+
+
+class _DecodedBlocks:
+    """The source blocks this process decoded, and the files' :class:`_FileInfo`: tiles
+    whose jobs run in one process read the files they share (a granule covers many tiles)
+    with one open and one decode instead of one per tile.
+
+    Least recently used blocks go first beyond ``max_mib``. A local file is known by its
+    path, inode, size and modification time, so a file rewritten is read again; a URL
+    by itself, as GDAL's HTTP cache knows it, and :func:`forestwatch.access.
+    clear_gdal_http_cache` clears both.
+    """
+
+    def __init__(self, max_mib: int) -> None:
+        self.max_bytes = max_mib * 2**20
+        self._blocks: OrderedDict = OrderedDict()
+        self._infos: dict = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def info(self, key) -> _FileInfo | None:
+        with self._lock:
+            return self._infos.get(key)
+
+    def put_info(self, key, info: _FileInfo) -> None:
+        with self._lock:
+            self._infos[key] = info
+
+    def block(self, key) -> np.ndarray | None:
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is not None:
+                self._blocks.move_to_end(key)
+            return block
+
+    def put_block(self, key, block: np.ndarray) -> None:
+        if block.nbytes > self.max_bytes:
+            return
+        block.flags.writeable = False
+        with self._lock:
+            if key in self._blocks:
+                return
+            self._blocks[key] = block
+            self._bytes += block.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._blocks.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self._infos.clear()
+            self._bytes = 0
+
+
+def _decoded_cache_mib() -> int:
+    """:data:`DECODED_CACHE_MIB`, or ``FORESTWATCH_DECODED_CACHE_MIB`` (not a config key:
+    it changes no result, so it reruns nothing)."""
+    value = os.environ.get("FORESTWATCH_DECODED_CACHE_MIB", "")
+    try:
+        mib = int(value) if value else DECODED_CACHE_MIB
+    except ValueError:
+        mib = -1
+    if mib < 0:
+        raise ValueError(f"FORESTWATCH_DECODED_CACHE_MIB is {value!r}; set it to a whole "
+                         "number of MiB (0 keeps no decoded block), or unset it for the "
+                         f"default ({DECODED_CACHE_MIB}).")
+    return mib
+
+
+#: the process's decoded blocks (:class:`_DecodedBlocks`)
+DECODED = _DecodedBlocks(_decoded_cache_mib())
+
+
+def _file_key(href: str) -> tuple:
+    """What identifies ``href``'s content to the cache: a local file's path, inode, size
+    and modification time (a file replaced by a rename has a new inode, even within the
+    file system's timestamp resolution); a URL itself."""
+    path = href.removeprefix("file://")
+    if "://" not in path:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (href,)
+        return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (href,)
+
+
+def _read_window(key: tuple, info: _FileInfo, window, open_src) -> np.ndarray:
+    """``window`` ((row0, row1), (col0, col1)) of the file at ``info``'s level, assembled
+    from its blocks: each taken from :data:`DECODED`, or read (``open_src()`` gives the
+    open file) and kept."""
+    (r0, r1), (c0, c1) = window
+    bh, bw = info.block_shape
+    height, width = info.shape
+    out = np.empty((r1 - r0, c1 - c0), dtype=info.dtype)
+    for br in range(r0 // bh, (r1 - 1) // bh + 1):
+        for bc in range(c0 // bw, (c1 - 1) // bw + 1):
+            rows = (br * bh, min((br + 1) * bh, height))
+            cols = (bc * bw, min((bc + 1) * bw, width))
+            block = DECODED.block(key + (br, bc))
+            if block is None:
+                block = open_src().read(1, window=(rows, cols))
+                DECODED.put_block(key + (br, bc), block)
+            top, bottom = max(r0, rows[0]), min(r1, rows[1])
+            left, right = max(c0, cols[0]), min(c1, cols[1])
+            out[top - r0:bottom - r0, left - c0:right - c0] = block[
+                top - rows[0]:bottom - rows[0], left - cols[0]:right - cols[0]]
+    return out
+
+
 def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
               samplers: _Samplers) -> np.ndarray:
     """``href`` on the load's tile (uint16 as stored, 0 where not observed): nearest and
-    bilinear by reading the file's window and sampling it (:class:`_Samplers`); other
-    methods through GDAL's warper."""
+    bilinear by reading the file's window (its blocks kept in :data:`DECODED`, so a file
+    another tile of the process read is neither opened nor decoded again) and sampling it
+    (:class:`_Samplers`); other methods through GDAL's warper."""
     import rasterio
     from rasterio._err import CPLE_BaseError  # GDAL errors rasterio does not wrap
 
     geobox = samplers.geobox
+    base = _file_key(asset.href)  # not the signed href: a signature changes, the file not
+    opened: dict = {}
+
+    def open_src(level: int | None):
+        if level not in opened:
+            for src in opened.values():
+                src.close()
+            opened.clear()
+            opened[level] = (rasterio.open(href) if level is None
+                             else rasterio.open(href, OVERVIEW_LEVEL=level))
+        return opened[level]
+
+    def info_at(level: int | None) -> _FileInfo:
+        info = DECODED.info(base + (level,))
+        if info is None:
+            info = _FileInfo.of(open_src(level))
+            DECODED.put_info(base + (level,), info)
+        return info
+
     try:
         with rasterio.Env(**gdal_opts):  # GDAL's options are per thread
-            src = rasterio.open(href)
-            level = _overview_level(src, abs(geobox.affine.a))
-            if level is not None:
-                src.close()
-                src = rasterio.open(href, OVERVIEW_LEVEL=level)
-            with src:
-                nodata = _nodata(asset, src.nodata)
+            try:
+                level = _overview_level(info_at(None), abs(geobox.affine.a))
+                info = info_at(level)
+                nodata = _nodata(asset, info.nodata)
                 if resampling not in ("nearest", "bilinear"):
-                    return _warp(src, geobox, resampling, nodata)
-                sampler = samplers.get(src, resampling)
-                data = None if sampler.window is None else src.read(1, window=sampler.window)
+                    return _warp(open_src(level), geobox, resampling, nodata)
+                sampler = samplers.get(info, resampling)
+                data = None if sampler.window is None else _read_window(
+                    base + (level,), info, sampler.window, lambda: open_src(level))
+            finally:
+                for src in opened.values():
+                    src.close()
     except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
         raise ReadFailure(href, str(err)) from None
     return sampler.sample(data, nodata)

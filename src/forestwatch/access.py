@@ -236,7 +236,8 @@ def clear_gdal_http_cache_once(key: str) -> bool:
 
 def clear_gdal_http_cache() -> bool:
     """Make GDAL forget everything ``/vsicurl/`` cached in this process: file sizes, blocks
-    and failed requests (GDAL's ``VSICurlClearCache``).
+    and failed requests (GDAL's ``VSICurlClearCache``); and the reader's decoded blocks
+    (:data:`forestwatch._assets.DECODED`).
 
     Without it a retry in the same process gets GDAL's cached error even after the server
     has recovered. rasterio exposes no call for it, so it is called in every GDAL library
@@ -244,6 +245,9 @@ def clear_gdal_http_cache() -> bool:
     Returns False where none can be found (not Linux); then only a new process retries
     for real.
     """
+    from ._assets import DECODED
+
+    DECODED.clear()  # the blocks decoded from what GDAL fetched go with it
     cleared = False
     for lib in _gdal_libraries():
         try:
