@@ -54,6 +54,19 @@ def _bands(cfg: dict) -> dict[str, str]:
     return {b: keys[b] for b in [*needed_bands(cfg), "scl"]}
 
 
+def load_variants(db, catalog: Path, base: Path, file_urls: dict[str, str]) -> None:
+    """Load the archive into pgstac once per variant, as collection ``bench-<variant>``
+    whose asset hrefs point at that variant's file URL (the file server, or its proxy)."""
+    import stac_api as services
+
+    for name, url in file_urls.items():
+        collection, items = services.http_items(catalog, url)
+        collection["id"] = f"bench-{name}"
+        for it in items:
+            it["collection"] = collection["id"]
+        db.load(collection, items, base)
+
+
 def floor(cfg: dict, api: str, collection: str, bbox, threads: int) -> dict:
     """Search both periods, then fetch and decode every needed asset file once."""
     import numpy as np
@@ -178,12 +191,7 @@ def main() -> None:
         started.append(files)
         fproxy, fproxy_url = services.start_fault_proxy(files_url, base, name="files-proxy")
         started.append(fproxy)
-        for name, url in (("direct", files_url), ("latency", fproxy_url)):
-            collection, items = services.http_items(catalog, url)
-            collection["id"] = f"bench-{name}"
-            for it in items:
-                it["collection"] = collection["id"]
-            db.load(collection, items, base)
+        load_variants(db, catalog, base, {"direct": files_url, "latency": fproxy_url})
         api, api_url = services.start_stac_api(db, base)
         started.append(api)
         aproxy, aproxy_url = services.start_fault_proxy(api_url, base, name="api-proxy")

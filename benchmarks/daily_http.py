@@ -41,6 +41,7 @@ def _requests_seen(log: Path) -> int:
 
 def main() -> None:
     import stac_api as services
+    from chain import load_variants  # benchmarks/chain.py, beside this script
 
     from forestwatch import steps
     from forestwatch.config import load_config
@@ -67,12 +68,7 @@ def main() -> None:
         started.append(proxy)
         delay = {"rules": [{"match": "", "delay_s": args.latency_ms / 1000, "times": -1}]}
         requests.post(f"{proxy_url}/_fault", json=delay, timeout=10).raise_for_status()
-        for name, url in (("direct", files_url), ("latency", proxy_url)):
-            collection, items = services.http_items(catalog, url)
-            collection["id"] = f"bench-{name}"
-            for it in items:
-                it["collection"] = collection["id"]
-            db.load(collection, items, base)
+        load_variants(db, catalog, base, {"direct": files_url, "latency": proxy_url})
         api, api_url = services.start_stac_api(db, base)
         started.append(api)
         log = base / "file-server.log"
