@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import NamedTuple
 
 import numpy as np
@@ -74,7 +75,11 @@ def _positions(geobox: GeoBox, src_crs, src_transform) -> tuple[np.ndarray, np.n
     """
     height, width = geobox.shape
     a = geobox.affine
-    to_src = _transformer(geobox.crs.to_wkt(), src_crs.to_wkt())
+    tile_wkt, src_wkt = geobox.crs.to_wkt(), src_crs.to_wkt()
+
+    def to_src(x, y):
+        return _PROJ.transform(tile_wkt, src_wkt, x, y)
+
     inverse = ~src_transform
     xs = a.c + (np.arange(width) + 0.5) * a.a
     ys = a.f + (np.arange(height) + 0.5) * a.e
@@ -83,23 +88,55 @@ def _positions(geobox: GeoBox, src_crs, src_transform) -> tuple[np.ndarray, np.n
         nx = np.arange(np.floor(xs.min() / step_x), np.ceil(xs.max() / step_x) + 1) * step_x
         ny = np.arange(np.floor(ys.min() / step_y), np.ceil(ys.max() / step_y) + 1) * step_y
         gx, gy = np.meshgrid(nx, ny)
-        node_col, node_row = inverse * to_src.transform(gx, gy)
+        node_col, node_row = inverse * to_src(gx, gy)
         mx, my = np.meshgrid((nx[:-1] + nx[1:]) / 2, (ny[:-1] + ny[1:]) / 2)
-        mid_col, mid_row = inverse * to_src.transform(mx, my)
+        mid_col, mid_row = inverse * to_src(mx, my)
         err = np.fmax(abs(_centres(node_col) - mid_col), abs(_centres(node_row) - mid_row))
         if np.isfinite(node_col).all() and np.isfinite(node_row).all() and (
                 err.max() <= MAX_INTERPOLATION_ERROR):
             return (_interpolate(node_col, nx, ny, xs, ys).ravel(),
                     _interpolate(node_row, nx, ny, xs, ys).ravel())
     gx, gy = np.meshgrid(xs, ys)
-    col, row = inverse * to_src.transform(gx.ravel(), gy.ravel())
+    col, row = inverse * to_src(gx.ravel(), gy.ravel())
     return np.asarray(col), np.asarray(row)
 
 
-def _transformer(src_wkt: str, dst_wkt: str):
-    from pyproj import Transformer
+class _ProjThread:
+    """The reader's coordinate transformations, made in one thread kept for the process.
 
-    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
+    Creating a pyproj ``Transformer`` costs ~0.2 s (PROJ looks its operation up in its
+    database), and pyproj creates it again in every thread that uses it. The reader's
+    threads live for one load, so every load paid it once per source grid: 0.6 s of a
+    demo tile's 7 s job, ~0.4 s of a daily update (BENCHMARKS.md, "Per-call costs"). This
+    thread keeps one transformer per CRS pair for the life of the process. A process
+    forked from this one starts a thread of its own (checked by process id)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._transformers: dict = {}  # used in the thread only
+
+    def transform(self, src_wkt: str, dst_wkt: str, x, y) -> tuple:
+        """``(x, y)`` (arrays, ``src_wkt``'s axis order east, north) in ``dst_wkt``."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="forestwatch-proj")
+                self._pid, self._transformers = os.getpid(), {}
+            pool = self._pool
+        return pool.submit(self._transform, src_wkt, dst_wkt, x, y).result()
+
+    def _transform(self, src_wkt: str, dst_wkt: str, x, y) -> tuple:
+        transformer = self._transformers.get((src_wkt, dst_wkt))
+        if transformer is None:
+            from pyproj import Transformer
+
+            transformer = self._transformers[(src_wkt, dst_wkt)] = Transformer.from_crs(
+                src_wkt, dst_wkt, always_xy=True)
+        return transformer.transform(x, y)
+
+
+_PROJ = _ProjThread()
 
 
 def _centres(nodes: np.ndarray) -> np.ndarray:
@@ -225,17 +262,17 @@ class _Samplers:
         self._samplers: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, src, method: str) -> _Sampler:
-        grid = (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape)
+    def get(self, info: _FileInfo, method: str) -> _Sampler:
+        grid = info.grid
         with self._lock:
             sampler = self._samplers.get((grid, method))
             if sampler is None:
                 positions = self._positions.get(grid)
                 if positions is None:
-                    positions = self._positions[grid] = _positions(self.geobox, src.crs,
-                                                                   src.transform)
+                    positions = self._positions[grid] = _positions(self.geobox, info.crs,
+                                                                   info.transform)
                 sampler = self._samplers[(grid, method)] = _Sampler(
-                    positions, tuple(self.geobox.shape), src.shape, method)
+                    positions, tuple(self.geobox.shape), info.shape, method)
         return sampler
 
 
@@ -257,6 +294,8 @@ class _FileInfo(NamedTuple):
     nodata: float | None
     factors: tuple[int, ...]
     block_shape: tuple[int, int]
+    #: the source grid (CRS WKT, affine, shape): the key of :class:`_Samplers`
+    grid: tuple
 
     def overviews(self, band: int) -> tuple[int, ...]:
         return self.factors
@@ -267,7 +306,8 @@ class _FileInfo(NamedTuple):
         if bh * bw < _MIN_BLOCK_PX:
             bh, bw = 512, 512
         return cls(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
-                   tuple(src.overviews(1)), (bh, bw))
+                   tuple(src.overviews(1)), (bh, bw),
+                   (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape))
 
 
 class _DecodedBlocks:
@@ -391,8 +431,12 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
     geobox = samplers.geobox
     base = _file_key(asset.href)  # not the signed href: a signature changes, the file not
     opened: dict = {}
+    env = ExitStack()  # GDAL's options (per thread), entered at the first open only: ~0.5
+    in_env = []  # ms a read, and most reads of a later tile of the process open nothing
 
     def open_src(level: int | None):
+        if not in_env:
+            in_env.append(env.enter_context(rasterio.Env(**gdal_opts)))
         if level not in opened:
             for src in opened.values():
                 src.close()
@@ -409,7 +453,7 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
         return info
 
     try:
-        with rasterio.Env(**gdal_opts):  # GDAL's options are per thread
+        with env:
             try:
                 level = _overview_level(info_at(None), abs(geobox.affine.a))
                 info = info_at(level)

@@ -7,6 +7,7 @@ run's ``update_tile``).
   fit is made from, to keep it when that did not change;
 * :mod:`.forward` - :func:`monitor_days`: solar days in order into a state, with the
   policy for unreadable assets;
+* :mod:`.regressors` - nrt's regressors and ``predict(date)`` without its pandas calls;
 * :mod:`.advance` - :func:`advance_tile`: the one code path that brings a tile's current
   state forward (plan against the ledger, replay, commit).
 """

@@ -45,6 +45,7 @@ from ..state import AppliedDay, MonitorMember, TileState
 from .build import member_configs
 from .fit import collect_unreadable
 from .regional import RegionalScreen
+from .regressors import predict
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.da
     withheld from nrt (NaN in the array it gets) and still taken by the ladder.
     """
     date = dt.datetime(day.year, day.month, day.day)
-    predicted = monitor.predict(date)
+    predicted = predict(monitor, date)  # nrt's own predict(date), without its pandas calls
     residuals = array - predicted
     observed = (monitor.mask == 1) & np.isfinite(array)
     observed = monitor._detect_extreme_outliers(residuals=residuals, is_valid=observed)

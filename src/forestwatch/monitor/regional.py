@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..alerts.ladder import FIRST, PROVISIONAL, AlertLayers
+from .regressors import predict, regressors
 
 #: monitor classes whose anomaly test the screen can use before the observation is taken
 SCREENED_CLASSES = ("IQR", "CCDC")
@@ -150,7 +151,7 @@ def seasonal_amplitude(monitor) -> np.ndarray:
         return (high - low).reshape(beta.shape[1:])
     low = high = None
     for date in _AMPLITUDE_DATES:
-        value = np.asarray(monitor.predict(date), dtype=np.float32)
+        value = np.asarray(predict(monitor, date), dtype=np.float32)
         low = value if low is None else np.fmin(low, value)
         high = value if high is None else np.fmax(high, value)
     return high - low
@@ -158,18 +159,14 @@ def seasonal_amplitude(monitor) -> np.ndarray:
 
 def _amplitude_regressors(monitor) -> np.ndarray | None:
     """nrt's regressors of the 12 amplitude dates, (12, n_regressors), in one call of
-    ``nrt.utils.build_regressors`` with the monitor's ``trend`` and ``harmonic_order``
-    (what its ``_regressors(date)`` does one date at a time, ~6 ms each); None for a
+    :func:`.regressors.regressors` with the monitor's ``trend`` and ``harmonic_order``
+    (nrt's values, without its pandas calls); None for a
     monitor without them or whose regressors do not match its ``beta``."""
     trend, order = getattr(monitor, "trend", None), getattr(monitor, "harmonic_order", None)
     beta = getattr(monitor, "beta", None)
     if trend is None or order is None or not isinstance(beta, np.ndarray):
         return None
-    import pandas as pd
-    from nrt.utils import build_regressors
-
-    X = np.asarray(build_regressors(dates=pd.DatetimeIndex(_AMPLITUDE_DATES), trend=trend,
-                                    harmonic_order=order))
+    X = regressors(_AMPLITUDE_DATES, trend=trend, harmonic_order=order)
     return X if X.ndim == 2 and X.shape == (len(_AMPLITUDE_DATES), beta.shape[0]) else None
 
 
