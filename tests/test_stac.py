@@ -220,6 +220,55 @@ def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms
     np.testing.assert_array_equal(col, ecol)
 
 
+def test_proj_transformers_made_once_per_crs_pair_and_process(monkeypatch):
+    """The reader's transformations run in one thread kept for the process
+    (forestwatch._assets._PROJ): a pyproj Transformer (~0.2 s to make, and made again by
+    pyproj in every thread that uses it) is made once per CRS pair, whatever thread asks,
+    with the values of a transformer made on the spot; a forked process makes its own."""
+    import multiprocessing
+    import threading
+
+    from pyproj import Transformer
+    from rasterio.crs import CRS
+
+    from forestwatch import _assets
+
+    made = []
+    real = Transformer.from_crs
+
+    def counting(*args, **kwargs):  # a spy: the real transformer, counted
+        made.append(args[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Transformer, "from_crs", staticmethod(counting))
+    proj = _assets._ProjThread()
+    laea, utm = CRS.from_epsg(3035).to_wkt(), CRS.from_epsg(32633).to_wkt()
+    x, y = np.array([4_480_000.0, 4_490_000.0]), np.array([3_050_000.0, 3_060_000.0])
+    expected = real(laea, utm, always_xy=True).transform(x, y)
+    made.clear()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(proj.transform(laea, utm, x, y)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for got in results:
+        np.testing.assert_array_equal(got, expected)
+    assert made == [(laea, utm)]
+    proj.transform(utm, laea, *expected)
+    assert made == [(laea, utm), (utm, laea)]
+
+    ctx = multiprocessing.get_context("fork")  # the parent's thread is not in the child
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(proj.transform(laea, utm, x, y)))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_spectral_indices_and_no_infinities():
     ds = xr.Dataset({b: (("time", "y", "x"), np.full((1, 1, 3), v, np.float32)) for b, v in
                      {"red": 0.05, "nir": 0.35, "swir16": 0.15, "swir22": 0.07}.items()})
