@@ -220,6 +220,34 @@ def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms
     np.testing.assert_array_equal(col, ecol)
 
 
+def test_bilinear_without_nodata_gives_the_general_paths_bits():
+    """A window without nodata (most reads) is sampled without per-tap data masks
+    (_Sampler._bilinear_without_nodata): the same uint16 values as the general path, bit
+    for bit, for tiles inside the file and across its edges, rotated and shifted; a window
+    with nodata still takes the general path (renormalised weights)."""
+    from forestwatch._assets import _Sampler
+
+    rng = np.random.default_rng(7)
+    rows, cols = np.mgrid[0:180, 0:220] + 0.5
+    for case in range(6):
+        angle, shift = 0.03 * case, (-25.0 if case % 2 else 30.0)
+        col = shift + cols * np.cos(angle) - rows * np.sin(angle) + rng.random()
+        row = shift + cols * np.sin(angle) + rows * np.cos(angle) + rng.random()
+        sampler = _Sampler((col.ravel(), row.ravel()), (180, 220), (240, 260), "bilinear")
+        (r0, r1), (c0, c1) = sampler.window
+        data = rng.integers(1, 10_000, (r1 - r0, c1 - c0), dtype=np.uint16)
+        flat = data.ravel()
+        fast = sampler._bilinear_without_nodata(flat)
+        assert np.array_equal(fast, sampler._bilinear(flat, 0)), case
+        assert np.array_equal(sampler.sample(data, 0).ravel()[sampler.inside], fast)
+        assert (fast > 0).all()
+        holed = data.copy()
+        holed[5:40, 7:60] = 0
+        general = sampler.sample(holed, 0).ravel()[sampler.inside]
+        assert np.array_equal(general, sampler._bilinear(holed.ravel(), 0))
+        assert not np.array_equal(general, fast)
+
+
 def test_proj_transformers_made_once_per_crs_pair_and_process(monkeypatch):
     """The reader's transformations run in one thread kept for the process
     (forestwatch._assets._PROJ): a pyproj Transformer (~0.2 s to make, and made again by

@@ -220,6 +220,53 @@ class _Sampler:
                 self.taps.append((flat, None))
             else:
                 self.taps.append((np.where(ok, flat, 0).astype(np.int32), ok))
+        # for a window without nodata (most reads): each tap's weight where it lies in the
+        # file, and their sum, accumulated as :meth:`_bilinear` does, so both paths give the
+        # same bits
+        self.full_weights = [w if ok is None else np.where(ok, w, np.float32(0))
+                             for (_, ok), w in zip(self.taps, self.weights, strict=True)]
+        self.full_weight = np.zeros(len(base), dtype=np.float32)
+        for w in self.full_weights:
+            self.full_weight += w
+        self.full_good = self.full_weight >= 1e-5
+        self.full_all_good = bool(self.full_good.all())
+
+    def _bilinear(self, flat_data: np.ndarray, nodata: float) -> np.ndarray:
+        """Bilinear values (uint16) of a window: weights renormalised over the taps that
+        lie in the file and hold data; 0 where none does."""
+        n = len(self.taps[0][0])
+        total, weight = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+        for (flat, ok), w in zip(self.taps, self.weights, strict=True):
+            v = flat_data.take(flat)
+            use = v != nodata
+            if ok is not None:
+                use &= ok
+            w = np.where(use, w, np.float32(0))
+            total += w * v
+            weight += w
+        good = weight >= 1e-5
+        values = np.zeros(n, dtype=np.uint16)
+        values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
+        return values
+
+    def _bilinear_without_nodata(self, flat_data: np.ndarray) -> np.ndarray:
+        """Bilinear values (uint16) of a window holding no nodata: the general path's
+        float32 operations in the same order, without its per-tap data masks (half of a
+        read's time on a 500 x 500 px tile, most of it on those masks)."""
+        total = np.zeros(len(self.full_weight), dtype=np.float32)
+        for (flat, _), w in zip(self.taps, self.full_weights, strict=True):
+            total += w * flat_data.take(flat)
+        if not self.full_all_good:
+            values = np.zeros(len(total), dtype=np.uint16)
+            good = self.full_good
+            values[good] = np.clip(np.floor(total[good] / self.full_weight[good] + 0.5), 0,
+                                   65535)
+            return values
+        np.divide(total, self.full_weight, out=total)
+        total += np.float32(0.5)
+        np.floor(total, out=total)
+        np.clip(total, 0, 65535, out=total)
+        return total.astype(np.uint16)
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
@@ -230,20 +277,10 @@ class _Sampler:
             values = flat_data.take(self.taps[0][0])
             if nodata != 0:
                 values[values == nodata] = 0
+        elif (flat_data == nodata).any():
+            values = self._bilinear(flat_data, nodata)
         else:
-            n = len(self.taps[0][0])
-            total, weight = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-            for (flat, ok), w in zip(self.taps, self.weights, strict=True):
-                v = flat_data.take(flat)
-                use = v != nodata
-                if ok is not None:
-                    use &= ok
-                w = np.where(use, w, np.float32(0))
-                total += w * v
-                weight += w
-            good = weight >= 1e-5
-            values = np.zeros(n, dtype=np.uint16)
-            values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
+            values = self._bilinear_without_nodata(flat_data)
         if self.everywhere:
             return values.reshape(self.shape)
         out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
