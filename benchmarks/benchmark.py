@@ -130,10 +130,12 @@ def main() -> None:
          prelude, f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, mask_cfg=cfg, "
          f"mask_out={mask!r}, out={fitted!r}, tree_cover={tree_cover!r}, "
          f"threads={args.threads})"),
+        # to a new state file: the job's own output would be kept (made from the same
+        # inputs) and the fit not made at all
         ("fit job again, mask kept (the fit alone)",
          prelude, f"steps.fit(cfg, {tile_id!r}, {str(catalog)!r}, mask_cfg=cfg, "
-         f"mask_out={mask!r}, out={fitted!r}, tree_cover={tree_cover!r}, "
-         f"threads={args.threads})"),
+         f"mask_out={mask!r}, out={str(work / 'fitted_again.nc')!r}, "
+         f"tree_cover={tree_cover!r}, threads={args.threads})"),
         ("fast forward to fast_forward.until",
          prelude, f"steps.fast_forward(cfg, {tile_id!r}, {str(catalog)!r}, {str(run.root)!r}, "
          f"{current!r}, threads={args.threads})"),
