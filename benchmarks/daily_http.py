@@ -6,8 +6,9 @@ fault proxy adding ``--latency-ms`` in front of the files). The workflow brings 
 up to ``--until``; then, from copies of that folder, ``forestwatch daily --today <archive
 end> --no-reports`` applies the days after it, twice per variant: with GDAL's HTTP cache
 as the workflow sets it (``forestwatch.access.HTTP_CACHE_MIB``), and with it cut to 64 KB
-(``CPL_VSIL_CURL_CACHE_SIZE``), which is what every tile fetching its own files costs (as
-when each tile update cleared the cache). Counts the asset requests the file server saw
+(``CPL_VSIL_CURL_CACHE_SIZE``) and no decoded block kept (``FORESTWATCH_DECODED_CACHE_MIB=0``),
+which is what every tile fetching its own files costs (as when each tile update cleared
+the cache). Counts the asset requests the file server saw
 and times each daily run whole.
 
     python benchmarks/daily_http.py                  # ~4 min on 2 cores
@@ -88,7 +89,9 @@ def main() -> None:
                             "-d", str(work), "--configfile", str(work / "config.yaml"),
                             "--cores", "2"], check=True, capture_output=True)
             for cache, env in (("256 MiB (default)", {}),
-                               ("64 KB", {"CPL_VSIL_CURL_CACHE_SIZE": str(64 * 1024)})):
+                               # no decoded block kept either: each tile reads its own
+                               ("64 KB", {"CPL_VSIL_CURL_CACHE_SIZE": str(64 * 1024),
+                                          "FORESTWATCH_DECODED_CACHE_MIB": "0"})):
                 run_dir = base / variant / f"daily-{len(env)}"
                 shutil.copytree(work, run_dir, ignore=shutil.ignore_patterns(".snakemake"))
                 before = _requests_seen(log)
