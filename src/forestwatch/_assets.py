@@ -229,7 +229,6 @@ class _Sampler:
         for w in self.full_weights:
             self.full_weight += w
         self.full_good = self.full_weight >= 1e-5
-        self.full_all_good = bool(self.full_good.all())
 
     def _bilinear(self, flat_data: np.ndarray, nodata: float) -> np.ndarray:
         """Bilinear values (uint16) of a window: weights renormalised over the taps that
@@ -244,10 +243,7 @@ class _Sampler:
             w = np.where(use, w, np.float32(0))
             total += w * v
             weight += w
-        good = weight >= 1e-5
-        values = np.zeros(n, dtype=np.uint16)
-        values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
-        return values
+        return _weighted_mean(total, weight, weight >= 1e-5)
 
     def _bilinear_without_nodata(self, flat_data: np.ndarray) -> np.ndarray:
         """Bilinear values (uint16) of a window holding no nodata: the general path's
@@ -256,17 +252,7 @@ class _Sampler:
         total = np.zeros(len(self.full_weight), dtype=np.float32)
         for (flat, _), w in zip(self.taps, self.full_weights, strict=True):
             total += w * flat_data.take(flat)
-        if not self.full_all_good:
-            values = np.zeros(len(total), dtype=np.uint16)
-            good = self.full_good
-            values[good] = np.clip(np.floor(total[good] / self.full_weight[good] + 0.5), 0,
-                                   65535)
-            return values
-        np.divide(total, self.full_weight, out=total)
-        total += np.float32(0.5)
-        np.floor(total, out=total)
-        np.clip(total, 0, 65535, out=total)
-        return total.astype(np.uint16)
+        return _weighted_mean(total, self.full_weight, self.full_good)
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
@@ -286,6 +272,20 @@ class _Sampler:
         out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
         out[self.inside] = values
         return out.reshape(self.shape)
+
+
+def _weighted_mean(total: np.ndarray, weight: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """``total / weight`` rounded half up to uint16 where ``good``, 0 elsewhere (float32
+    operations; in place in ``total`` when every pixel is good, the usual case)."""
+    if not good.all():
+        values = np.zeros(len(total), dtype=np.uint16)
+        values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
+        return values
+    np.divide(total, weight, out=total)
+    total += np.float32(0.5)
+    np.floor(total, out=total)
+    np.clip(total, 0, 65535, out=total)
+    return total.astype(np.uint16)
 
 
 class _Samplers:
@@ -468,12 +468,16 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
     geobox = samplers.geobox
     base = _file_key(asset.href)  # not the signed href: a signature changes, the file not
     opened: dict = {}
-    env = ExitStack()  # GDAL's options (per thread), entered at the first open only: ~0.5
-    in_env = []  # ms a read, and most reads of a later tile of the process open nothing
+    # GDAL's options (per thread), entered at the first open only: ~0.5 ms a read, and
+    # most reads of a later tile of the process open nothing
+    env = ExitStack()
+    in_env = False
 
     def open_src(level: int | None):
+        nonlocal in_env
         if not in_env:
-            in_env.append(env.enter_context(rasterio.Env(**gdal_opts)))
+            env.enter_context(rasterio.Env(**gdal_opts))
+            in_env = True
         if level not in opened:
             for src in opened.values():
                 src.close()

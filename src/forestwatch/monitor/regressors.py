@@ -41,9 +41,9 @@ def regressors(dates: Sequence[dt.date | dt.datetime | np.datetime64], *, trend:
     if harmonic_order:
         years = ns.astype("datetime64[ns]").astype("datetime64[Y]")
         first = years.astype("datetime64[ns]").astype(np.int64)  # 1 January, 00:00
-        last = (years.astype("datetime64[D]") + np.timedelta64(364, "D")
-                + (_is_leap(years) * np.timedelta64(1, "D"))).astype("datetime64[ns]"
-                                                                      ).astype(np.int64)
+        # 31 December, 00:00: the next 1 January less a day
+        last = ((years + np.timedelta64(1, "Y")).astype("datetime64[D]")
+                - np.timedelta64(1, "D")).astype("datetime64[ns]").astype(np.int64)
         # nrt: years + (dates - 1 January) / (31 December - 1 January), timedelta64[ns]
         # divided as float64, then added to the integer year
         ddates = (years.astype(np.int64) + 1970) + (ns - first).astype(np.float64) / (
@@ -53,11 +53,6 @@ def regressors(dates: Sequence[dt.date | dt.datetime | np.datetime64], *, trend:
             harmonics[:, i] = 2 * np.pi * ddates * (i + 1)
         X[:, 1 + int(trend):] = np.concatenate([np.cos(harmonics), np.sin(harmonics)], 1)
     return X
-
-
-def _is_leap(years: np.ndarray) -> np.ndarray:
-    y = years.astype(np.int64) + 1970
-    return ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
 
 
 def predict(monitor, date: dt.date | dt.datetime) -> np.ndarray:
