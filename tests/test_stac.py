@@ -366,6 +366,67 @@ def test_windows_assembled_from_kept_blocks_equal_gdals_read(tmp_path, tiled):
     assert DECODED.block(key + (0, 0)) is None
 
 
+def test_successive_loads_scan_in_alternate_directions_to_find_kept_blocks(tmp_path,
+                                                                            monkeypatch):
+    """Two loads in a row give the same layers and failures (the first item of a slice
+    with data wins in either direction), and the second, scanning the other way, finds
+    the blocks the first decoded last: with a cache of 8 of the 14 blocks, 8 are found
+    (scanning the same way again, LRU would have evicted each before its turn: none)."""
+    import datetime
+
+    import pystac
+
+    from forestwatch import _assets
+
+    class Counting(_assets._DecodedBlocks):
+        found = 0
+
+        def block(self, key):
+            block = super().block(key)
+            Counting.found += block is not None
+            return block
+
+    monkeypatch.setattr(_assets, "DECODED", Counting(1))  # 1 MiB: 8 blocks of 128 KiB
+    transform = Affine(20, 0, 500_000, 0, -20, 5_600_000)
+    rng = np.random.default_rng(3)
+    slices, expected = [], []
+    for n in range(8):  # 8 slices of 2 overlapping files: 16 blocks of 256 x 256 uint16
+        pair = []
+        for part, cols in enumerate((slice(0, 170), slice(86, 256))):
+            data = np.zeros((256, 256), np.uint16)
+            data[:, cols] = rng.integers(1, 10_000, (256, cols.stop - cols.start))
+            path = tmp_path / f"{n}_{part}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1,
+                               dtype="uint16", crs="EPSG:32633", transform=transform,
+                               nodata=0, tiled=True, blockxsize=256, blockysize=256) as dst:
+                dst.write(data, 1)
+            item = pystac.Item(f"{n}_{part}", None, None, datetime.datetime(2024, 1, 1 + n), {})
+            item.add_asset("B", pystac.Asset(str(path)))
+            pair.append((item, data))
+        slices.append([item for item, _ in pair])
+        expected.append([data for _, data in pair])
+    # unreadable files are skipped and recorded: a second file, then a first one
+    slices[3][1].assets["B"] = pystac.Asset(str(tmp_path / "missing.tif"))
+    expected[3][1] = np.zeros((256, 256), np.uint16)
+    slices[6][0].assets["B"] = pystac.Asset(str(tmp_path / "gone.tif"))
+    expected[6][0] = np.zeros((256, 256), np.uint16)
+    expected = [np.where(a != 0, a, b) for a, b in expected]  # the slice's first item wins
+    tile = GeoBox((256, 256), transform, "EPSG:32633")
+    loads = []
+    for _ in range(2):
+        Counting.found = 0
+        out, failures = _assets.read_slices(slices, asset_keys=["B"], geobox=tile,
+                                            resampling={"B": "nearest"}, gdal_opts={},
+                                            threads=1)
+        loads.append((out["B"], failures, Counting.found))
+    for layers, failures, _ in loads:
+        np.testing.assert_array_equal(layers, np.stack(expected))
+        assert [href for href, _ in failures] == [str(tmp_path / "missing.tif"),
+                                                  str(tmp_path / "gone.tif")]
+    assert loads[0][2] == 0  # nothing kept before
+    assert loads[1][2] == 8  # of the 14 blocks it decoded, the 8 the cache holds: its last
+
+
 def test_decoded_blocks_are_bounded_and_sized_from_the_environment(monkeypatch):
     """Least recently used blocks go first beyond the size; FORESTWATCH_DECODED_CACHE_MIB
     sets it (0 keeps none) and a bad value is refused with what to set."""

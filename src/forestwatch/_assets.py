@@ -12,6 +12,7 @@ are fused in numpy.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -544,11 +545,20 @@ def read_slices(
     that could not be read, left as 0 with ``on_failure`` ``"skip"``. With ``"fail"`` the
     first such file raises :class:`ReadFailure`. ``threads`` reads are in flight at once;
     ``sign`` rewrites each href before it is opened (``stac.auth.sign_url``).
+
+    Successive calls in a process scan the items in alternate directions (oldest first,
+    then newest first, ...): a tile's fit loads the same files once per block, and
+    neighbouring tiles of a process load the files they share, so the next load starts
+    with the blocks the last one decoded most recently, those still in :data:`DECODED`.
+    Scanned in one direction every time, a load larger than the cache evicts each block
+    before the next load comes back to it, and none is found. The result does not depend
+    on the direction.
     """
     height, width = geobox.shape
     out = {key: np.zeros((len(slices), height, width), dtype=np.uint16) for key in asset_keys}
     reads = [(n, key, item.assets[key]) for n, items in enumerate(slices) for item in items
              for key in asset_keys]
+    backwards = next(_SCANS) % 2 == 1
 
     samplers = _Samplers(geobox)
 
@@ -562,13 +572,22 @@ def read_slices(
                 raise
             return err
 
+    scan = list(enumerate(reads))
+    if backwards:
+        scan.reverse()
     failures = []
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
-        # in submission order, so that the first item of a slice is fused first
-        for (n, key, asset), result in zip(reads, pool.map(read, reads), strict=True):
+        # the first item of a slice with data wins: oldest first, a file fills what is
+        # still empty; newest first, it overwrites what it has
+        for (i, (n, key, asset)), result in zip(scan, pool.map(read, [r for _, r in scan]),
+                                                strict=True):
             if isinstance(result, ReadFailure):
-                failures.append((asset.href, result.reason))
+                failures.append((i, asset.href, result.reason))
                 continue
             layer = out[key][n]
-            np.copyto(layer, result, where=layer == 0)
-    return out, failures
+            np.copyto(layer, result, where=(result != 0) if backwards else (layer == 0))
+    return out, [(href, reason) for _, href, reason in sorted(failures)]
+
+
+#: counts :func:`read_slices` calls of the process: odd ones scan newest first
+_SCANS = itertools.count()
