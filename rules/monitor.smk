@@ -30,7 +30,7 @@ rule tile_state:
         RUN.benchmark("tile_state", "{tile}")
     threads: 2
     resources:
-        mem_mb=3000,
+        mem_mb=4000,
     params:
         mask_cfg=forest_mask_config(),
         fit_cfg=config_slice(

@@ -314,8 +314,14 @@ class _Samplers:
         return sampler
 
 
-#: largest size, MiB, of the decoded source blocks one process keeps (:data:`DECODED`)
-DECODED_CACHE_MIB = 256
+#: largest size, MiB, of the decoded source blocks one process keeps (:data:`DECODED`):
+#: a tile's fit loads its history once per ``monitor.block_size`` block, and the blocks
+#: share most source blocks (granule blocks are not aligned with the tile's). On the
+#: 1000 x 1000 px benchmark tile the 2-year history under a 512 px block is ~1 GiB
+#: decoded, so each source block is decoded once per tile instead of twice; a load larger
+#: than the cache still finds part of the last one's (:func:`read_slices`' alternate
+#: scans). BENCHMARKS.md, "The chain against its I/O floor"
+DECODED_CACHE_MIB = 1024
 #: smallest block, in pixels, the cache keeps: a file stored in strips is cached in
 #: blocks of 512 x 512 px (GDAL decodes the strips under them)
 _MIN_BLOCK_PX = 256 * 256
