@@ -32,11 +32,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -123,8 +125,10 @@ def recipe(cfg: dict, api: str, collection: str, bounds, tree_cover: Path, out: 
     return {"total_s": wall, **json.loads((out / "timings.json").read_text())}
 
 
-def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Path) -> dict:
-    """``snakemake --cores 2`` end to end in an empty folder; wall time and job count."""
+def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Path,
+             extra_args: Sequence[str] = ()) -> dict:
+    """``snakemake --cores 2`` end to end in an empty folder (``extra_args`` appended);
+    wall time and job count."""
     run_cfg = copy.deepcopy(cfg)
     run_cfg["run_name"] = "chain"
     run_cfg["stac"].update(source="stac_api", url=api, collection=collection)
@@ -135,7 +139,7 @@ def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Pa
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
                            "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                           "--cores", "2"], capture_output=True, text=True)
+                           "--cores", "2", *extra_args], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"the workflow failed:\n{proc.stderr[-3000:]}")
@@ -156,6 +160,9 @@ def main() -> None:
     ap.add_argument("--variants", default="direct,latency")
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--io-threads", type=int, default=16)
+    ap.add_argument("--snakemake-args", default="",
+                    help="more arguments for the workflow's snakemake, e.g. "
+                         "'--set-threads tile_state=1'")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (the workflow's logs, per job and rule)")
     args = ap.parse_args()
@@ -209,7 +216,8 @@ def main() -> None:
             print(f"[{variant}] recipe ...", flush=True)
             rc = recipe(cfg, api_root, coll, bounds, tree_cover, base / variant / "recipe")
             print(f"[{variant}] workflow ...", flush=True)
-            wf = workflow(cfg, api_root, coll, tree_cover, base / variant / "workflow")
+            wf = workflow(cfg, api_root, coll, tree_cover, base / variant / "workflow",
+                          shlex.split(args.snakemake_args))
             results[variant] = {"floor": fl, "recipe": rc, "workflow": wf}
             print(json.dumps(results[variant], indent=1, default=str), flush=True)
     finally:
