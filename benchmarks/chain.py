@@ -23,6 +23,7 @@ server through the fault proxy with ``--latency-ms`` added (as an object store w
     python benchmarks/chain.py --config config/config.yaml --extra big.yaml
     python benchmarks/chain.py --extra benchmarks/configs/large_tile_2y.yaml \
         benchmarks/configs/chain_large.yaml           # 1000 x 1000 px in 4 tiles of 10 km
+    python benchmarks/chain.py --snakemake-args "--set-threads tile_state=1"
 
 Prints a Markdown table with the ratios; BENCHMARKS.md keeps the last one written down.
 """
