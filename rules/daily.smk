@@ -22,7 +22,7 @@ rule update_tile:
     # better (BENCHMARKS.md, the daily run at scale)
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=3000,
     params:
         cfg=config_slice(
             "run_name",
