@@ -584,7 +584,7 @@ def read_slices(
     failures = []
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
         # the first item of a slice with data wins: oldest first, a file fills what is
-        # still empty; newest first, it overwrites what it has
+        # still empty; newest first, it overwrites wherever it has data
         for (i, (n, key, asset)), result in zip(scan, pool.map(read, [r for _, r in scan]),
                                                 strict=True):
             if isinstance(result, ReadFailure):
