@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from reader import REPO, first_tile_history  # benchmarks/reader.py, beside this script
 
 
 def main() -> None:
@@ -33,29 +31,12 @@ def main() -> None:
     ap.add_argument("--cache-mib", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--threads", type=int, default=8, help="reads in flight")
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "src"))
+    cfg, tile, items, assets, resampling, slices = first_tile_history(args.config)
 
     from forestwatch import _assets
     from forestwatch.access import gdal_options
-    from forestwatch.acquisitions import by_solar_day
-    from forestwatch.config import load_config
-    from forestwatch.grid import make_tiles
-    from forestwatch.monitor import needed_bands
     from forestwatch.monitor.fit import _blocks
-    from forestwatch.stac import band_keys, search_items
 
-    cfg = load_config(args.config)
-    catalog = REPO / cfg["synthetic"]["folder"] / "items.json"
-    if not catalog.exists():
-        raise SystemExit(f"{catalog} is missing: run the workflow on {args.config} first")
-    tile = make_tiles(cfg)[0]
-    items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
-                         cfg["history"]["end"], str(catalog))
-    keys = band_keys(cfg["stac"])
-    assets = [keys[b] for b in needed_bands(cfg)] + [keys["scl"]]
-    resampling = {k: cfg["stac"]["resampling"]["reflectance"] for k in assets}
-    resampling[keys["scl"]] = cfg["stac"]["resampling"]["scl"]
-    slices = list(by_solar_day(items).values())
     blocks = list(_blocks(tile.shape, cfg["monitor"]["block_size"]))
 
     class Counting(_assets._DecodedBlocks):

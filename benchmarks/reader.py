@@ -26,27 +26,20 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
-    ap.add_argument("--pools", type=int, nargs="+", default=[1, 2, 8])
-    args = ap.parse_args()
+def first_tile_history(config: str) -> tuple:
+    """What a fit load of ``config``'s first tile reads, from its synthetic archive:
+    ``(cfg, tile, items, asset keys, resampling per asset key, items by solar day)``."""
     sys.path.insert(0, str(REPO / "src"))
-    import odc.stac
-    import rasterio
-
-    from forestwatch._assets import read_slices
-    from forestwatch.access import gdal_options
     from forestwatch.acquisitions import by_solar_day
     from forestwatch.config import load_config
     from forestwatch.grid import make_tiles
     from forestwatch.monitor import needed_bands
     from forestwatch.stac import band_keys, search_items
 
-    cfg = load_config(args.config)
+    cfg = load_config(config)
     catalog = REPO / cfg["synthetic"]["folder"] / "items.json"
     if not catalog.exists():
-        raise SystemExit(f"{catalog} is missing: run the workflow on {args.config} first")
+        raise SystemExit(f"{catalog} is missing: run the workflow on {config} first")
     tile = make_tiles(cfg)[0]
     items = search_items(cfg["stac"], tile.bbox_lonlat(), cfg["history"]["start"],
                          cfg["history"]["end"], str(catalog))
@@ -54,7 +47,21 @@ def main() -> None:
     assets = [keys[b] for b in needed_bands(cfg)] + [keys["scl"]]
     resampling = {k: cfg["stac"]["resampling"]["reflectance"] for k in assets}
     resampling[keys["scl"]] = cfg["stac"]["resampling"]["scl"]
-    slices = list(by_solar_day(items).values())
+    return cfg, tile, items, assets, resampling, list(by_solar_day(items).values())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    ap.add_argument("--pools", type=int, nargs="+", default=[1, 2, 8])
+    args = ap.parse_args()
+    cfg, tile, items, assets, resampling, slices = first_tile_history(args.config)
+    import odc.stac
+    import rasterio
+
+    from forestwatch._assets import read_slices
+    from forestwatch.access import gdal_options
+
     slice_of = {it.id: n for n, its in enumerate(slices) for it in its}
     opts = gdal_options(cfg["stac"])
 
