@@ -578,15 +578,13 @@ def read_slices(
                 raise
             return err
 
-    scan = list(enumerate(reads))
-    if backwards:
-        scan.reverse()
+    order = range(len(reads) - 1, -1, -1) if backwards else range(len(reads))
     failures = []
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
         # the first item of a slice with data wins: oldest first, a file fills what is
         # still empty; newest first, it overwrites wherever it has data
-        for (i, (n, key, asset)), result in zip(scan, pool.map(read, [r for _, r in scan]),
-                                                strict=True):
+        for i, result in zip(order, pool.map(read, [reads[i] for i in order]), strict=True):
+            n, key, asset = reads[i]
             if isinstance(result, ReadFailure):
                 failures.append((i, asset.href, result.reason))
                 continue
