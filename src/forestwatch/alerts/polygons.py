@@ -171,7 +171,8 @@ def _dissolve(pieces: gpd.GeoDataFrame, pixel_area_m2: float) -> gpd.GeoDataFram
     for part in np.split(order, bounds):
         n = int(n_pixels[part].sum())
         confirmed = part[status[part] == CONFIRMED]
-        cdays = confirmed_day[confirmed][confirmed_day[confirmed] > 0]
+        cdays = confirmed_day[confirmed]
+        cdays = cdays[cdays > 0]
         rows.append({
             "status": int(status[part].max()),
             "first_day": int(first_day[part].min()),
