@@ -200,60 +200,31 @@ class _Sampler:
             c0f, r0f = np.floor(c), np.floor(r)
             fc, fr = (c - c0f).astype(np.float32), (r - r0f).astype(np.float32)
             c0, r0 = c0f.astype(np.int32), r0f.astype(np.int32)
-            self.weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
+            weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
             top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
             bottom, right = min(int(r0.max()) + 1, rows - 1), min(int(c0.max()) + 1, cols - 1)
         self.window = ((top, bottom + 1), (left, right + 1))
         win_cols = right + 1 - left
         base = (r0 - top) * np.int32(win_cols) + (c0 - left)
         if method == "nearest":
-            self.taps = [(base, None)]
+            self.taps = [base]
             return
-        # neighbours (r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1), and whether
-        # each lies inside the file (None: everywhere); one outside gets weight 0
+        # neighbours (r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1) as flat indices
+        # into the window, and their weights; a neighbour outside the file points at the
+        # window's first pixel with weight 0
         row_lo, row_hi = r0 >= 0, r0 < rows - 1
         col_lo, col_hi = c0 >= 0, c0 < cols - 1
-        self.taps = []
-        for offset, ok in ((0, row_lo & col_lo), (1, row_lo & col_hi),
-                           (win_cols, row_hi & col_lo), (win_cols + 1, row_hi & col_hi)):
+        self.taps, self.tap_weights = [], []
+        for offset, ok, w in zip((0, 1, win_cols, win_cols + 1),
+                                 (row_lo & col_lo, row_lo & col_hi, row_hi & col_lo,
+                                  row_hi & col_hi), weights, strict=True):
             flat = base + np.int32(offset) if offset else base
             if ok.all():
-                self.taps.append((flat, None))
+                self.taps.append(flat)
+                self.tap_weights.append(w)
             else:
-                self.taps.append((np.where(ok, flat, 0).astype(np.int32), ok))
-        # for a window without nodata (most reads): each tap's weight where it lies in the
-        # file, and their sum, accumulated as :meth:`_bilinear` does, so both paths give the
-        # same bits
-        self.full_weights = [w if ok is None else np.where(ok, w, np.float32(0))
-                             for (_, ok), w in zip(self.taps, self.weights, strict=True)]
-        self.full_weight = np.zeros(len(base), dtype=np.float32)
-        for w in self.full_weights:
-            self.full_weight += w
-        self.full_good = self.full_weight >= 1e-5
-
-    def _bilinear(self, flat_data: np.ndarray, nodata: float) -> np.ndarray:
-        """Bilinear values (uint16) of a window: weights renormalised over the taps that
-        lie in the file and hold data; 0 where none does."""
-        n = len(self.taps[0][0])
-        total, weight = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-        for (flat, ok), w in zip(self.taps, self.weights, strict=True):
-            v = flat_data.take(flat)
-            use = v != nodata
-            if ok is not None:
-                use &= ok
-            w = np.where(use, w, np.float32(0))
-            total += w * v
-            weight += w
-        return _weighted_mean(total, weight, weight >= 1e-5)
-
-    def _bilinear_without_nodata(self, flat_data: np.ndarray) -> np.ndarray:
-        """Bilinear values (uint16) of a window holding no nodata: the general path's
-        float32 operations in the same order, without its per-tap data masks (half of a
-        read's time on a 500 x 500 px tile, most of it on those masks)."""
-        total = np.zeros(len(self.full_weight), dtype=np.float32)
-        for (flat, _), w in zip(self.taps, self.full_weights, strict=True):
-            total += w * flat_data.take(flat)
-        return _weighted_mean(total, self.full_weight, self.full_good)
+                self.taps.append(np.where(ok, flat, 0).astype(np.int32))
+                self.tap_weights.append(np.where(ok, w, np.float32(0)))
 
     def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
         """The tile (uint16, 0 where not observed) from ``data``, the source window."""
@@ -261,32 +232,18 @@ class _Sampler:
             return np.zeros(self.shape, dtype=np.uint16)
         flat_data = np.ascontiguousarray(data).ravel()
         if self.method == "nearest":
-            values = flat_data.take(self.taps[0][0])
+            values = flat_data.take(self.taps[0])
             if nodata != 0:
                 values[values == nodata] = 0
-        elif (flat_data == nodata).any():
-            values = self._bilinear(flat_data, nodata)
         else:
-            values = self._bilinear_without_nodata(flat_data)
+            from ._bilinear import bilinear  # numba: imported by the first bilinear read
+
+            values = bilinear(flat_data, *self.taps, *self.tap_weights, float(nodata))
         if self.everywhere:
             return values.reshape(self.shape)
         out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
         out[self.inside] = values
         return out.reshape(self.shape)
-
-
-def _weighted_mean(total: np.ndarray, weight: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """``total / weight`` rounded half up to uint16 where ``good``, 0 elsewhere (float32
-    operations; in place in ``total`` when every pixel is good, the usual case)."""
-    if not good.all():
-        values = np.zeros(len(total), dtype=np.uint16)
-        values[good] = np.clip(np.floor(total[good] / weight[good] + 0.5), 0, 65535)
-        return values
-    np.divide(total, weight, out=total)
-    total += np.float32(0.5)
-    np.floor(total, out=total)
-    np.clip(total, 0, 65535, out=total)
-    return total.astype(np.uint16)
 
 
 class _Samplers:
