@@ -289,3 +289,46 @@ def test_ccdc_with_green_and_swir_screening(tile_inputs):
     assert (state.monitor.mask == 1).sum() > 0.5 * (mask == 1).sum()
     fast_forward(state, new, tile, ccdc)
     assert state.monitor.detection_date is not None
+
+
+@pytest.mark.parametrize("fit", [{"method": "OLS"}, {"method": "ROC"},
+                                 {"method": "OLS", "screen_outliers": "Shewhart"}])
+def test_iqr_fit_gives_nrts_own_fit_bit_for_bit(fit):
+    """The workflow's IQR fit (forestwatch.monitor._iqr_fit: nrt's steps, its quantiles
+    for the monitored pixels only, in parallel) leaves the monitor with the arrays of
+    nrt's own ``IQR.fit``, byte for byte: on a series with gaps, a pixel too cloudy to
+    fit (nrt marks it 4), pixels outside the mask, and (ROC) pixels nrt marks unstable after fitting them."""
+    import pandas as pd
+    import xarray as xr
+    from nrt.monitor.iqr import IQR
+
+    from forestwatch.monitor._iqr_fit import fit_iqr
+
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2020-01-01", periods=120, freq="6D")
+    season = 0.6 + 0.2 * np.sin(2 * np.pi * days.dayofyear.values / 365.25)
+    values = season[:, None, None] + rng.normal(0, 0.03, (len(days), 30, 40))
+    values[60:, :5, :5] -= 0.4  # a break inside the history: ROC drops its start
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 7, 9] = np.nan  # never observed
+    values[5:, 8, 9] = np.nan  # too short a series
+    index = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+                         coords={"time": days.values, "y": np.arange(30.0),
+                                 "x": np.arange(40.0)})
+    mask = (rng.random((30, 40)) < 0.7).astype(np.uint8)
+    mask[7:9, 9] = 1
+    ours, nrts = (IQR(mask=mask.copy(), trend=False, harmonic_order=1) for _ in range(2))
+    fit_iqr(ours, index, n_threads=2, **fit)
+    nrts.fit(index, n_threads=2, **fit)
+    assert set(vars(ours)) == set(vars(nrts))
+    for name, value in vars(nrts).items():
+        if isinstance(value, np.ndarray):
+            mine = vars(ours)[name]
+            assert mine.dtype == value.dtype and mine.shape == value.shape, name
+            assert mine.tobytes() == value.tobytes(), name
+        else:
+            assert vars(ours)[name] == value, name
+    assert (ours.mask[7:9, 9] == 4).all()  # too few observations: nrt's class 4
+    assert (ours.q25[mask == 0] == 0).all() and (ours.q75 > ours.q25)[mask == 1].mean() > 0.9
+    if fit["method"] == "ROC":
+        assert (ours.mask == 2).any()  # unstable pixels keep their quantiles, as in nrt

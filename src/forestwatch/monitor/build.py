@@ -65,9 +65,26 @@ def fit_kwargs(cfg: dict, cube: xr.Dataset, threads: int) -> dict:
     return kwargs
 
 
+def fit_monitor(monitor, cfg: dict, index: xr.DataArray, cube: xr.Dataset, threads: int) -> None:
+    """Fit ``monitor`` (from :func:`build_monitor`) on ``index`` (time, y, x), in place, with
+    ``cfg``'s fit (:func:`fit_kwargs`; ``cube`` holds CCDC's extra bands). IQR through
+    :func:`forestwatch.monitor._iqr_fit.fit_iqr` (nrt's fit, its quantiles for the
+    monitored pixels on ``threads`` threads: the same arrays), the others by nrt itself."""
+    kwargs = fit_kwargs(cfg, cube, threads)
+    if cfg["monitor"]["class"] == "IQR":
+        from ._iqr_fit import fit_iqr  # numba: not imported by jobs that fit nothing
+
+        fit_iqr(monitor, index, **kwargs)
+    else:
+        monitor.fit(index, **kwargs)
+
+
 def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
-    """Warm the kernels of every member's monitor (:func:`_warm_one`); seconds taken."""
-    return sum(_warm_one(member, threads) for member in member_configs(cfg))
+    """Warm the kernels of every member's monitor (:func:`_warm_one`) and the asset
+    reader's sampling kernel (:mod:`forestwatch._bilinear`); seconds taken."""
+    from .._bilinear import warm as warm_reader
+
+    return warm_reader() + sum(_warm_one(member, threads) for member in member_configs(cfg))
 
 
 def _warm_one(cfg: dict, threads: int = 1) -> float:
@@ -92,10 +109,10 @@ def _warm_one(cfg: dict, threads: int = 1) -> float:
     # CCDC's outlier screening also reads green and swir16
     cube = xr.Dataset({"green": index * 0.1, "swir16": index * 0.2})
     monitor = build_monitor(cfg["monitor"], np.ones((8, 8), dtype=np.uint8))
-    monitor.fit(index, **fit_kwargs(cfg, cube, threads))
+    fit_monitor(monitor, cfg, index, cube, threads)
     monitor.monitor(array=np.ascontiguousarray(values[-1]), date=dt.datetime(2022, 1, 1))
     return time.perf_counter() - t0
 
 
-__all__ = ["build_monitor", "needed_bands", "fit_kwargs", "screen_outliers", "warm_numba_cache",
+__all__ = ["build_monitor", "needed_bands", "fit_kwargs", "fit_monitor", "screen_outliers", "warm_numba_cache",
            "member_configs", "consensus_k"]

@@ -23,7 +23,7 @@ from ..config import without_access_keys
 from ..grid import Tile
 from ..stac import NoDataError, load_reflectance, spectral_index
 from ..state import FitRecord, Ledger, MonitorMember, TileState, software_versions
-from .build import build_monitor, consensus_k, fit_kwargs, member_configs, needed_bands
+from .build import build_monitor, consensus_k, fit_monitor, member_configs, needed_bands
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def fit_tile(
             index = indices[member["index"]]
             monitor = build_monitor(member["monitor"], sub_mask)
             try:
-                monitor.fit(index, **fit_kwargs(member, cube, threads))
+                fit_monitor(monitor, member, index, cube, threads)
             except ValueError as err:
                 if "no time-series with sufficient" not in str(err):
                     raise

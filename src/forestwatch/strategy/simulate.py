@@ -17,7 +17,7 @@ import numpy as np
 
 from ..alerts.consensus import consensus_outcome
 from ..alerts.ladder import NO_DATA, AlertLayers, AlertParams
-from ..monitor import build_monitor, fit_kwargs, take_observation
+from ..monitor import build_monitor, fit_monitor, take_observation
 from ..monitor.regional import RegionalScreen
 from ..stac import spectral_index
 from .candidates import Candidate, Consensus
@@ -69,7 +69,7 @@ def simulate(candidate: Candidate, series: PixelSeries, cfg: dict, params: Alert
     if screen is not None and series.shape is None:
         raise ValueError(f"candidate {candidate.name}: the regional screen needs whole tiles")
     try:
-        monitor.fit(index, **fit_kwargs(run_cfg, hist, 1))
+        fit_monitor(monitor, run_cfg, index, hist, 1)
     except ValueError as err:
         if "no time-series with sufficient" not in str(err):
             raise
