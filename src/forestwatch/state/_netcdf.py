@@ -251,7 +251,7 @@ def _digest(ds: xr.Dataset) -> str:
         h.update(name.encode())
         h.update(str(arr.dtype).encode())
         h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
+        h.update(arr.reshape(-1).view(np.uint8))  # its bytes, without tobytes()' copy
     return h.hexdigest()
 
 
