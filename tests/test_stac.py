@@ -245,10 +245,11 @@ def _bilinear_reference(col, row, data, nodata):
 
 
 def test_bilinear_sampling_gives_the_reference_bits():
-    """The reader's one-pass bilinear kernel (forestwatch._bilinear, through
-    _Sampler.sample) gives the bits of GDAL's conventions computed pixel by pixel in
+    """The reader's one-pass bilinear kernel (forestwatch._sampling, through
+    _Sampler.fill) gives the bits of GDAL's conventions computed pixel by pixel in
     numpy: for tiles inside the file and across its edges, rotated and shifted, with and
-    without nodata in the window, and 0 outside the file."""
+    without nodata in the window, and 0 outside the file; filling a layer an earlier item
+    partly observed, it keeps that item's values and fills only the rest."""
     from forestwatch._assets import _Sampler
 
     rng = np.random.default_rng(7)
@@ -266,10 +267,17 @@ def test_bilinear_sampling_gives_the_reference_bits():
         holed[5:20, 7:30] = 0
         inside = (col >= 0) & (col < file_shape[1]) & (row >= 0) & (row < file_shape[0])
         for data in (whole, holed):
-            got = sampler.sample(data[r0:r1, c0:c1], 0).ravel()
+            layer = np.zeros((45, 55), dtype=np.uint16)
+            sampler.fill(layer, data[r0:r1, c0:c1], 0)
+            got = layer.ravel()
             expected = np.where(inside, _bilinear_reference(col, row, data, 0), 0)
             assert np.array_equal(got, expected), case
             assert (got[inside] > 0).all() if data is whole else (got[inside] == 0).any()
+        earlier = np.zeros((45, 55), dtype=np.uint16)
+        earlier[:20] = 7  # an earlier item of the slice observed the first 20 rows
+        sampler.fill(earlier, whole[r0:r1, c0:c1], 0)
+        expected = np.where(inside, _bilinear_reference(col, row, whole, 0), 0).reshape(45, 55)
+        assert (earlier[:20] == 7).all() and np.array_equal(earlier[20:], expected[20:])
         within.append(bool(inside.all()))
     assert True in within and False in within  # tiles inside the file and across its edges
 
@@ -399,6 +407,7 @@ def test_successive_loads_scan_in_alternate_directions_to_find_kept_blocks(tmp_p
     the blocks the first decoded last: with a cache of 8 of the 14 blocks, 8 are found
     (scanning the same way again, LRU would have evicted each before its turn: none)."""
     import datetime
+    import itertools
 
     import pystac
 
@@ -413,6 +422,7 @@ def test_successive_loads_scan_in_alternate_directions_to_find_kept_blocks(tmp_p
             return block
 
     monkeypatch.setattr(_assets, "DECODED", Counting(1))  # 1 MiB: 8 blocks of 128 KiB
+    monkeypatch.setattr(_assets, "_SCANS", itertools.count())  # this test's first load: forward
     transform = Affine(20, 0, 500_000, 0, -20, 5_600_000)
     rng = np.random.default_rng(3)
     slices, expected = [], []

@@ -6,8 +6,8 @@ spent ~13 ms of pure Python per item and load on footprint geometry, and whose w
 any GDAL warped VRT) serialise on a PROJ lock, so its reads in threads did not overlap
 (BENCHMARKS.md, "The chain against its I/O floor"). Here a read opens the file (at the
 overview that matches the tile's resolution), reads the window over the tile, and samples
-it with a pixel mapping computed once per source grid (:class:`_Samplers`); the slices
-are fused in numpy.
+it with a pixel mapping computed once per source grid (:class:`_Samplers`) into its
+slice's layer, where the slice's earlier items left it empty (:mod:`forestwatch._sampling`).
 """
 
 from __future__ import annotations
@@ -182,13 +182,15 @@ class _Sampler:
         rows, cols = src_shape
         self.shape = tile_shape
         self.method = method
-        self.inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
-        self.everywhere = bool(self.inside.all())
+        inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
+        everywhere = bool(inside.all())
+        #: the layer's flat index of each sampled pixel; empty: all of them, in order
+        self.targets = np.zeros(0, dtype=np.int64) if everywhere else np.flatnonzero(inside)
         self.window = None
-        if not self.inside.any():
+        if not inside.any():
             return
-        if not self.everywhere:
-            col, row = col[self.inside], row[self.inside]
+        if not everywhere:
+            col, row = col[inside], row[inside]
         # int32 and float32 (the sampler is kept for the whole load: memory), and each
         # neighbour as a flat index into the window: few passes over the tile's pixels
         if method == "nearest":
@@ -226,24 +228,21 @@ class _Sampler:
                 self.taps.append(np.where(ok, flat, 0).astype(np.int32))
                 self.tap_weights.append(np.where(ok, w, np.float32(0)))
 
-    def sample(self, data: np.ndarray, nodata: float) -> np.ndarray:
-        """The tile (uint16, 0 where not observed) from ``data``, the source window."""
+    def fill(self, layer: np.ndarray, data: np.ndarray, nodata: float) -> None:
+        """Fill ``layer`` (uint16, the tile's shape, C order) with the values sampled from
+        ``data``, the source window, where ``layer`` is still 0 (no earlier item of the
+        slice observed the pixel); nodata and pixels outside the file leave it as it is."""
         if self.window is None:
-            return np.zeros(self.shape, dtype=np.uint16)
-        flat_data = np.ascontiguousarray(data).ravel()
-        if self.method == "nearest":
-            values = flat_data.take(self.taps[0])
-            if nodata != 0:
-                values[values == nodata] = 0
-        else:
-            from ._bilinear import bilinear  # numba: imported by the first bilinear read
+            return
+        from ._sampling import bilinear_fill, nearest_fill  # numba: at the first read
 
-            values = bilinear(flat_data, *self.taps, *self.tap_weights, float(nodata))
-        if self.everywhere:
-            return values.reshape(self.shape)
-        out = np.zeros(self.shape[0] * self.shape[1], dtype=np.uint16)
-        out[self.inside] = values
-        return out.reshape(self.shape)
+        flat_data = np.ascontiguousarray(data).ravel()
+        flat_layer = layer.reshape(-1)  # a view: written in place
+        if self.method == "nearest":
+            nearest_fill(flat_data, self.taps[0], float(nodata), flat_layer, self.targets)
+        else:
+            bilinear_fill(flat_data, *self.taps, *self.tap_weights, float(nodata), flat_layer,
+                          self.targets)
 
 
 class _Samplers:
@@ -421,11 +420,12 @@ def _read_window(key: tuple, info: _FileInfo, window, open_src) -> np.ndarray:
 
 
 def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
-              samplers: _Samplers) -> np.ndarray:
-    """``href`` on the load's tile (uint16 as stored, 0 where not observed): nearest and
-    bilinear by reading the file's window (its blocks kept in :data:`DECODED`, so a file
-    another tile of the process read is neither opened nor decoded again) and sampling it
-    (:class:`_Samplers`); other methods through GDAL's warper."""
+              samplers: _Samplers, layer: np.ndarray) -> None:
+    """``href`` on the load's tile, into ``layer`` (uint16 as stored, the tile's shape)
+    where it is still 0: nearest and bilinear by reading the file's window (its blocks
+    kept in :data:`DECODED`, so a file another tile of the process read is neither opened
+    nor decoded again) and sampling it (:class:`_Samplers`); other methods through GDAL's
+    warper."""
     import rasterio
     from rasterio._err import CPLE_BaseError  # GDAL errors rasterio does not wrap
 
@@ -464,7 +464,9 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
                 info = info_at(level)
                 nodata = _nodata(asset, info.nodata)
                 if resampling not in ("nearest", "bilinear"):
-                    return _warp(open_src(level), geobox, resampling, nodata)
+                    warped = _warp(open_src(level), geobox, resampling, nodata)
+                    np.copyto(layer, warped, where=layer == 0)
+                    return
                 sampler = samplers.get(info, resampling)
                 data = None if sampler.window is None else _read_window(
                     base + (level,), info, sampler.window, lambda: open_src(level))
@@ -473,7 +475,7 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
                     src.close()
     except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
         raise ReadFailure(href, str(err)) from None
-    return sampler.sample(data, nodata)
+    sampler.fill(layer, data, nodata)
 
 
 def _warp(src, geobox: GeoBox, resampling: str, nodata: float) -> np.ndarray:
@@ -509,7 +511,7 @@ def read_slices(
     first such file raises :class:`ReadFailure`. ``threads`` reads are in flight at once;
     ``sign`` rewrites each href before it is opened (``stac.auth.sign_url``).
 
-    Successive calls in a process scan the items in alternate directions (oldest first,
+    Successive calls in a process scan the layers in alternate directions (oldest first,
     then newest first, ...): a tile's fit loads the same files once per block, and
     neighbouring tiles of a process load the files they share, so the next load starts
     with the blocks the last one decoded most recently, those still in :data:`DECODED`.
@@ -521,33 +523,34 @@ def read_slices(
     out = {key: np.zeros((len(slices), height, width), dtype=np.uint16) for key in asset_keys}
     reads = [(n, key, item.assets[key]) for n, items in enumerate(slices) for item in items
              for key in asset_keys]
-    backwards = next(_SCANS) % 2 == 1
+    # one task per layer (slice, asset key): its items in the slice's order, each filling
+    # what the ones before left empty (the first with data wins), so no two threads write
+    # one layer and nothing is fused afterwards
+    layers: dict[tuple[int, str], list[int]] = {}
+    for i, (n, key, _) in enumerate(reads):
+        layers.setdefault((n, key), []).append(i)
+    tasks = list(layers.values())
+    if next(_SCANS) % 2 == 1:
+        tasks.reverse()
 
     samplers = _Samplers(geobox)
 
-    def read(job):
-        n, key, asset = job
-        href = sign(asset.href) if sign else asset.href
-        try:
-            return _read_one(href, asset, resampling[key], gdal_opts, samplers)
-        except ReadFailure as err:
-            if on_failure == "fail":
-                raise
-            return err
-
-    order = range(len(reads) - 1, -1, -1) if backwards else range(len(reads))
-    failures = []
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
-        # the first item of a slice with data wins: oldest first, a file fills what is
-        # still empty; newest first, it overwrites wherever it has data
-        for i, result in zip(order, pool.map(read, [reads[i] for i in order]), strict=True):
+    def fill(task: list[int]) -> list[tuple[int, str, str]]:
+        failed = []
+        for i in task:
             n, key, asset = reads[i]
-            if isinstance(result, ReadFailure):
-                failures.append((i, asset.href, result.reason))
-                continue
-            layer = out[key][n]
-            np.copyto(layer, result, where=(result != 0) if backwards else (layer == 0))
-    return out, [(href, reason) for _, href, reason in sorted(failures)]
+            href = sign(asset.href) if sign else asset.href
+            try:
+                _read_one(href, asset, resampling[key], gdal_opts, samplers, out[key][n])
+            except ReadFailure as err:
+                if on_failure == "fail":
+                    raise
+                failed.append((i, asset.href, err.reason))
+        return failed
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
+        failures = sorted(f for failed in pool.map(fill, tasks) for f in failed)
+    return out, [(href, reason) for _, href, reason in failures]
 
 
 #: counts :func:`read_slices` calls of the process: odd ones scan newest first

@@ -81,8 +81,8 @@ def fit_monitor(monitor, cfg: dict, index: xr.DataArray, cube: xr.Dataset, threa
 
 def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
     """Warm the kernels of every member's monitor (:func:`_warm_one`) and the asset
-    reader's sampling kernel (:mod:`forestwatch._bilinear`); seconds taken."""
-    from .._bilinear import warm as warm_reader
+    reader's sampling kernels (:mod:`forestwatch._sampling`); seconds taken."""
+    from .._sampling import warm as warm_reader
 
     return warm_reader() + sum(_warm_one(member, threads) for member in member_configs(cfg))
 
