@@ -176,11 +176,10 @@ class _Sampler:
     renormalised over the neighbours that hold data; integers are rounded half up.
     """
 
-    def __init__(self, positions: tuple[np.ndarray, np.ndarray], tile_shape: tuple[int, int],
-                 src_shape: tuple[int, int], method: str) -> None:
+    def __init__(self, positions: tuple[np.ndarray, np.ndarray], src_shape: tuple[int, int],
+                 method: str) -> None:
         col, row = positions
         rows, cols = src_shape
-        self.shape = tile_shape
         self.method = method
         inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
         everywhere = bool(inside.all())
@@ -237,7 +236,9 @@ class _Sampler:
         from ._sampling import bilinear_fill, nearest_fill  # numba: at the first read
 
         flat_data = np.ascontiguousarray(data).ravel()
-        flat_layer = layer.reshape(-1)  # a view: written in place
+        if not layer.flags.c_contiguous:
+            raise ValueError("a sampled layer must be C-contiguous (it is written in place)")
+        flat_layer = layer.reshape(-1)  # a view, since contiguous
         if self.method == "nearest":
             nearest_fill(flat_data, self.taps[0], float(nodata), flat_layer, self.targets)
         else:
@@ -265,8 +266,8 @@ class _Samplers:
                 if positions is None:
                     positions = self._positions[grid] = _positions(self.geobox, info.crs,
                                                                    info.transform)
-                sampler = self._samplers[(grid, method)] = _Sampler(
-                    positions, tuple(self.geobox.shape), info.shape, method)
+                sampler = self._samplers[(grid, method)] = _Sampler(positions, info.shape,
+                                                                    method)
         return sampler
 
 
