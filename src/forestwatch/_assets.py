@@ -215,17 +215,15 @@ class _Sampler:
         # window's first pixel with weight 0
         row_lo, row_hi = r0 >= 0, r0 < rows - 1
         col_lo, col_hi = c0 >= 0, c0 < cols - 1
-        self.taps, self.tap_weights = [], []
+        taps, tap_weights = [], []
         for offset, ok, w in zip((0, 1, win_cols, win_cols + 1),
                                  (row_lo & col_lo, row_lo & col_hi, row_hi & col_lo,
                                   row_hi & col_hi), weights, strict=True):
             flat = base + np.int32(offset) if offset else base
-            if ok.all():
-                self.taps.append(flat)
-                self.tap_weights.append(w)
-            else:
-                self.taps.append(np.where(ok, flat, 0).astype(np.int32))
-                self.tap_weights.append(np.where(ok, w, np.float32(0)))
+            taps.append(np.where(ok, flat, 0))
+            tap_weights.append(np.where(ok, w, np.float32(0)))
+        self.taps = np.stack(taps).astype(np.int32)  # (4, pixels)
+        self.tap_weights = np.stack(tap_weights)  # (4, pixels), float32
 
     def fill(self, layer: np.ndarray, data: np.ndarray, nodata: float) -> None:
         """Fill ``layer`` (uint16, the tile's shape, C order) with the values sampled from
@@ -242,7 +240,7 @@ class _Sampler:
         if self.method == "nearest":
             nearest_fill(flat_data, self.taps[0], float(nodata), flat_layer, self.targets)
         else:
-            bilinear_fill(flat_data, *self.taps, *self.tap_weights, float(nodata), flat_layer,
+            bilinear_fill(flat_data, self.taps, self.tap_weights, float(nodata), flat_layer,
                           self.targets)
 
 

@@ -29,43 +29,31 @@ MIN_WEIGHT = np.float32(1e-5)
 
 
 @numba.njit(nogil=True, cache=True)
-def bilinear_fill(data, i0, i1, i2, i3, w0, w1, w2, w3, nodata, out,
-                  targets):  # pragma: no cover (numba)
+def bilinear_fill(data, taps, weights, nodata, out, targets):  # pragma: no cover (numba)
     """Fill ``out`` (uint16, flat layer) with the bilinear values of the flat source window
     ``data`` where ``out`` is 0.
 
-    ``i0``..``i3`` (int32) are each sampled pixel's four neighbours as flat indices into
-    ``data`` (a neighbour outside the file points anywhere in it and has weight 0),
-    ``w0``..``w3`` (float32) their weights. A neighbour equal to ``nodata`` is left out and
-    the weights renormalised over the others; a pixel whose neighbours with data weigh
-    less than :data:`MIN_WEIGHT` stays 0. Values are rounded half up to uint16.
+    ``taps`` (int32, (4, pixels)) are each sampled pixel's four neighbours as flat indices
+    into ``data`` (a neighbour outside the file points anywhere in it and has weight 0),
+    ``weights`` (float32, (4, pixels)) their weights. A neighbour equal to ``nodata`` is
+    left out and the weights renormalised over the others; a pixel whose neighbours with
+    data weigh less than :data:`MIN_WEIGHT` stays 0. Values are rounded half up to uint16.
     """
     zero = np.float32(0.0)
     half = np.float32(0.5)
     top = np.float32(65535.0)
     everywhere = targets.shape[0] == 0
-    for p in range(i0.shape[0]):
+    for p in range(taps.shape[1]):
         t = p if everywhere else targets[p]
         if out[t] != 0:
             continue  # an earlier item of the slice observed it
         total = zero
         weight = zero
-        v = data[i0[p]]
-        if v != nodata:
-            total += w0[p] * np.float32(v)
-            weight += w0[p]
-        v = data[i1[p]]
-        if v != nodata:
-            total += w1[p] * np.float32(v)
-            weight += w1[p]
-        v = data[i2[p]]
-        if v != nodata:
-            total += w2[p] * np.float32(v)
-            weight += w2[p]
-        v = data[i3[p]]
-        if v != nodata:
-            total += w3[p] * np.float32(v)
-            weight += w3[p]
+        for k in range(4):  # in this order: the sums' float32 bits depend on it
+            v = data[taps[k, p]]
+            if v != nodata:
+                total += weights[k, p] * np.float32(v)
+                weight += weights[k, p]
         if weight >= MIN_WEIGHT:
             value = np.floor(total / weight + half)
             out[t] = np.uint16(min(max(value, zero), top))
@@ -91,13 +79,12 @@ def warm() -> float:
     import time
 
     t0 = time.perf_counter()
-    taps = np.zeros(1, dtype=np.int32)
-    weights = np.ones(1, dtype=np.float32)
+    taps = np.zeros((4, 1), dtype=np.int32)
+    weights = np.ones((4, 1), dtype=np.float32)
     out = np.zeros(1, dtype=np.uint16)
     everywhere = np.zeros(0, dtype=np.int64)
     for dtype in (np.uint16, np.uint8):
         data = np.ones(1, dtype=dtype)
-        bilinear_fill(data, taps, taps, taps, taps, weights, weights, weights, weights, 0.0,
-                      out, everywhere)
-        nearest_fill(data, taps, 0.0, out, everywhere)
+        bilinear_fill(data, taps, weights, 0.0, out, everywhere)
+        nearest_fill(data, taps[0], 0.0, out, everywhere)
     return time.perf_counter() - t0
