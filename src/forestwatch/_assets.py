@@ -188,42 +188,19 @@ class _Sampler:
         self.window = None
         if not inside.any():
             return
-        if not everywhere:
-            col, row = col[inside], row[inside]
+        col, row = (col[inside], row[inside]) if not everywhere else (
+            np.ascontiguousarray(col, dtype=np.float64), np.ascontiguousarray(row, dtype=np.float64))
+        from ._sampling import bilinear_taps, nearest_taps  # numba: at the first read
+
         # int32 and float32 (the sampler is kept for the whole load: memory), and each
-        # neighbour as a flat index into the window: few passes over the tile's pixels
+        # neighbour as a flat index into the window
         if method == "nearest":
-            c0, r0 = col.astype(np.int32), row.astype(np.int32)  # >= 0 inside: floor
-            top, left = int(r0.min()), int(c0.min())
-            bottom, right = int(r0.max()), int(c0.max())
-        else:  # bilinear: the four pixel centres around the point
-            c, r = col - 0.5, row - 0.5
-            c0f, r0f = np.floor(c), np.floor(r)
-            fc, fr = (c - c0f).astype(np.float32), (r - r0f).astype(np.float32)
-            c0, r0 = c0f.astype(np.int32), r0f.astype(np.int32)
-            weights = [(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr]
-            top, left = max(int(r0.min()), 0), max(int(c0.min()), 0)
-            bottom, right = min(int(r0.max()) + 1, rows - 1), min(int(c0.max()) + 1, cols - 1)
-        self.window = ((top, bottom + 1), (left, right + 1))
-        win_cols = right + 1 - left
-        base = (r0 - top) * np.int32(win_cols) + (c0 - left)
-        if method == "nearest":
-            self.taps = [base]
-            return
-        # neighbours (r0, c0), (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1) as flat indices
-        # into the window, and their weights; a neighbour outside the file points at the
-        # window's first pixel with weight 0
-        row_lo, row_hi = r0 >= 0, r0 < rows - 1
-        col_lo, col_hi = c0 >= 0, c0 < cols - 1
-        taps, tap_weights = [], []
-        for offset, ok, w in zip((0, 1, win_cols, win_cols + 1),
-                                 (row_lo & col_lo, row_lo & col_hi, row_hi & col_lo,
-                                  row_hi & col_hi), weights, strict=True):
-            flat = base + np.int32(offset) if offset else base
-            taps.append(np.where(ok, flat, 0))
-            tap_weights.append(np.where(ok, w, np.float32(0)))
-        self.taps = np.stack(taps).astype(np.int32)  # (4, pixels)
-        self.tap_weights = np.stack(tap_weights)  # (4, pixels), float32
+            index, (top, bottom, left, right) = nearest_taps(col, row)
+            self.taps = index[np.newaxis]
+        else:
+            self.taps, self.tap_weights, (top, bottom, left, right) = bilinear_taps(
+                col, row, rows, cols)
+        self.window = ((int(top), int(bottom) + 1), (int(left), int(right) + 1))
 
     def fill(self, layer: np.ndarray, data: np.ndarray, nodata: float) -> None:
         """Fill ``layer`` (uint16, the tile's shape, C order) with the values sampled from
