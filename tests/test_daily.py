@@ -19,9 +19,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
+import netCDF4
+import numpy as np
 import pytest
 from conftest import catalog_events
 
@@ -421,3 +424,81 @@ def test_every_acquisition_key_is_its_granule_and_time(archive):
     it = read_item_collection_one(archive["features"][0])
     assert acquisition_key(it) == (f"{it.properties['s2:mgrs_tile']}@"
                                    f"{it.datetime:%Y-%m-%dT%H:%M:%S}")
+
+
+def _advance(archive, layout: RunLayout, today: dt.date, calls: list):
+    """advance_tile on the first tile up to ``today`` with the catalog of ``today``, as a
+    daily run's update does (its items given), through a loader that records which thread
+    read which days."""
+    from forestwatch.monitor import UnreadablePolicy, advance_tile
+    from forestwatch.stac import load_reflectance
+
+    cfg = archive["cfg"]
+    _publish(catalog_on(archive, today), Path(cfg["stac"]["catalog"]), today)
+    tile = make_tiles(cfg)[0]
+    search = steps.tile_search(cfg, tile, cfg["stac"]["catalog"])
+
+    def loader(items, geobox, bands, stac_cfg, threads=1):
+        calls.append((threading.current_thread().name, sorted({solar_day(i) for i in items})))
+        return load_reflectance(items, geobox, bands, stac_cfg, threads=threads)
+
+    store = steps.tile_store(cfg, layout.root, tile.id)
+    items = search(dt.date.fromisoformat(CATCH_UP), today)
+    return store, advance_tile(store, tile, cfg, run=f"run-{today}", until=today,
+                               policy=UnreadablePolicy.from_stac(cfg["stac"]), search=search,
+                               items=items, loader=loader)
+
+
+def test_the_new_days_are_read_while_the_state_loads(archive, base):
+    """The first batch of new days is read in a thread started before the state is loaded
+    (ReadAhead), once, and the state it makes is the state of the same days monitored
+    without it (forward_items reads in the caller's thread)."""
+    from forestwatch.monitor import forward_items
+
+    cfg = archive["cfg"]
+    layout = _copy_run(archive, base, "read-ahead")
+    today = dt.date(2023, 4, 20)
+    calls: list = []
+    store, update = _advance(archive, layout, today, calls)
+    assert update.applied_days and not update.recovered_from
+    assert len(calls) == 1, calls
+    thread, days = calls[0]
+    assert thread.startswith("forestwatch-read-ahead"), thread
+    assert [str(d) for d in days] == update.applied_days
+
+    tile = make_tiles(cfg)[0]
+    reference = load_state(base.current_state(tile.id))
+    items = steps.tile_search(cfg, tile, cfg["stac"]["catalog"])(
+        dt.date.fromisoformat(CATCH_UP), today)
+    forward_items(reference, items, tile, cfg, until=today)
+    state = load_state(store.current_path)
+    assert _ledger_view(state) == _ledger_view(reference)
+    assert monitors_equal(state.monitor, reference.monitor)
+    for name, layer in reference.alerts.arrays().items():
+        assert np.array_equal(state.alerts.arrays()[name], layer, equal_nan=True), name
+
+
+def test_a_read_ahead_the_verified_state_does_not_ask_for_is_not_used(archive, base):
+    """The read ahead is planned from the current state's attributes, unverified. When
+    the state's arrays turn out corrupt (its attributes intact), the tile starts from the
+    kept state before it, which needs more days: those are read again in the caller's
+    thread and the result is the uncorrupted run's."""
+    layout, clean = (_copy_run(archive, base, "ahead-corrupt"),
+                     _copy_run(archive, base, "ahead-clean"))
+    day1, day2 = dt.date(2023, 4, 12), dt.date(2023, 4, 30)
+    for run in (layout, clean):
+        _advance(archive, run, day1, [])
+    store = steps.tile_store(archive["cfg"], layout.root, make_tiles(archive["cfg"])[0].id)
+    with netCDF4.Dataset(store.current_path, "a") as nc:
+        nc.variables["mask"][0, 0] = 3 - nc.variables["mask"][0, 0]  # arrays only
+    calls: list = []
+    _, update = _advance(archive, layout, day2, calls)
+    assert update.recovered_from
+    (ahead, ahead_days), (again, again_days) = calls
+    assert ahead.startswith("forestwatch-read-ahead") and ahead_days[0] > day1
+    assert not again.startswith("forestwatch-read-ahead")
+    assert again_days[0] <= day1 < again_days[-1]
+    clean_store, _ = _advance(archive, clean, day2, [])
+    a, b = load_state(store.current_path), load_state(clean_store.current_path)
+    assert [d for d, *_ in _ledger_view(a)] == [d for d, *_ in _ledger_view(b)]
+    assert monitors_equal(a.monitor, b.monitor)

@@ -40,8 +40,8 @@ from ..acquisitions import acquisition_key, resolve_reprocessed, solar_day, vers
 from ..alerts.ladder import CONFIRMED
 from ..grid import Tile
 from ..stac import load_reflectance
-from ..state import Skip, TileState, TileStateStore
-from .forward import UnreadablePolicy, monitor_days
+from ..state import Ledger, Skip, TileState, TileStateStore
+from .forward import ReadAhead, UnreadablePolicy, monitor_days
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,11 @@ class Plan:
     skips: list[Skip] = field(default_factory=list)
 
 
-def plan_update(state: TileState, items: Sequence[pystac.Item], end: dt.date, *,
+def plan_update(ledger: Ledger, items: Sequence[pystac.Item], end: dt.date, *,
                 late_items: str, reprocessed_items: str, run: str) -> Plan:
-    """Sort ``items`` against ``state.ledger``: what to monitor next, what needs a replay,
-    what to record as skipped. Items already known to the ledger and items after ``end``
-    are left out; of several versions of one acquisition only the newest counts."""
-    ledger = state.ledger
+    """Sort ``items`` against a state's ``ledger``: what to monitor next, what needs a
+    replay, what to record as skipped. Items already known to the ledger and items after
+    ``end`` are left out; of several versions of one acquisition only the newest counts."""
     applied = ledger.applied_acquisitions
     last = ledger.last_day
     plan = Plan()
@@ -164,11 +163,48 @@ def advance_tile(
     end)`` (whole days, the tile's footprint) finds them. ``run`` names who applies the
     days (``fast_forward`` or a daily run id) in the ledger. Nothing is written with
     ``dry_run``.
+
+    With ``items`` and a current state, the first batch of new days is read while the
+    state is loaded (:class:`~forestwatch.monitor.forward.ReadAhead`).
     """
+    fresh = not store.has_current()  # the first state is written even with nothing to apply
+    ahead = None if fresh or items is None or dry_run else _read_ahead(
+        store, items, until, tile, cfg, run=run, loader=loader, threads=threads)
+    try:
+        return _advance(store, tile, cfg, run=run, until=until, policy=policy, search=search,
+                        items=items, loader=loader, threads=threads, dry_run=dry_run,
+                        fresh=fresh, ahead=ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _read_ahead(store: TileStateStore, items: Sequence[pystac.Item], until: dt.date,
+                tile: Tile, cfg: dict, *, run: str, loader: Callable[..., xr.Dataset],
+                threads: int) -> ReadAhead | None:
+    """The read of the first new days, planned from the current state's ledger as its
+    file's attributes say (cheap, not verified); ``None`` when that plan replays or has
+    nothing to read, or the attributes cannot be read (the state's load then says why)."""
+    try:
+        ledger = store.peek_current_ledger()
+    except (OSError, ValueError, KeyError):
+        return None
+    op = cfg["operational"]
+    plan = plan_update(ledger, items, until, late_items=op["late_items"],
+                       reprocessed_items=op["reprocessed_items"], run=run)
+    if plan.replay_from is not None or not plan.to_apply:
+        return None
+    return ReadAhead(plan.to_apply, tile, cfg, loader=loader, threads=threads)
+
+
+def _advance(store: TileStateStore, tile: Tile, cfg: dict, *, run: str, until: dt.date,
+             policy: UnreadablePolicy, search: Callable[[dt.date, dt.date], list[pystac.Item]],
+             items: Sequence[pystac.Item] | None, loader: Callable[..., xr.Dataset],
+             threads: int, dry_run: bool, fresh: bool, ahead: ReadAhead | None) -> TileUpdate:
+    """:func:`advance_tile`, its read ahead started."""
     op = cfg["operational"]
     result = TileUpdate(tile_id=tile.id, run=run)
     fitted_digest = store.fitted_digest()
-    fresh = not store.has_current()  # the first state is written even with nothing to apply
     if not fresh:
         state, result.recovered_from = store.load_current()
         if not state.ledger.descends_from(fitted_digest):
@@ -189,8 +225,8 @@ def advance_tile(
         start = state.ledger.last_day  # inclusive: a day may be partly monitored
         items = _union(items or [], search(start, until) if start <= until else [])
     late, reprocessed = op["late_items"], op["reprocessed_items"]
-    plan = plan_update(state, items, until, late_items=late, reprocessed_items=reprocessed,
-                       run=run)
+    plan = plan_update(state.ledger, items, until, late_items=late,
+                       reprocessed_items=reprocessed, run=run)
     if plan.replay_from is not None:
         base = store.base_before(plan.replay_from, fitted_digest, state.ledger)
         if base is None:  # cannot happen for days after the fit; never lose them silently
@@ -202,7 +238,7 @@ def advance_tile(
                  result.replayed_from, base_state.ledger.last_day,
                  ", ".join(f"{r['item']} ({r['reason']})" for r in plan.replay_for))
         items = _union(items, search(base_state.ledger.last_day, until))
-        plan = plan_update(base_state, items, until, late_items=late,
+        plan = plan_update(base_state.ledger, items, until, late_items=late,
                            reprocessed_items=reprocessed, run=run)
         applying = {it.id for day in plan.to_apply.values() for it in day}
         for skip in state.ledger.skipped:  # what the newer state had recorded still holds
@@ -222,7 +258,7 @@ def advance_tile(
         policy.given_up |= {f"{r['item']}|{r['asset']}" for e in before.ledger.applied
                             for r in e.unreadable}
     forwarded = monitor_days(state, plan.to_apply, tile, cfg, run=run, policy=policy,
-                             loader=loader, threads=threads)
+                             loader=loader, threads=threads, read_ahead=ahead)
     result.assets_skipped = forwarded.assets_skipped
     result.waiting_since, result.waiting_for = forwarded.waiting_since, forwarded.waiting_for
     rewinds = state.ledger.last_day < before_last and not result.rebuilt_from_fit
@@ -258,7 +294,8 @@ def forward_items(state: TileState, items: Sequence[pystac.Item], tile: Tile, cf
     the workflow brings states forward with :func:`advance_tile`. Returns the plan and
     the :class:`~forestwatch.state.AppliedDay` entries added."""
     end = until or max((solar_day(it) for it in items), default=state.ledger.last_day)
-    plan = plan_update(state, items, end, late_items="skip", reprocessed_items="skip", run=run)
+    plan = plan_update(state.ledger, items, end, late_items="skip", reprocessed_items="skip",
+                       run=run)
     for skip in plan.skips:
         state.ledger.record_skip(skip)
     forwarded = monitor_days(state, plan.to_apply, tile, cfg, run=run, loader=loader,

@@ -132,9 +132,12 @@ def monitor_days(
     policy: UnreadablePolicy,
     loader: Callable[..., xr.Dataset] = load_reflectance,
     threads: int = 1,
+    read_ahead: ReadAhead | None = None,
 ) -> Forwarded:
     """Monitor each day of ``by_day`` (all after the state's last day, in order) and record
-    it in ``state.ledger`` as applied by ``run``; ``state`` is updated in place."""
+    it in ``state.ledger`` as applied by ``run``; ``state`` is updated in place. A batch
+    of days that ``read_ahead`` read already (the same days, items and bands) is taken from
+    it instead of being read again."""
     days = list(by_day)
     if days and days[0] <= state.ledger.last_day:
         raise ValueError(f"tile {tile.id}: day {days[0]} is not after the last monitored day "
@@ -142,16 +145,17 @@ def monitor_days(
     out = Forwarded()
     members = _paired_members(state, cfg, tile.id)
     indices = list(dict.fromkeys(m.index for m, _ in members))
-    bands = list(dict.fromkeys(b for i in indices for b in INDEX_BANDS[i]))
-    pixels = tile.shape[0] * tile.shape[1]
-    batch = max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + len(indices)) * 4))
-    # every load skips what it cannot read and reports it; the policy decides what then
-    stac_cfg = {**cfg["stac"], "on_unreadable_asset": "skip"}
+    bands = _bands_of(indices)
+    batch = _batch_length(tile, bands, indices)
+    stac_cfg = _reading_config(cfg)
 
     def load(day_list):
         """One read of every member's bands: ``{index name: (days, y, x) array}``."""
-        cube = loader([it for d in day_list for it in by_day[d]], tile.geobox, bands,
-                      stac_cfg, threads=threads)
+        cube = None if read_ahead is None else read_ahead.take(
+            _batch_key(day_list, by_day, bands))
+        if cube is None:
+            cube = loader([it for d in day_list for it in by_day[d]], tile.geobox, bands,
+                          stac_cfg, threads=threads)
         found: list[dict] = []
         collect_unreadable(found, cube)
         return {i: spectral_index(cube, i).values for i in indices}, found
@@ -203,6 +207,69 @@ def monitor_days(
         log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
     _finish(state, tile)
     return out
+
+
+def _bands_of(indices: list[str]) -> list[str]:
+    return list(dict.fromkeys(b for i in indices for b in INDEX_BANDS[i]))
+
+
+def _batch_length(tile: Tile, bands: list[str], indices: list[str]) -> int:
+    """Days per read: :data:`FF_BATCH_BUDGET` of float32 bands and indices."""
+    pixels = tile.shape[0] * tile.shape[1]
+    return max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + len(indices)) * 4))
+
+
+def _reading_config(cfg: dict) -> dict:
+    """The ``stac`` config of a day's read: every read skips what it cannot read and
+    reports it; the :class:`UnreadablePolicy` decides what then."""
+    return {**cfg["stac"], "on_unreadable_asset": "skip"}
+
+
+def _batch_key(day_list: list[dt.date], by_day: dict[dt.date, list[pystac.Item]],
+               bands: list[str]) -> tuple:
+    """What a read of ``day_list`` is: its days, their items, the bands."""
+    return (tuple((d, tuple(it.id for it in by_day[d])) for d in day_list), tuple(bands))
+
+
+class ReadAhead:
+    """The first batch of days :func:`monitor_days` will read, read in a thread before it
+    is asked for.
+
+    :func:`forestwatch.monitor.advance_tile` starts one before it loads the tile's state:
+    the day's files are fetched, decoded and sampled (GDAL and the sampling kernels
+    release the GIL) while the state file is decompressed and verified (netCDF4 and
+    hashlib release it too), so a one-acquisition daily update waits for the longer of
+    the two instead of their sum (BENCHMARKS.md, "The daily update's share of the fit").
+    It is planned from the state's ledger read from the file's attributes alone (not
+    verified), so :func:`monitor_days` takes it only for exactly the same days, items and
+    bands: a state found corrupt, a replay or a changed config read as without it.
+    :meth:`close` waits for the read and drops what was not taken.
+    """
+
+    def __init__(self, by_day: dict[dt.date, list[pystac.Item]], tile: Tile, cfg: dict, *,
+                 loader: Callable[..., xr.Dataset], threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        indices = list(dict.fromkeys(c["index"] for c in member_configs(cfg)))
+        bands = _bands_of(indices)
+        days = list(by_day)[:_batch_length(tile, bands, indices)]
+        self.key = _batch_key(days, by_day, bands)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="forestwatch-read-ahead")
+        self._read = self._pool.submit(
+            loader, [it for d in days for it in by_day[d]], tile.geobox, bands,
+            _reading_config(cfg), threads=threads)
+
+    def take(self, key: tuple) -> xr.Dataset | None:
+        """The read, if it is the read of ``key`` (:func:`_batch_key`) and was not taken
+        yet; its error, if it failed."""
+        if self._read is None or key != self.key:
+            return None
+        read, self._read = self._read, None
+        return read.result()
+
+    def close(self) -> None:
+        self._read = None
+        self._pool.shutdown(wait=True)
 
 
 def take_observation(monitor, alerts: AlertLayers, array: np.ndarray, day: dt.date,
@@ -298,5 +365,5 @@ def _finish(state: TileState, tile: Tile) -> None:
     state.refresh_alerts()
 
 
-__all__ = ["monitor_days", "take_observation", "UnreadablePolicy", "Forwarded",
+__all__ = ["monitor_days", "take_observation", "UnreadablePolicy", "Forwarded", "ReadAhead",
            "FF_BATCH_BUDGET"]

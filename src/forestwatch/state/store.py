@@ -59,6 +59,12 @@ class TileStateStore:
     def fitted_digest(self) -> str:
         return state_digest(self.fitted_path)
 
+    def peek_current_ledger(self) -> Ledger:
+        """The current state's ledger from the file's attributes alone: cheap (no array is
+        read) and **not verified** (:meth:`load_current` verifies). For planning what to
+        read while the state loads (:class:`forestwatch.monitor.forward.ReadAhead`)."""
+        return read_ledger(self.current_path)[0]
+
     def kept(self) -> list[Path]:
         """Kept previous states, newest first (their names sort by time)."""
         return sorted(self.kept_dir.glob("*.nc"), reverse=True) if self.kept_dir.exists() else []
