@@ -239,7 +239,8 @@ class ReadAhead:
     the day's files are fetched, decoded and sampled (GDAL and the sampling kernels
     release the GIL) while the state file is decompressed and verified (netCDF4 and
     hashlib release it too), so a one-acquisition daily update waits for the longer of
-    the two instead of their sum (BENCHMARKS.md, "The daily update's share of the fit").
+    the two instead of their sum (BENCHMARKS.md, "The daily update: its read beside the
+    state's load").
     It is planned from the state's ledger read from the file's attributes alone (not
     verified), so :func:`monitor_days` takes it only for exactly the same days, items and
     bands: a state found corrupt, a replay or a changed config read as without it.
