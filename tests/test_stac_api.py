@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,67 @@ def test_a_block_is_searched_once_by_concurrent_tiles(shared_tiles):
                                                         "2022-09-30")), tiles * 2))
     assert shared.searches == 1
     assert found[0] > 0 and found == found[: len(tiles)] * 2
+
+
+def test_searches_of_other_periods_run_side_by_side_and_a_failed_one_is_not_kept(
+        shared_tiles, faults):
+    """A block's search of one period does not hold up its search of another (a tile's
+    fast-forward search ahead runs while its fit searches); a search that failed is not
+    kept: the next tile asking for it searches again."""
+    import threading
+
+    cfg, tiles, shared = shared_tiles
+    cfg["stac"]["url"] = faults.url.removesuffix("/_fault")
+    slow, quick = ("2021-01-01", "2022-09-30"), ("2022-10-01", "2023-06-30")
+    faults({"match": "2021-01-01", "delay_s": 2.0, "times": 1})  # its first page
+    finished = []
+
+    def search(period):
+        search_tile(cfg["stac"], tiles[0], *period)
+        finished.append(period)
+
+    first = threading.Thread(target=search, args=(slow,))
+    first.start()
+    time.sleep(0.3)  # the slow search holds its key by now
+    search(quick)
+    first.join()
+    assert finished == [quick, slow]
+    assert shared.searches == 2
+
+    faults({"match": "2023-07-01", "status": 503, "times": -1})
+    failing = ("2023-07-01", "2023-09-30")
+    with pytest.raises(Exception, match="503|failed"):
+        search_tile(cfg["stac"], tiles[0], *failing)
+    faults()
+    assert search_tile(cfg["stac"], tiles[0], *failing) is not None
+    assert shared.searches == 4
+
+
+def test_a_new_tile_searches_its_fast_forward_period_while_it_fits(stac, tmp_path, caplog):
+    """Rule tile_state on a tile without a current state: the fast-forward's period is
+    searched once, in the search-ahead thread, and the state is brought forward with it."""
+    from forestwatch import steps
+    from forestwatch.layout import RunLayout
+    from forestwatch.state import load_state
+
+    tree_cover = Path(stac["catalog"]).parent / "truth" / "tree_cover.tif"
+    cfg = api_cfg(stac, page_size=25)
+    cfg["forest_mask"] = {**cfg["forest_mask"], "method": "file",
+                          "file": {**cfg["forest_mask"]["file"], "path": str(tree_cover)}}
+    tile = make_tiles(cfg)[0]
+    run = RunLayout(tmp_path)
+    with caplog.at_level(logging.INFO, logger="forestwatch"):
+        steps.tile_state(fit_cfg=cfg, forward_cfg=cfg, mask_cfg=cfg, tile_id=tile.id,
+                         catalog=None, run_dir=run.root, mask_out=run.forest_mask(tile.id),
+                         fitted_out=run.fitted_state(tile.id),
+                         current_out=run.current_state(tile.id), tree_cover=str(tree_cover))
+    searches = [r for r in caplog.records if r.getMessage().startswith("STAC search ")]
+    ahead = f"STAC search {cfg['history']['end']}..{cfg['fast_forward']['until']}"
+    forward = [r for r in searches if r.getMessage().startswith(ahead)]
+    assert len(searches) == 2 and len(forward) == 1, [r.getMessage() for r in searches]
+    assert forward[0].threadName.startswith("forestwatch-search-ahead")
+    state = load_state(run.current_state(tile.id))
+    assert str(state.ledger.last_day) > str(cfg["history"]["end"]) and state.ledger.applied
 
 
 def test_kept_searches_are_bounded_and_the_oldest_searched_again(stac):

@@ -12,7 +12,7 @@ registered tile from its **block**'s search:
   tiles in it (never more than the area asks for);
 * the block is searched once per period and STAC query and kept (the newest
   :data:`KEEP` searches, least recently used dropped first), by one thread while the
-  others wait;
+  others asking for it wait; searches of other periods or blocks run meanwhile;
 * the tile keeps the items whose footprint intersects the tile's box
   (:func:`forestwatch.stac.item_over`): the same test the API applies to a tile's own
   search, so the items are the same.
@@ -32,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,8 @@ class SharedSearches:
         self._members: dict[tuple[int, int], list[Tile]] = {}
         for t in tiles:
             self._members.setdefault(self.block_of(t), []).append(t)
-        self._kept: OrderedDict[tuple, list[pystac.Item]] = OrderedDict()
+        #: the block searches, made or being made (kept until :attr:`keep` newer ones)
+        self._kept: OrderedDict[tuple, Future] = OrderedDict()
         self._lock = threading.Lock()
         #: searches made (each block, period and query once while kept)
         self.searches = 0
@@ -92,19 +94,29 @@ class SharedSearches:
         block = self.block_of(tile)
         key = (stac_cfg["url"], stac_cfg["collection"], stac_cfg["max_cloud_cover"], block,
                str(start), str(end))
-        # held while searching: a tile asking for a block being searched waits for its
-        # items (a search of another block waits too; the tiles' reads take far longer)
+        # one search per key: the first tile to ask makes it, the others asking for the
+        # same key wait for its items; searches of other keys (another period, another
+        # block) go on at the same time (a tile's fit and its fast-forward search ahead)
         with self._lock:
-            found = self._kept.get(key)
-            shared = found is not None
+            search = self._kept.get(key)
+            shared = search is not None
             if shared:
                 self._kept.move_to_end(key)
             else:
-                found = self._kept[key] = search_items(stac_cfg, self.block_bbox(block),
-                                                       start, end)
+                search = self._kept[key] = Future()
                 self.searches += 1
                 while len(self._kept) > self.keep:
                     self._kept.popitem(last=False)
+        if not shared:
+            try:
+                search.set_result(search_items(stac_cfg, self.block_bbox(block), start, end))
+            except BaseException as err:
+                with self._lock:  # not kept: the next tile asking searches again
+                    if self._kept.get(key) is search:
+                        del self._kept[key]
+                search.set_exception(err)
+                raise
+        found = search.result()
         began = time.perf_counter()
         bbox = tile.bbox_lonlat()
         mine = [it for it in found if item_over(it, bbox)]

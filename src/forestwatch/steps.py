@@ -208,11 +208,42 @@ def tile_state(*, fit_cfg: dict, forward_cfg: dict, mask_cfg: dict, tile_id: str
     ``fast_forward.until`` (:func:`fast_forward`, from where it is: never back). One job
     per tile instead of two: a third fewer jobs for Snakemake to plan (BENCHMARKS.md,
     the 10,000-tile dry-run). ``fit_cfg``, ``forward_cfg`` and ``mask_cfg`` are the
-    rule's three config slices."""
-    fit(fit_cfg, tile_id, catalog, mask_cfg=mask_cfg, mask_out=mask_out, out=fitted_out,
-        tree_cover=tree_cover, model=model, model_description=model_description,
-        threads=threads)
-    fast_forward(forward_cfg, tile_id, catalog, run_dir, current_out, threads=threads)
+    rule's three config slices.
+
+    A tile without a current state searches the fast-forward's period (from the end of
+    the history) in a thread while the fit searches and reads the history: the two STAC
+    API searches are waited for side by side, not one after the other."""
+    import datetime as dt
+    from concurrent.futures import ThreadPoolExecutor
+
+    tile = tile_by_id(forward_cfg, tile_id)
+    search = tile_search(forward_cfg, tile, catalog)
+    with ThreadPoolExecutor(1, thread_name_prefix="forestwatch-search-ahead") as pool:
+        if not Path(current_out).exists():
+            start = dt.date.fromisoformat(str(fit_cfg["history"]["end"]))
+            until = dt.date.fromisoformat(str(forward_cfg["fast_forward"]["until"]))
+            search = _SearchAhead(search, start, until, pool)
+        fit(fit_cfg, tile_id, catalog, mask_cfg=mask_cfg, mask_out=mask_out, out=fitted_out,
+            tree_cover=tree_cover, model=model, model_description=model_description,
+            threads=threads)
+        fast_forward(forward_cfg, tile_id, catalog, run_dir, current_out, threads=threads,
+                     search=search)
+
+
+class _SearchAhead:
+    """A tile's ``search(start, end)`` (:func:`tile_search`) whose one period ``start`` ..
+    ``end`` was started in ``pool`` at construction: a call for that period takes its
+    result (or its error), once; any other call searches."""
+
+    def __init__(self, search, start, end, pool) -> None:
+        self._search, self._period = search, (start, end)
+        self._ahead = pool.submit(search, start, end)
+
+    def __call__(self, start, end):
+        if self._ahead is not None and (start, end) == self._period:
+            ahead, self._ahead = self._ahead, None
+            return ahead.result()
+        return self._search(start, end)
 
 
 def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):
@@ -237,9 +268,10 @@ def tile_search(cfg: dict, tile, catalog: str | None):
 
 
 def fast_forward(cfg: dict, tile_id: str, catalog: str | None, run_dir: str | Path,
-                 out: str | Path, threads: int = 1) -> None:
+                 out: str | Path, threads: int = 1, search=None) -> None:
     """Bring the tile's current state forward to ``fast_forward.until`` (from its fitted
-    state the first time; from where it is afterwards: never back)."""
+    state the first time; from where it is afterwards: never back). ``search(start,
+    end)`` finds the tile's items (default: :func:`tile_search`)."""
     import datetime as dt
 
     from .monitor import UnreadablePolicy, advance_tile
@@ -251,7 +283,7 @@ def fast_forward(cfg: dict, tile_id: str, catalog: str | None, run_dir: str | Pa
     until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
     update = advance_tile(store, tile, cfg, run="fast_forward", until=until,
                           policy=UnreadablePolicy.from_stac(cfg["stac"]),
-                          search=tile_search(cfg, tile, catalog), threads=threads)
+                          search=search or tile_search(cfg, tile, catalog), threads=threads)
     if update.last_day and update.last_day > str(until):
         log.warning("tile %s: the state is at %s, past fast_forward.until %s (daily runs "
                     "brought it further); it is kept as it is", tile_id, update.last_day, until)
