@@ -219,9 +219,9 @@ def tile_state(*, fit_cfg: dict, forward_cfg: dict, mask_cfg: dict, tile_id: str
     tile = tile_by_id(forward_cfg, tile_id)
     search = tile_search(forward_cfg, tile, catalog)
     with ThreadPoolExecutor(1, thread_name_prefix="forestwatch-search-ahead") as pool:
-        if not Path(current_out).exists():
-            start = dt.date.fromisoformat(str(fit_cfg["history"]["end"]))
-            until = dt.date.fromisoformat(str(forward_cfg["fast_forward"]["until"]))
+        start = dt.date.fromisoformat(str(fit_cfg["history"]["end"]))
+        until = dt.date.fromisoformat(str(forward_cfg["fast_forward"]["until"]))
+        if not Path(current_out).exists() and start <= until:
             search = _SearchAhead(search, start, until, pool)
         fit(fit_cfg, tile_id, catalog, mask_cfg=mask_cfg, mask_out=mask_out, out=fitted_out,
             tree_cover=tree_cover, model=model, model_description=model_description,
