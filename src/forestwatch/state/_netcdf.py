@@ -271,9 +271,10 @@ class _DigestBeside:
     """:func:`_digest_of` computed in a thread while the caller reads or writes the file.
 
     hashlib and netCDF4's reads and writes both release the GIL, so on two cores the
-    SHA-256 of a state (~55 ms for the 59 MiB of a 1000 x 1000 px tile, once on load and
-    once on save: a tenth of a one-acquisition daily update) costs no time beside the
-    file's own I/O. :meth:`add` hands over the arrays in :func:`_digest_order`,
+    SHA-256 of a state (~55 ms for the 59 MiB of a 1000 x 1000 px tile, a twentieth of a
+    one-acquisition daily update) costs no time beside the file's read on load. (On save
+    the digest is an attribute of the file, computed before it is written:
+    :func:`save_state`.) :meth:`add` hands over the arrays in :func:`_digest_order`,
     :meth:`close` says there are no more, :meth:`result` (closing if need be) waits for
     the digest. Always call one of them, or the thread waits for arrays forever.
     """
@@ -343,21 +344,16 @@ _HDF5_LOCK = threading.RLock()
 def save_state(state: TileState, path: str | Path) -> str:
     """Write ``state`` to ``path`` atomically; return its content digest.
 
-    The digest is computed beside the write (:class:`_DigestBeside`) and added as the
-    attribute ``content_sha256`` before the file takes ``path``'s name."""
+    The digest is an attribute of the file, so it is computed before the write: the file
+    is written once, in one open, and never reopened to add it (a reopen in append mode
+    of the file just written failed in one CI run with an HDF error, daily jobs running
+    as threads of one process)."""
     ds = _to_dataset(state)
-    digest = _DigestBeside(ds.attrs)
-    for name in _digest_order(ds):
-        digest.add(name, ds[name].values)
-    digest.close()
+    content = _digest(ds)
+    ds.attrs["content_sha256"] = content
     encoding = {name: dict(_COMPRESSION) for name in ds.data_vars}
     with atomic_path(path) as tmp, _HDF5_LOCK:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-        content = digest.result()
-        import netCDF4
-
-        with netCDF4.Dataset(tmp, "a") as nc:
-            nc.setncattr("content_sha256", content)
     return content
 
 
