@@ -419,6 +419,12 @@ def _monitor_from(ds: xr.Dataset, cls_name: str, scalars: dict, prefix: str = ""
 
 def load_state(path: str | Path) -> TileState:
     """Read a state file; raise :class:`StateCorruptError` if it is not intact."""
+    return load_verified(path)[0]
+
+
+def load_verified(path: str | Path) -> tuple[TileState, str]:
+    """:func:`load_state` and the content digest it verified, from the one open of the
+    file (the store records which file it verified without opening it again)."""
     ds = _read_verified(Path(path))
     meta = json.loads(ds.attrs["metadata"])
     first = _monitor_from(ds, ds.attrs["monitor_class"], json.loads(ds.attrs["monitor_attributes"]))
@@ -438,7 +444,7 @@ def load_state(path: str | Path) -> TileState:
                                                         m["monitor_attributes"], prefix),
                 monitor_config=m["monitor"], alerts=_alerts_of(ds, prefix)))
         agree = int(consensus["k"])
-    return TileState(
+    state = TileState(
         members=members,
         crs=ds.attrs["crs"],
         transform=Affine(*json.loads(ds.attrs["transform"])),
@@ -451,6 +457,7 @@ def load_state(path: str | Path) -> TileState:
         # one member: the tile's layers are the member's own (the same object)
         alerts=_alerts_of(ds) if consensus is not None else None,
     )
+    return state, str(ds.attrs["content_sha256"])
 
 
 def _alerts_of(ds: xr.Dataset, prefix: str = "") -> AlertLayers:

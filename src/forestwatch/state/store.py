@@ -27,7 +27,15 @@ from pathlib import Path
 
 from ..io import write_json
 from ..layout import RunLayout
-from ._netcdf import StateCorruptError, TileState, load_state, read_ledger, save_state, state_digest
+from ._netcdf import (
+    StateCorruptError,
+    TileState,
+    load_state,
+    load_verified,
+    read_ledger,
+    save_state,
+    state_digest,
+)
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -74,8 +82,7 @@ class TileStateStore:
         corrupt. Returns (state, name of the kept state used or None); raises
         :class:`StateCorruptError` when no intact state is left."""
         try:
-            state = load_state(self.current_path)
-            self._verified = state_digest(self.current_path)
+            state, self._verified = load_verified(self.current_path)
             return state, None
         except StateCorruptError as err:
             log.error("%s", err)
