@@ -268,9 +268,10 @@ def _digest_of(attrs: dict, arrays) -> str:
 
 
 class _DigestBeside:
-    """:func:`_digest_of` computed in a thread while the caller reads or writes the file.
+    """:func:`_digest_of` computed in a thread while the caller reads the file
+    (:func:`_read_verified`).
 
-    hashlib and netCDF4's reads and writes both release the GIL, so on two cores the
+    hashlib and netCDF4's reads both release the GIL, so on two cores the
     SHA-256 of a state (~55 ms for the 59 MiB of a 1000 x 1000 px tile, a twentieth of a
     one-acquisition daily update) costs no time beside the file's read on load. (On save
     the digest is an attribute of the file, computed before it is written:
