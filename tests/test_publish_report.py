@@ -185,3 +185,45 @@ def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _figure_with_legend(outside: bool):
+    """A quicklook-like figure: an image and a legend beside its axes (beyond the
+    figure's right edge when ``outside``, in room left for it otherwise)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from forestwatch._plot import axes_at
+
+    fig = Figure(figsize=(4.0 if outside else 7.0, 4.0))
+    ax = axes_at(fig, 0.8, 0.6, 3.0, 3.0)
+    ax.imshow(np.arange(100.0).reshape(10, 10), extent=(0, 1000, 0, 1000))
+    ax.set_title("a title")
+    ax.set_xlabel("x (m)")
+    ax.legend(handles=[Patch(facecolor=c, label=f"class {c}") for c in ("red", "blue")],
+              loc="upper left", bbox_to_anchor=(1.02, 1), title="a legend title")
+    return fig
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_a_tight_png_from_one_drawing_is_what_savefig_makes(tmp_path, outside):
+    """save_png(tight=True) crops one drawing to what is drawn plus the pad: the same size
+    (within a pixel's rounding) and the same picture as matplotlib's two-pass
+    bbox_inches="tight"; with a legend drawn beyond the figure's edge it falls back to
+    matplotlib's way, legend included."""
+    from forestwatch._plot import PAD_INCHES, save_png
+
+    ours, theirs = tmp_path / "ours.png", tmp_path / "theirs.png"
+    save_png(_figure_with_legend(outside), ours, dpi=100, tight=True)
+    _figure_with_legend(outside).savefig(theirs, dpi=100, bbox_inches="tight",
+                                         pad_inches=PAD_INCHES)
+    a, b = _png(ours), _png(theirs)
+    assert abs(a.shape[0] - b.shape[0]) <= 1 and abs(a.shape[1] - b.shape[1]) <= 1
+    assert a.shape[1] > 400  # the legend beside the 3-inch axes is in it
+    rows, cols = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    differs = np.abs(a[:rows, :cols].astype(int) - b[:rows, :cols].astype(int)).max(axis=2) > 60
+    assert differs.mean() < 0.03, differs.mean()  # anti-aliasing at a sub-pixel offset only
+    white = (a == 255).all(axis=2)
+    pad = round(PAD_INCHES * 100) - 1
+    assert white[:pad].all() and white[-pad:].all() and white[:, :pad].all()
+    assert not white[pad + 1:-pad - 1, pad + 1:-pad - 1].all()

@@ -260,29 +260,38 @@ def test_searches_of_other_periods_run_side_by_side_and_a_failed_one_is_not_kept
     assert shared.searches == 4
 
 
-def test_a_new_tile_searches_its_fast_forward_period_while_it_fits(stac, tmp_path, caplog):
-    """Rule tile_state on a tile without a current state: the fast-forward's period is
-    searched once, in the search-ahead thread, and the state is brought forward with it."""
+def test_a_new_tile_searches_both_periods_while_it_loads_the_monitor(stac, faults, tmp_path,
+                                                                      caplog, monkeypatch):
+    """Rule tile_state on a tile without a current state: the history's and the
+    fast-forward's periods are searched once each, side by side in the search-ahead
+    threads, the monitor's modules and kernels are loaded while they wait (before the
+    slowed-down history search answers), and the state is brought forward with them."""
     from forestwatch import steps
     from forestwatch.layout import RunLayout
     from forestwatch.state import load_state
 
+    monkeypatch.setattr(steps, "_PREPARED", set())  # as in a new process
+    faults({"match": "search", "delay_s": 0.5, "times": -1})
     tree_cover = Path(stac["catalog"]).parent / "truth" / "tree_cover.tif"
-    cfg = api_cfg(stac, page_size=25)
+    cfg = api_cfg(stac, url=stac["proxy"], page_size=25)
     cfg["forest_mask"] = {**cfg["forest_mask"], "method": "file",
                           "file": {**cfg["forest_mask"]["file"], "path": str(tree_cover)}}
     tile = make_tiles(cfg)[0]
     run = RunLayout(tmp_path)
-    with caplog.at_level(logging.INFO, logger="forestwatch"):
+    with caplog.at_level(logging.DEBUG, logger="forestwatch"):
         steps.tile_state(fit_cfg=cfg, forward_cfg=cfg, mask_cfg=cfg, tile_id=tile.id,
                          catalog=None, run_dir=run.root, mask_out=run.forest_mask(tile.id),
                          fitted_out=run.fitted_state(tile.id),
                          current_out=run.current_state(tile.id), tree_cover=str(tree_cover))
+    messages = [r.getMessage() for r in caplog.records]
     searches = [r for r in caplog.records if r.getMessage().startswith("STAC search ")]
+    history = f"STAC search {cfg['history']['start']}..{cfg['history']['end']}"
     ahead = f"STAC search {cfg['history']['end']}..{cfg['fast_forward']['until']}"
-    forward = [r for r in searches if r.getMessage().startswith(ahead)]
-    assert len(searches) == 2 and len(forward) == 1, [r.getMessage() for r in searches]
-    assert forward[0].threadName.startswith("forestwatch-search-ahead")
+    assert [sum(r.getMessage().startswith(p) for r in searches) for p in (history, ahead)] == [
+        1, 1], [r.getMessage() for r in searches]
+    assert all(r.threadName.startswith("forestwatch-search-ahead") for r in searches)
+    loaded = next(i for i, m in enumerate(messages) if m.startswith("monitor kernels loaded"))
+    assert loaded < next(i for i, m in enumerate(messages) if m.startswith(history)), messages
     state = load_state(run.current_state(tile.id))
     assert str(state.ledger.last_day) > str(cfg["history"]["end"]) and state.ledger.applied
 

@@ -34,11 +34,15 @@ def tiles(cfg: dict, out: str | Path) -> None:
     log.info("%d tiles: %s", len(tile_list), ", ".join(t.id for t in tile_list))
 
 
-def _history_items(cfg: dict, tile, catalog: str | None):
+def _history_items(cfg: dict, tile, catalog: str | None, search=None):
+    """The items of the tile's history period: ``search(start, end)`` when given (the
+    tile's :func:`tile_search`, maybe started ahead), otherwise a search of its own."""
     from .shared_search import search_tile
 
-    return search_tile(cfg["stac"], tile, cfg["history"]["start"], cfg["history"]["end"],
-                       catalog)
+    start, end = cfg["history"]["start"], cfg["history"]["end"]
+    if search is not None:
+        return search(start, end)
+    return search_tile(cfg["stac"], tile, start, end, catalog)
 
 
 def forest_mask(cfg: dict, tile_id: str, catalog: str | None, tree_cover: str | None,
@@ -118,7 +122,7 @@ def _model_mask(cfg: dict, tile, catalog: str | None, model_path: str | None,
 def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
         mask_out: str | Path, out: str | Path, tree_cover: str | None = None,
         model: str | None = None, model_description: str | None = None,
-        threads: int = 1) -> bool:
+        threads: int = 1, search=None) -> bool:
     """The tile's forest mask and fitted state (the first half of rule ``tile_state``).
 
     The mask file ``mask_out`` is kept when it was made from the same inputs
@@ -132,7 +136,9 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     The fitted state ``out`` is kept when it was made from the same fit config, tile,
     mask content, mask provenance and history items (:func:`forestwatch.monitor.fit_key`,
     recorded in its ledger): a rerun of the rule for the fast-forward's sake, or a forced
-    one, costs a search and a key, not a fit. Returns whether it fitted."""
+    one, costs a search and a key, not a fit. ``search(start, end)`` finds the history's
+    items (default: a search of the tile's own, :func:`_history_items`). Returns whether
+    it fitted."""
     from .forest_mask import (
         kept_mask,
         mask_key,
@@ -146,7 +152,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
     tile = tile_by_id(cfg, tile_id)
     inputs = [p for p in (tree_cover, model, model_description) if p]
     key = mask_key(mask_cfg, tile_id, inputs)
-    items = _history_items(cfg, tile, catalog)
+    items = _history_items(cfg, tile, catalog, search)
     fm = mask_cfg["forest_mask"]
     kept = kept_mask(mask_out, tile, key)
     state = None  # fitted below, unless the rule mask is classified from the fit's read
@@ -210,40 +216,70 @@ def tile_state(*, fit_cfg: dict, forward_cfg: dict, mask_cfg: dict, tile_id: str
     the 10,000-tile dry-run). ``fit_cfg``, ``forward_cfg`` and ``mask_cfg`` are the
     rule's three config slices.
 
-    A tile without a current state searches the fast-forward's period (from the end of
-    the history) in a thread while the fit searches and reads the history: the two STAC
-    API searches are waited for side by side, not one after the other."""
+    Its searches are started first, side by side in threads: the history's, and for a
+    tile without a current state the fast-forward's period (from the end of the history).
+    While they wait on the STAC API, this thread imports and loads what the fit and the
+    monitoring run (:func:`_prepare_monitoring`: ~2 s in a new process, BENCHMARKS.md),
+    which it would otherwise do after them."""
     import datetime as dt
     from concurrent.futures import ThreadPoolExecutor
 
     tile = tile_by_id(forward_cfg, tile_id)
-    search = tile_search(forward_cfg, tile, catalog)
-    with ThreadPoolExecutor(1, thread_name_prefix="forestwatch-search-ahead") as pool:
-        start = dt.date.fromisoformat(str(fit_cfg["history"]["end"]))
-        until = dt.date.fromisoformat(str(forward_cfg["fast_forward"]["until"]))
-        if not Path(current_out).exists() and start <= until:
-            search = _SearchAhead(search, start, until, pool)
+    history = (fit_cfg["history"]["start"], fit_cfg["history"]["end"])
+    start = dt.date.fromisoformat(str(history[1]))
+    until = dt.date.fromisoformat(str(forward_cfg["fast_forward"]["until"]))
+    periods = [history]
+    if not Path(current_out).exists() and start <= until:
+        periods.append((start, until))
+    with ThreadPoolExecutor(len(periods), thread_name_prefix="forestwatch-search-ahead") as pool:
+        search = _SearchAhead(tile_search(forward_cfg, tile, catalog), periods, pool)
+        _prepare_monitoring(fit_cfg)
         fit(fit_cfg, tile_id, catalog, mask_cfg=mask_cfg, mask_out=mask_out, out=fitted_out,
             tree_cover=tree_cover, model=model, model_description=model_description,
-            threads=threads)
+            threads=threads, search=search)
         fast_forward(forward_cfg, tile_id, catalog, run_dir, current_out, threads=threads,
                      search=search)
 
 
 class _SearchAhead:
-    """A tile's ``search(start, end)`` (:func:`tile_search`) whose one period ``start`` ..
-    ``end`` was started in ``pool`` at construction: a call for that period takes its
-    result (or its error), once; any other call searches."""
+    """A tile's ``search(start, end)`` (:func:`tile_search`) whose ``periods`` (``(start,
+    end)`` pairs) were started in ``pool`` at construction: a call for one of them takes
+    its result (or its error), once; any other call searches."""
 
-    def __init__(self, search, start, end, pool) -> None:
-        self._search, self._period = search, (start, end)
-        self._ahead = pool.submit(search, start, end)
+    def __init__(self, search, periods, pool) -> None:
+        self._search = search
+        self._ahead = {period: pool.submit(search, *period) for period in periods}
 
     def __call__(self, start, end):
-        if self._ahead is not None and (start, end) == self._period:
-            ahead, self._ahead = self._ahead, None
+        ahead = self._ahead.pop((start, end), None)
+        if ahead is not None:
             return ahead.result()
         return self._search(start, end)
+
+
+#: monitor configs whose modules and kernels this process has loaded
+_PREPARED: set[str] = set()
+
+
+def _prepare_monitoring(cfg: dict) -> None:
+    """Import the fit's and the monitoring's modules (nrt, and scipy through it) and load
+    their numba kernels and the reader's (:func:`forestwatch.monitor.warm_numba_cache`),
+    once per process and monitor config (``cfg``: the fit's config slice). A process's
+    first tile otherwise pays them on its way, after its searches. A failure here is
+    only logged: the fit meets the same problem and says what it is."""
+    key = json.dumps({k: cfg.get(k) for k in ("index", "monitor", "consensus")},
+                     sort_keys=True, default=str)
+    if key in _PREPARED:
+        return
+    from .monitor import warm_numba_cache
+
+    try:
+        seconds = warm_numba_cache(cfg)
+    except Exception as err:  # noqa: BLE001 - the fit raises the same, with its context
+        log.warning("loading the monitor's kernels ahead failed (%s); the fit loads them", err)
+        return
+    _PREPARED.add(key)
+    log.debug("monitor kernels loaded in %.2f s", seconds)
 
 
 def tile_store(cfg: dict, run_dir: str | Path, tile_id: str):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._plot import save_png, subplots
+from .._plot import axes_at, save_png, subplots
 from ..io import atomic_path
 from .layers import Layer, LegendEntry
 
@@ -46,7 +46,12 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         if nodata is not None:
             hit &= data != nodata
         rgba[hit] = np.array(e.rgba) / 255
-    fig, ax = subplots(figsize=(7.5, 6.5))
+    # the map's axes 5.8 x 5 inches, with room around it for the axis labels and beside
+    # it for the legend or colour bar, all inside the figure: save_png crops one drawing
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.5 + 5.8125 + 4.0, 1.0 + 5.005 + 0.6))
+    ax = axes_at(fig, 1.5, 1.0, 5.8125, 5.005)
     ax.set_facecolor("#f4f4f4")
     extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
     ax.imshow(rgba, extent=extent, interpolation="nearest")
@@ -69,7 +74,7 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
                            fraction=0.05, pad=0.03, shrink=0.8)
         bar.ax.set_yticklabels([e.name for e in drawn], fontsize=8)
         bar.set_label(entry.units or entry.name)
-    save_png(fig, out, dpi=110, bbox_inches="tight")
+    save_png(fig, out, dpi=110, tight=True)
 
 
 def _month(days_since_epoch: np.ndarray) -> np.ndarray:
@@ -146,7 +151,13 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
     with atomic_path(out_tsv) as tmp:
         tmp.write_text("\t".join(cols) + "\n" + "".join(
             "\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
-    fig, ax = subplots(figsize=(8.5, 4.2))
+    # the plot 6.6 x 3.2 inches, with room below it for the month labels and the legend
+    # and around it for the axis labels, all inside the figure: save_png crops one drawing
+    from matplotlib.figure import Figure
+
+    below = 1.6
+    fig = Figure(figsize=(1.3 + 6.5875 + 1.2, below + 3.234 + 0.6))
+    ax = axes_at(fig, 1.3, below, 6.5875, 3.234)
     if rows:
         x = np.arange(len(rows))
         width = 0.8 / len(series)
@@ -164,13 +175,15 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
         ax.set_ylim(0, max(max(r[s[0]] for s in series) for r in rows) * 1.15 + 0.5)
         ax2.set_ylabel("area (ha)")
         ax2.set_ylim(bottom=0)
-        fig.legend(loc="lower center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8,
-                   frameon=False)
+        # its lower edge 1.05 inches below the plot, centred under it
+        fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False,
+                   bbox_to_anchor=((1.3 + 6.5875 / 2) / fig.get_figwidth(),
+                                   (below - 1.05) / fig.get_figheight()))
     else:
         ax.text(0.5, 0.5, "no alert yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
     ax.set_title("New alerts and their area per month")
-    save_png(fig, out_png, dpi=110, bbox_inches="tight")
+    save_png(fig, out_png, dpi=110, tight=True)
     return rows
 
 
@@ -210,7 +223,7 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
                 transform=ax.transAxes)
         ax.set_xticks([])
     ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
-    save_png(fig, out, dpi=110, bbox_inches="tight")
+    save_png(fig, out, dpi=110, tight=True)
     return rows
 
 
