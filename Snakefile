@@ -70,6 +70,16 @@ onstart:
         logger.info(f"numba cache warmed in {warm_numba_cache(config):.1f} s")
 
 
+# the process exits right after the last job (Snakemake's last timer, the final garbage
+# collection of what the jobs left: forestwatch.workflow.end_of_run)
+onsuccess:
+    end_of_run()
+
+
+onerror:
+    end_of_run()
+
+
 rule all:
     default_target: True
     input:

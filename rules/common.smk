@@ -14,7 +14,7 @@ from forestwatch.shared_search import share_searches
 # every rule's run: block is `run_job(jobs.<rule>, ...)`: the job runs in this process
 # (a thread, with force-use-threads from profiles/default), not in a new Python
 from forestwatch import jobs
-from forestwatch.workflow import run_job
+from forestwatch.workflow import end_of_run, run_job
 
 try:
     _validated = validate_config(config)

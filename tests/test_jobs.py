@@ -81,3 +81,43 @@ def test_a_job_in_its_own_process_logs_there_and_fails_here(tmp_path):
     pid = int(text.split("in process ")[1].split()[0])
     assert pid != os.getpid()
     assert "ValueError: bad reference file" in text
+
+
+class JobScheduler:
+    """Named as Snakemake's scheduler, whose re-evaluation timer holds its process's exit."""
+
+    @staticmethod
+    def reevaluate() -> None:
+        pass
+
+
+def _other_timer() -> None:
+    pass
+
+
+@pytest.mark.parametrize("program, ends", [("/venv/bin/snakemake", True),
+                                           ("/venv/lib/snakemake/__main__.py", True),
+                                           ("/venv/bin/forestwatch", False)])
+def test_the_end_of_a_snakemake_run_cancels_its_timer_and_freezes_the_heap(monkeypatch,
+                                                                           program, ends):
+    """end_of_run (the Snakefile's onsuccess/onerror): in a Snakemake process, the
+    scheduler's pending timer is cancelled (the interpreter would wait for it at exit) and
+    the heap frozen (no last collection of it); other timers and other programs are left
+    alone."""
+    import gc
+
+    from forestwatch.workflow import end_of_run
+
+    monkeypatch.setattr("sys.argv", [program, "--cores", "2"])
+    scheduler, other = threading.Timer(30, JobScheduler.reevaluate), threading.Timer(30, _other_timer)
+    scheduler.start(), other.start()
+    frozen = gc.get_freeze_count()
+    try:
+        end_of_run()
+        scheduler.join(timeout=5)
+        assert scheduler.is_alive() is not ends
+        assert other.is_alive()
+        assert (gc.get_freeze_count() > frozen) is ends
+    finally:
+        gc.unfreeze()
+        scheduler.cancel(), other.cancel()

@@ -1,5 +1,6 @@
 """Glue between Snakemake and :mod:`forestwatch.jobs`: run one job in the Snakemake
-process with its log file, and the logging of the command-line tools.
+process with its log file, the logging of the command-line tools, and the end of a run
+(:func:`end_of_run`).
 
 Snakemake runs the rules' ``run:`` jobs in threads of its own process (``force-use-threads``,
 profiles/default), so one job must not reconfigure the process's logging the way a script
@@ -186,3 +187,30 @@ def _run_logged(function: Callable[[Job], None], job: Job) -> None:
         logger.error("%s: %s", type(err).__name__, err, exc_info=True)
         raise
     logger.info("done in %.1f s", time.perf_counter() - t0)
+
+
+def end_of_run() -> None:
+    """Let the Snakemake process exit as soon as the run is over (the Snakefile's
+    ``onsuccess`` and ``onerror``). Two things held it ~2 s after its last job
+    (BENCHMARKS.md), as long as the demo's reports and publishing together:
+
+    * Snakemake's scheduler leaves a ``threading.Timer`` of its job-rate window
+      (``--max-jobs-per-timespan``, 1 s by default) that the interpreter waits for at
+      exit: it is cancelled (the scheduler has returned; the timer would only wake it);
+    * the interpreter's last garbage collection walks every object the run left (the jobs
+      ran in this process) and runs their finalizers: the objects are frozen instead
+      (:func:`gc.freeze`), and the operating system takes the memory back at exit.
+
+    Only when Snakemake is the program (``snakemake`` or ``python -m snakemake``), not in a
+    Python program that calls its API and goes on."""
+    import gc
+    from pathlib import Path
+
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if "snakemake" not in (program.name, program.parent.name):
+        return
+    for thread in threading.enumerate():
+        if (isinstance(thread, threading.Timer)
+                and "JobScheduler" in getattr(thread.function, "__qualname__", "")):
+            thread.cancel()
+    gc.freeze()
