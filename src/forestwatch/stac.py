@@ -209,15 +209,16 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
 
 
 #: reads in flight per load (the reader's thread pool) when the caller's ``threads`` is
-#: lower. GDAL releases the GIL while it waits for a request, so more reads than cores
-#: hide an object store's latency: 120 items of a demo tile through a proxy adding 20 ms
-#: to every request loaded in 19.0 s with 2 threads, 8.6 s with 8 and 10.5 s with 16
-#: (BENCHMARKS.md, "The chain against its I/O floor"). On local files 8 cost a little
-#: (one tile's history: 2.4 s with 2, 2.8 s with 8; "The asset reader").
-#: The environment variable ``FORESTWATCH_IO_THREADS`` overrides it. It is not a config
-#: key: it changes no result, and a config key would sit in the ``stac`` section that
-#: every rule's params hold, so changing it would rerun every rule.
-IO_THREADS = 8
+#: lower. GDAL releases the GIL while it waits for a request, and so do the reader's
+#: samplers (numba, ``nogil``), so more reads than cores hide an object store's latency.
+#: The demo's chain through a proxy adding 20 ms to every request (BENCHMARKS.md, "The
+#: chain against its I/O floor", 2026-12-04): the workflow 21.1-22.9 s with 8, 17.2-17.6
+#: s with 16; direct, no difference beyond the run-to-run spread (12.6-19.7 s against
+#: 14.6-14.9 s). (With the earlier reader, which held the GIL while sampling, 16 were
+#: slower than 8.) The environment variable ``FORESTWATCH_IO_THREADS`` overrides it. It
+#: is not a config key: it changes no result, and a config key would sit in the ``stac``
+#: section that every rule's params hold, so changing it would rerun every rule.
+IO_THREADS = 16
 
 
 def io_threads(threads: int | None) -> int:
