@@ -482,3 +482,60 @@ def test_decoded_blocks_are_bounded_and_sized_from_the_environment(monkeypatch):
     monkeypatch.setenv("FORESTWATCH_DECODED_CACHE_MIB", "many")
     with pytest.raises(ValueError, match="FORESTWATCH_DECODED_CACHE_MIB is 'many'"):
         _decoded_cache_mib()
+
+
+_PARSE_SIDE_BY_SIDE = """
+import importlib.metadata, json, threading, time
+import pystac
+
+# each extension's module found slowly, as in a process busy importing (a tile's
+# searches run beside the monitor's imports): pystac finds the hooks at its first parse
+found = importlib.metadata.entry_points
+
+
+class Slow:
+    def __init__(self, entry_point):
+        self.entry_point = entry_point
+
+    def load(self):
+        time.sleep(0.01)
+        return self.entry_point.load()
+
+
+importlib.metadata.entry_points = lambda **kw: [Slow(ep) for ep in found(**kw)]
+from forestwatch.stac import pystac_ready
+
+barrier, seen = threading.Barrier(4), []
+
+
+def parse():
+    barrier.wait()
+    pystac_ready()
+    seen.append(len(pystac.EXTENSION_HOOKS.hooks))
+
+
+threads = [threading.Thread(target=parse) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"seen": seen, "installed": len(found(group="pystac.extensions"))}))
+"""
+
+
+def test_items_parsed_side_by_side_see_every_extension_hook():
+    """pystac registers its extensions' hooks at its first parse and marks them found
+    before it has added them all: a thread parsing meanwhile saw none (its items not
+    migrated) or a registry changing under it ("dictionary changed size during
+    iteration", met by tile_state's two searches in a new process). After
+    forestwatch.stac.pystac_ready, in every one of 4 threads started at once in a new
+    process, every installed hook is registered."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PARSE_SIDE_BY_SIDE], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["installed"] > 0
+    assert result["seen"] == [result["installed"]] * 4

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +91,7 @@ def search_items(
     property are not found that way.
     """
     began = time.perf_counter()
+    pystac_ready()
     t0, t1 = _as_datetime(start), _as_datetime(end, end=True)
     max_cc = stac_cfg["max_cloud_cover"]
     since = None if published_since is None else _as_datetime(published_since)
@@ -154,28 +156,56 @@ def _search_api(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime, *
     return items, pages
 
 
+#: the last local ItemCollection read, by (path, modification time); read under its lock
+#: (a tile's searches run side by side in threads: one reads, the other waits for it)
 _ITEM_CACHE: dict[tuple[str, float], list[pystac.Item]] = {}
+_ITEM_CACHE_LOCK = threading.Lock()
+
+#: a minimal item, parsed once by :func:`pystac_ready`
+_MINIMAL_ITEM = {"type": "Feature", "stac_version": "1.0.0", "id": "forestwatch-ready",
+                 "geometry": None, "properties": {"datetime": "2000-01-01T00:00:00Z"},
+                 "links": [], "assets": {}}
+_PYSTAC_READY = threading.Event()
+_PYSTAC_LOCK = threading.Lock()
+
+
+def pystac_ready() -> None:
+    """Have pystac register its extensions' hooks now, in one thread, before items are
+    parsed in several. pystac finds them lazily, at the first item it migrates, and marks
+    them found before it has added them all: a second thread parsing an item meanwhile
+    iterates the half-filled registry and fails ("dictionary changed size during
+    iteration"; rule ``tile_state``'s two searches side by side met it in a new process).
+    The first call parses one minimal item under a lock; later calls return at once."""
+    if _PYSTAC_READY.is_set():
+        return
+    with _PYSTAC_LOCK:
+        if not _PYSTAC_READY.is_set():
+            pystac.Item.from_dict(dict(_MINIMAL_ITEM), migrate=True)
+            _PYSTAC_READY.set()
 
 
 def read_item_collection(path: str | Path) -> list[pystac.Item]:
-    """Read a local STAC ItemCollection; relative asset hrefs resolve against its folder."""
+    """Read a local STAC ItemCollection; relative asset hrefs resolve against its folder.
+    The last one read is kept (a new modification time reads it again)."""
+    pystac_ready()
     path = Path(path).resolve()
     if not path.exists():
         raise FileNotFoundError(f"STAC item collection {str(path)!r} does not exist.")
     key = (str(path), path.stat().st_mtime)
-    if key not in _ITEM_CACHE:
-        with open(path) as f:
-            features = json.load(f)["features"]
-        items = []
-        for feat in features:
-            item = pystac.Item.from_dict(feat, preserve_dict=False)
-            for asset in item.assets.values():
-                if "://" not in asset.href and not asset.href.startswith("/"):
-                    asset.href = (path.parent / asset.href).as_uri()
-            items.append(item)
-        _ITEM_CACHE.clear()
-        _ITEM_CACHE[key] = items
-    return _ITEM_CACHE[key]
+    with _ITEM_CACHE_LOCK:
+        if key not in _ITEM_CACHE:
+            with open(path) as f:
+                features = json.load(f)["features"]
+            items = []
+            for feat in features:
+                item = pystac.Item.from_dict(feat, preserve_dict=False)
+                for asset in item.assets.values():
+                    if "://" not in asset.href and not asset.href.startswith("/"):
+                        asset.href = (path.parent / asset.href).as_uri()
+                items.append(item)
+            _ITEM_CACHE.clear()
+            _ITEM_CACHE[key] = items
+        return _ITEM_CACHE[key]
 
 
 def _matches(item: pystac.Item, bbox, t0, t1, max_cc) -> bool:
