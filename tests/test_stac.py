@@ -539,3 +539,44 @@ def test_items_parsed_side_by_side_see_every_extension_hook():
     result = json.loads(out.strip().splitlines()[-1])
     assert result["installed"] > 0
     assert result["seen"] == [result["installed"]] * 4
+
+
+def test_the_cube_from_the_reader_layers_is_numpy_s_bit_for_bit():
+    """stac._reflectance (one compiled pass per slice, the days on 2 threads) gives the
+    bits of the numpy assembly it replaced: per day, the first slice that observed a pixel
+    clear (valid SCL class, no band at 0) wins, scaled by its own rule; NaN elsewhere."""
+    from forestwatch.stac import _reflectance
+
+    rng = np.random.default_rng(7)
+    shape = (37, 53)
+    days = ["2023-05-01", "2023-05-03", "2023-05-06"]
+    rules = [((1e-4, -0.1), (1e-4, -0.1)), ((1e-4, 0.0), (2e-4, 0.0)), ((1e-4, -0.1), (1e-4, -0.1))]
+    slice_keys = [(days[0], rules[0]), (days[0], rules[1]), (days[1], rules[2]), (days[2], rules[1]),
+                  (days[2], rules[0])]
+    keys = {"nir08": "B8A", "swir22": "B12", "scl": "SCL"}
+    raw = {k: rng.integers(1, 10000, (len(slice_keys),) + shape).astype(np.uint16)
+           for k in ("B8A", "B12")}
+    for k in raw:
+        raw[k][rng.random(raw[k].shape) < 0.2] = 0  # no data
+    raw["SCL"] = rng.integers(0, 12, (len(slice_keys),) + shape).astype(np.uint16)
+    valid = np.asarray([4, 5, 6, 7, 11], dtype=np.uint8)
+    bands = ["nir08", "swir22"]
+
+    out, clear = _reflectance(raw, slice_keys, days, bands, keys, valid, 2)
+
+    want = {b: np.full((len(days),) + shape, np.nan, dtype=np.float32) for b in bands}
+    want_clear = np.zeros((len(days),) + shape, dtype=bool)
+    for n, (d, rule) in enumerate(slice_keys):
+        i = days.index(d)
+        ok = np.isin(raw["SCL"][n], valid) & ~want_clear[i]
+        for b in bands:
+            ok &= raw[keys[b]][n] != 0
+        for b, (scale, offset) in zip(bands, rule, strict=True):
+            want[b][i][ok] = (raw[keys[b]][n][ok].astype(np.float32) * np.float32(scale)
+                              + np.float32(offset))
+        want_clear[i] |= ok
+    assert want_clear.any() and not want_clear.all()
+    assert np.array_equal(clear, want_clear)
+    for b in bands:
+        assert out[b].dtype == np.float32
+        assert np.array_equal(out[b].view(np.uint32), want[b].view(np.uint32))  # the bits

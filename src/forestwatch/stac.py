@@ -324,22 +324,7 @@ def load_reflectance(
             "and records it."
         ) from None
 
-    shape_t = (len(days),) + tuple(geobox.shape)
-    out = {b: np.full(shape_t, np.nan, dtype=np.float32) for b in bands}
-    clear = np.zeros(shape_t, dtype=bool)
-    scl = raw[keys["scl"]]
-    dn = {b: raw[keys[b]] for b in bands}
-    day_index = {d: i for i, d in enumerate(days)}
-    for n, (d, rule) in enumerate(slice_keys):
-        i = day_index[d]
-        # a pixel comes from the first slice of its day that observed it clear
-        ok = np.isin(scl[n], valid_scl) & ~clear[i]
-        for b in bands:
-            ok &= dn[b][n] != 0
-        for b, (scale, offset) in zip(bands, rule, strict=True):
-            refl = dn[b][n][ok].astype(np.float32) * np.float32(scale) + np.float32(offset)
-            out[b][i][ok] = refl
-        clear[i] |= ok
+    out, clear = _reflectance(raw, slice_keys, days, bands, keys, valid_scl, threads)
     coords = {
         "time": np.array([np.datetime64(d, "ns") for d in days]),
         "y": geobox.coords["y"].values,
@@ -351,6 +336,44 @@ def load_reflectance(
     cube.attrs["item_ids"] = json.dumps([it.id for d in days for it in by_day[d]])
     cube.attrs["unreadable"] = json.dumps(_unreadable_items(failures, day_items, sign))
     return cube
+
+
+def _reflectance(raw: dict[str, np.ndarray], slice_keys: list[tuple], days: list,
+                 bands: Sequence[str], keys: dict[str, str], valid_scl: np.ndarray,
+                 threads: int | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The reader's layers ``raw`` (asset key -> uint16 (slices, y, x)) as float32
+    reflectance per band and day (NaN where not observed clear) and the days' ``clear``
+    mask: a pixel comes from the first slice of its day (``slice_keys``: (day, rule), in
+    the layers' order) that observed it clear, scaled by that slice's rule. One compiled
+    pass per slice (:func:`forestwatch._cube.fill_slice`), the days on ``threads``
+    threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._cube import fill_slice
+
+    shape_t = (len(days),) + raw[keys["scl"]].shape[1:]
+    out = {b: np.empty(shape_t, dtype=np.float32) for b in bands}
+    clear = np.zeros(shape_t, dtype=bool)
+    scl = raw[keys["scl"]]
+    valid = valid_scl.astype(scl.dtype)
+    day_index = {d: i for i, d in enumerate(days)}
+    slices_of: dict[int, list[int]] = {}
+    for n, (d, _) in enumerate(slice_keys):
+        slices_of.setdefault(day_index[d], []).append(n)
+
+    def fill_day(i: int) -> None:
+        outs = tuple(out[b][i] for b in bands)
+        for layer in outs:
+            layer.fill(np.nan)
+        for n in slices_of.get(i, []):
+            rule = slice_keys[n][1]
+            fill_slice(scl[n], valid, tuple(raw[keys[b]][n] for b in bands),
+                       np.array([s for s, _ in rule], dtype=np.float32),
+                       np.array([o for _, o in rule], dtype=np.float32), clear[i], outs)
+
+    with ThreadPoolExecutor(max(1, threads or 1), thread_name_prefix="forestwatch-cube") as pool:
+        list(pool.map(fill_day, range(len(days))))
+    return out, clear
 
 
 class AssetReadError(RuntimeError):

@@ -80,11 +80,16 @@ def fit_monitor(monitor, cfg: dict, index: xr.DataArray, cube: xr.Dataset, threa
 
 
 def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
-    """Warm the kernels of every member's monitor (:func:`_warm_one`) and the asset
-    reader's sampling kernels (:mod:`forestwatch._sampling`); seconds taken."""
+    """Warm the kernels of every member's monitor (:func:`_warm_one`), the asset
+    reader's sampling kernels (:mod:`forestwatch._sampling`) and the cube's
+    (:mod:`forestwatch._cube`); seconds taken."""
+    from .._cube import warm as warm_cube
     from .._sampling import warm as warm_reader
 
-    return warm_reader() + sum(_warm_one(member, threads) for member in member_configs(cfg))
+    t0 = time.perf_counter()
+    warm_cube(len(needed_bands(cfg)))
+    return (time.perf_counter() - t0 + warm_reader()
+            + sum(_warm_one(member, threads) for member in member_configs(cfg)))
 
 
 def _warm_one(cfg: dict, threads: int = 1) -> float:
