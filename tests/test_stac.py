@@ -580,3 +580,30 @@ def test_the_cube_from_the_reader_layers_is_numpy_s_bit_for_bit():
     for b in bands:
         assert out[b].dtype == np.float32
         assert np.array_equal(out[b].view(np.uint32), want[b].view(np.uint32))  # the bits
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spectral_index_has_the_bits_of_xarray_s_expression(dtype):
+    """spectral_index (one compiled pass, 2 threads) gives the bits of the xarray
+    expression it replaced, NaN where the sum is 0 or a band is missing, with the cube's
+    coordinates."""
+    rng = np.random.default_rng(11)
+    shape = (9, 130, 140)
+    nir = rng.uniform(-0.1, 0.6, shape).astype(dtype)
+    swir = rng.uniform(-0.1, 0.6, shape).astype(dtype)
+    nir[0, :5] = np.nan
+    swir[1, :7] = -nir[1, :7]  # a zero sum
+    coords = {"time": np.arange(shape[0]), "y": np.arange(shape[1]) * 20.0,
+              "x": np.arange(shape[2]) * 20.0}
+    ds = xr.Dataset({"nir": (("time", "y", "x"), nir), "swir22": (("time", "y", "x"), swir)},
+                    coords=coords)
+    got = spectral_index(ds, "NBR")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = (ds["nir"] - ds["swir22"]) / (ds["nir"] + ds["swir22"])
+    want = want.where(np.isfinite(want)).astype(np.float32)
+    assert got.dtype == np.float32 and got.name == "NBR" and got.dims == want.dims
+    assert np.isnan(got.values[0, :5]).all() and np.isnan(got.values[1, :7]).all()
+    assert np.array_equal(got.values.view(np.uint32), want.values.view(np.uint32))
+    xr.testing.assert_identical(got.drop_vars(list(got.coords)).rename(None),
+                                want.drop_vars(list(want.coords)).rename(None))
+    assert all(np.array_equal(got[c].values, want[c].values) for c in coords)

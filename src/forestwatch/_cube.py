@@ -1,4 +1,5 @@
-"""The reflectance cube's assembly from the reader's layers, one pass per pixel (numba).
+"""The reflectance cube's assembly from the reader's layers, and its normalised
+difference indices, one pass per pixel (numba).
 
 :func:`forestwatch.stac.load_reflectance` turns the reader's layers (stored DN per slice
 and band, SCL per slice) into a float32 reflectance per band and solar day: a pixel comes
@@ -7,8 +8,9 @@ scaled by that slice's rule. numpy did it in the job's thread holding the GIL, a
 passes over the tile per slice (``np.isin``, a comparison per band, boolean gathers and
 scatters) after filling every band with NaN (BENCHMARKS.md, "The cube in one pass").
 :func:`fill_slice` makes one pass per slice and releases the GIL, so the days are filled
-on the job's threads. The same float32 operations in the same order (no ``fastmath``):
-the same bits.
+on the job's threads. :func:`normalised_difference` does the same for an index, where
+xarray made five passes (difference, sum, quotient, finiteness, cast). The same
+operations in the same order and dtype (no ``fastmath``): the same bits.
 
 Compiled once per environment into numba's cache (``cache=True``), one specialisation
 per number of bands.
@@ -53,6 +55,17 @@ def fill_slice(scl, valid, dns, scales, offsets, clear, outs):  # pragma: no cov
             clear[r, c] = True
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy")  # x / 0 is inf or NaN, as numpy
+def normalised_difference(a, b, out):  # pragma: no cover (numba)
+    """``out[i] = (a[i] - b[i]) / (a[i] + b[i])`` for flat arrays ``a`` and ``b``, computed
+    in their dtype and stored as float32 (``out``), NaN where the quotient is not finite
+    (a zero sum, a missing band)."""
+    nan = np.float32(np.nan)
+    for i in range(a.size):
+        q = (a[i] - b[i]) / (a[i] + b[i])
+        out[i] = np.float32(q) if np.isfinite(q) else nan
+
+
 def warm(bands: int = 2) -> None:
     """Compile :func:`fill_slice` for ``bands`` bands (uint16 layers), or load it from
     numba's cache. For :func:`forestwatch.monitor.warm_numba_cache`."""
@@ -61,3 +74,4 @@ def warm(bands: int = 2) -> None:
     fill_slice(layer, np.zeros(1, dtype=np.uint16), (layer,) * bands,
                np.ones(bands, dtype=np.float32), np.zeros(bands, dtype=np.float32),
                np.zeros((1, 1), dtype=bool), (out,) * bands)
+    normalised_difference(out.ravel(), out.ravel(), np.empty(1, dtype=np.float32))
