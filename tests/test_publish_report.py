@@ -190,13 +190,12 @@ def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
 def _figure_with_legend(outside: bool):
     """A quicklook-like figure: an image and a legend beside its axes (beyond the
     figure's right edge when ``outside``, in room left for it otherwise)."""
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from forestwatch._plot import axes_at
+    from forestwatch._plot import framed_axes
 
-    fig = Figure(figsize=(4.0 if outside else 7.0, 4.0))
-    ax = axes_at(fig, 0.8, 0.6, 3.0, 3.0)
+    fig, ax = framed_axes(width=3.0, height=3.0, left=0.8, bottom=0.6,
+                          right=0.2 if outside else 3.2, top=0.4)
     ax.imshow(np.arange(100.0).reshape(10, 10), extent=(0, 1000, 0, 1000))
     ax.set_title("a title")
     ax.set_xlabel("x (m)")

@@ -26,11 +26,17 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
     return fig, fig.subplots(nrows, ncols, **grid)
 
 
-def axes_at(fig, left: float, bottom: float, width: float, height: float):
-    """An axes of ``fig`` placed in inches from the figure's lower left corner (its size
-    then does not depend on the figure's: room beside it can be added for a legend)."""
-    fw, fh = fig.get_size_inches()
-    return fig.add_axes((left / fw, bottom / fh, width / fw, height / fh))
+def framed_axes(*, width: float, height: float, left: float, bottom: float, right: float,
+                top: float):
+    """``(figure, axes)``: an axes of ``width`` x ``height`` inches with ``left``,
+    ``bottom``, ``right`` and ``top`` inches of the figure around it (room for axis labels
+    and a legend inside the figure, where :func:`save_png`'s crop of one drawing holds
+    them). Drawn by Agg, registered nowhere, as :func:`subplots`."""
+    from matplotlib.figure import Figure
+
+    fw, fh = left + width + right, bottom + height + top
+    fig = Figure(figsize=(fw, fh))
+    return fig, fig.add_axes((left / fw, bottom / fh, width / fw, height / fh))
 
 
 def save_png(fig, out: str | Path, *, dpi: float | None = None, tight: bool = False) -> None:

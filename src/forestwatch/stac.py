@@ -410,11 +410,7 @@ def spectral_index(ds: xr.Dataset, name: str, threads: int = 2) -> xr.DataArray:
 
     from ._cube import normalised_difference
 
-    a, b = (ds[band] for band in INDEX_BANDS[name])
-    if a.dims != b.dims or a.shape != b.shape:  # never in a cube; xarray aligns them
-        with np.errstate(divide="ignore", invalid="ignore"):
-            idx = (a - b) / (a + b)
-        return idx.where(np.isfinite(idx)).astype(np.float32).rename(name)
+    a, b = xr.broadcast(*(ds[band] for band in INDEX_BANDS[name]))
     va = np.ascontiguousarray(a.values).reshape(-1)
     vb = np.ascontiguousarray(b.values, dtype=va.dtype).reshape(-1)
     out = np.empty(va.size, dtype=np.float32)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._plot import axes_at, save_png, subplots
+from .._plot import framed_axes, save_png, subplots
 from ..io import atomic_path
 from .layers import Layer, LegendEntry
 
@@ -46,12 +46,9 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         if nodata is not None:
             hit &= data != nodata
         rgba[hit] = np.array(e.rgba) / 255
-    # the map's axes 5.8 x 5 inches, with room around it for the axis labels and beside
-    # it for the legend or colour bar, all inside the figure: save_png crops one drawing
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(1.5 + 5.8125 + 4.0, 1.0 + 5.005 + 0.6))
-    ax = axes_at(fig, 1.5, 1.0, 5.8125, 5.005)
+    # the map, with room beside it for the legend or colour bar
+    fig, ax = framed_axes(width=5.8125, height=5.005, left=1.5, bottom=1.0, right=4.0,
+                          top=0.6)
     ax.set_facecolor("#f4f4f4")
     extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
     ax.imshow(rgba, extent=extent, interpolation="nearest")
@@ -151,13 +148,9 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
     with atomic_path(out_tsv) as tmp:
         tmp.write_text("\t".join(cols) + "\n" + "".join(
             "\t".join(str(r[c]) for c in cols) + "\n" for r in rows))
-    # the plot 6.6 x 3.2 inches, with room below it for the month labels and the legend
-    # and around it for the axis labels, all inside the figure: save_png crops one drawing
-    from matplotlib.figure import Figure
-
-    below = 1.6
-    fig = Figure(figsize=(1.3 + 6.5875 + 1.2, below + 3.234 + 0.6))
-    ax = axes_at(fig, 1.3, below, 6.5875, 3.234)
+    # the plot, with room below it for the month labels and the legend
+    fig, ax = framed_axes(width=6.5875, height=3.234, left=1.3, bottom=1.6, right=1.2,
+                          top=0.6)
     if rows:
         x = np.arange(len(rows))
         width = 0.8 / len(series)
@@ -176,9 +169,10 @@ def alerts_per_month(date_tiles: Sequence[str | Path], out_png: str | Path,
         ax2.set_ylabel("area (ha)")
         ax2.set_ylim(bottom=0)
         # its lower edge 1.05 inches below the plot, centred under it
+        plot = ax.get_position()
         fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False,
-                   bbox_to_anchor=((1.3 + 6.5875 / 2) / fig.get_figwidth(),
-                                   (below - 1.05) / fig.get_figheight()))
+                   bbox_to_anchor=((plot.x0 + plot.x1) / 2,
+                                   plot.y0 - 1.05 / fig.get_figheight()))
     else:
         ax.text(0.5, 0.5, "no alert yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
