@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import warnings
 
 import numpy as np
 import pytest
@@ -291,13 +292,22 @@ def test_ccdc_with_green_and_swir_screening(tile_inputs):
     assert state.monitor.detection_date is not None
 
 
-@pytest.mark.parametrize("fit", [{"method": "OLS"}, {"method": "ROC"},
-                                 {"method": "OLS", "screen_outliers": "Shewhart"}])
-def test_iqr_fit_gives_nrts_own_fit_bit_for_bit(fit):
-    """The workflow's IQR fit (forestwatch.monitor._iqr_fit: nrt's steps, its quantiles
-    for the monitored pixels only, in parallel) leaves the monitor with the arrays of
-    nrt's own ``IQR.fit``, byte for byte: on a series with gaps, a pixel too cloudy to
-    fit (nrt marks it 4), pixels outside the mask, and (ROC) pixels nrt marks unstable after fitting them."""
+@pytest.mark.parametrize("fit,params,dtype", [
+    ({"method": "OLS"}, {"trend": False, "harmonic_order": 1}, np.float32),
+    ({"method": "OLS"}, {"trend": True, "harmonic_order": 3}, np.float32),
+    ({"method": "OLS"}, {"trend": True, "harmonic_order": 1}, np.float64),
+    ({"method": "OLS", "screen_outliers": None}, {"trend": False, "harmonic_order": 2},
+     np.int16),
+    ({"method": "ROC"}, {"trend": False, "harmonic_order": 1}, np.float32),
+    ({"method": "OLS", "screen_outliers": "Shewhart"}, {"trend": False, "harmonic_order": 1},
+     np.float32)])
+def test_iqr_fit_gives_nrts_own_fit_bit_for_bit(fit, params, dtype):
+    """The workflow's IQR fit (forestwatch.monitor._iqr_fit: nrt's steps, the OLS fit's
+    data preparation compiled, its quantiles for the fitted pixels only, in parallel)
+    leaves the monitor with the arrays of nrt's own ``IQR.fit``, byte for byte, and warns
+    as nrt does: on a series with gaps, a pixel too cloudy to fit (nrt marks it 4), pixels
+    outside the mask, (ROC) pixels nrt marks unstable after fitting them, several design
+    matrices and the cube's dtypes (an integer cube is scaled reflectance)."""
     import pandas as pd
     import xarray as xr
     from nrt.monitor.iqr import IQR
@@ -312,14 +322,23 @@ def test_iqr_fit_gives_nrts_own_fit_bit_for_bit(fit):
     values[rng.random(values.shape) < 0.3] = np.nan
     values[:, 7, 9] = np.nan  # never observed
     values[5:, 8, 9] = np.nan  # too short a series
-    index = xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"),
+    values[:, 9, 9] = np.nan  # exactly 6 observations: 1.5 x the 4 regressors of a trend
+    values[::20, 9, 9] = season[::20]  # and one harmonic, just long enough to fit
+    if np.issubdtype(dtype, np.integer):
+        values = np.where(np.isnan(values), 0, values * 10000)  # no NaN in integers
+    index = xr.DataArray(values.astype(dtype), dims=("time", "y", "x"),
                          coords={"time": days.values, "y": np.arange(30.0),
                                  "x": np.arange(40.0)})
     mask = (rng.random((30, 40)) < 0.7).astype(np.uint8)
-    mask[7:9, 9] = 1
-    ours, nrts = (IQR(mask=mask.copy(), trend=False, harmonic_order=1) for _ in range(2))
-    fit_iqr(ours, index, n_threads=2, **fit)
-    nrts.fit(index, n_threads=2, **fit)
+    mask[7:10, 9] = 1
+    ours, nrts = (IQR(mask=mask.copy(), **params) for _ in range(2))
+    with warnings.catch_warnings(record=True) as said_ours:
+        warnings.simplefilter("always")
+        fit_iqr(ours, index, n_threads=2, **fit)
+    with warnings.catch_warnings(record=True) as said_nrts:
+        warnings.simplefilter("always")
+        nrts.fit(index, n_threads=2, **fit)
+    assert [str(w.message) for w in said_ours] == [str(w.message) for w in said_nrts]
     assert set(vars(ours)) == set(vars(nrts))
     for name, value in vars(nrts).items():
         if isinstance(value, np.ndarray):
@@ -328,7 +347,9 @@ def test_iqr_fit_gives_nrts_own_fit_bit_for_bit(fit):
             assert mine.tobytes() == value.tobytes(), name
         else:
             assert vars(ours)[name] == value, name
-    assert (ours.mask[7:9, 9] == 4).all()  # too few observations: nrt's class 4
+    if not np.issubdtype(dtype, np.integer):
+        assert (ours.mask[7:9, 9] == 4).all()  # too few observations: nrt's class 4
+        assert "shorter than 1.5x" in str(said_ours[0].message)
     assert (ours.q25[mask == 0] == 0).all() and (ours.q75 > ours.q25)[mask == 1].mean() > 0.9
     if fit["method"] == "ROC":
         assert (ours.mask == 2).any()  # unstable pixels keep their quantiles, as in nrt
