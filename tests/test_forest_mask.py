@@ -128,6 +128,47 @@ def test_column_median_matches_numpy_with_gaps_and_empty_columns():
     np.testing.assert_array_equal(got, expected)
 
 
+def test_the_rule_gives_each_pixel_the_same_numbers_in_any_strip_on_any_thread(monkeypatch):
+    """The rule's classifier works in strips of rows, on one thread or several
+    (forest_mask._rule.rule_classifier): each pixel's screened observations and
+    intercepts are bit for bit those the whole cube gives it, whatever the strip, so the
+    mask is the same for any strip height and thread count."""
+    from forestwatch.forest_mask import _rule
+    from forestwatch.stac import spectral_index
+
+    time, level, _ = _series(n_time=90, shape=(24, 30), seed=7)
+    rng = np.random.default_rng(8)
+    nir = 0.3 + 0.1 * level + rng.normal(0, 0.01, level.shape)
+    red = 0.3 - 0.25 * level + rng.normal(0, 0.01, level.shape)
+    swir = 0.2 - 0.1 * level + rng.normal(0, 0.01, level.shape)
+    cloudy = rng.random(level.shape) < 0.3
+    hazy = rng.random(level.shape) < 0.1
+    nir[hazy] -= 0.1
+    bands = {"red": red, "nir": nir, "swir22": swir}
+    cube = xr.Dataset({name: (("time", "y", "x"), np.where(cloudy, np.nan, v).astype(np.float32))
+                       for name, v in bands.items()}, coords={"time": time})
+    ndvi = spectral_index(cube, "NDVI")
+    drop = _rule.low_outliers(ndvi, 2.0)
+    ndvi_i, n = _rule.harmonic_intercept(ndvi, exclude=drop)
+    swir_i, _ = _rule.harmonic_intercept(cube["swir22"], exclude=drop)
+    for rows in (1, 7, 17):
+        strips = [slice(r, r + rows) for r in range(0, 24, rows)]
+        got = [_rule.low_outliers(ndvi.isel(y=s), 2.0) for s in strips]
+        assert np.concatenate(got, axis=1).tobytes() == drop.tobytes()
+        got = [_rule.harmonic_intercept(ndvi.isel(y=s), exclude=drop[:, s]) for s in strips]
+        assert np.concatenate([g[0] for g in got]).tobytes() == ndvi_i.tobytes()
+        assert np.concatenate([g[1] for g in got]).tobytes() == n.tobytes()
+    rule = {"ndvi_min": float(np.median(ndvi_i)), "swir_max": float(np.median(swir_i)),
+            "swir_band": "swir22", "min_observations": 12, "screen_low_outliers": 2.0}
+    expected = (ndvi_i >= rule["ndvi_min"]) & (swir_i <= rule["swir_max"]) & (n >= 12)
+    assert 0.15 < expected.mean() < 0.85
+    for strip_pixels in (60, 300, 10**6):
+        monkeypatch.setattr(_rule, "STRIP_PIXELS", strip_pixels)
+        for threads in (1, 2, 3):
+            _, classify = _rule.rule_classifier(rule, threads=threads)
+            assert (classify(cube) == expected).all(), (strip_pixels, threads)
+
+
 # --------------------------------------------------------------------------- tree cover
 
 

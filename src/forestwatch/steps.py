@@ -165,7 +165,7 @@ def fit(cfg: dict, tile_id: str, catalog: str | None, *, mask_cfg: dict,
             raise no_history_error(tile)
         mask = np.zeros(tile.shape, dtype=np.uint8)
         state = fit_tile(tile, items, mask, cfg, threads=threads,
-                         classify_mask=rule_classifier(fm["rule"]))
+                         classify_mask=rule_classifier(fm["rule"], threads=threads))
         source, provenance = _rule_mask_provenance(fm)
         _write_mask(mask, tile, mask_out, source, provenance, made_from=key)
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -106,11 +107,17 @@ def harmonic_intercept(da: xr.DataArray, *, exclude: np.ndarray | None = None
             valid.sum(axis=0).reshape(shape).astype(np.int32))
 
 
-def rule_classifier(rule: dict) -> tuple[list[str], Callable[[xr.Dataset], np.ndarray]]:
+def rule_classifier(rule: dict, *, threads: int = 1
+                    ) -> tuple[list[str], Callable[[xr.Dataset], np.ndarray]]:
     """The rule ``forest_mask.rule`` as (the logical bands it reads, a classifier of one
     block's reflectance cube -> bool (y, x), True = forest). The mask rule runs it block by
     block on its own loads (:func:`mask_from_rule`); the fit runs it on the blocks it loads
-    anyway (:func:`forestwatch.monitor.fit_tile`), so that the history is read once."""
+    anyway (:func:`forestwatch.monitor.fit_tile`), so that the history is read once.
+
+    The classifier takes strips of rows on ``threads`` threads: numpy's sorts, BLAS
+    products and element-wise passes release the GIL, and one thread left a core idle
+    (~7 s of a 1000 x 1000 px tile's two-year history on one core). Each pixel's numbers
+    are its own, whatever strip it is in (tested)."""
     swir = rule["swir_band"]
     k = rule["screen_low_outliers"]
 
@@ -122,15 +129,27 @@ def rule_classifier(rule: dict) -> tuple[list[str], Callable[[xr.Dataset], np.nd
         forest = (ndvi_i >= rule["ndvi_min"]) & (swir_i <= rule["swir_max"])
         return forest & (n >= rule["min_observations"])
 
+    workers = max(1, threads)
+
     def classify(cube: xr.Dataset) -> np.ndarray:
         # strips of rows: the fits hold several float64 (dates, pixels) arrays, ~8 x the
         # block's float32 cube of one band; per strip they stay small whatever the
-        # history's length (a 512 px block of two years' history peaked at 2.4 GB whole)
+        # history's length (a 512 px block of two years' history peaked at 2.4 GB whole),
+        # and the strips in flight together hold STRIP_PIXELS at most
         height, width = cube.sizes["y"], cube.sizes["x"]
-        rows = max(1, STRIP_PIXELS // max(width, 1))
+        rows = max(1, STRIP_PIXELS // workers // max(width, 1))
         forest = np.zeros((height, width), dtype=bool)
-        for r in range(0, height, rows):
+
+        def strip(r: int) -> None:
             forest[r:r + rows] = classify_strip(cube.isel(y=slice(r, r + rows)))
+
+        starts = range(0, height, rows)
+        if workers == 1 or len(starts) == 1:
+            for r in starts:
+                strip(r)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(strip, starts))
         return forest
 
     return ["red", "nir", swir], classify
@@ -159,7 +178,7 @@ def mask_from_rule(
     outliers, ``screen_low_outliers``; module docstring)."""
     if not items:
         raise no_history_error(tile)
-    bands, classify = rule_classifier(rule)
+    bands, classify = rule_classifier(rule, threads=threads)
     mask = mask_by_block(tile, items, bands=bands, classify=classify,
                          stac_cfg=stac_cfg, block_size=block_size, loader=loader,
                          threads=threads)
