@@ -26,7 +26,8 @@ server through the fault proxy with ``--latency-ms`` added (as an object store w
         benchmarks/configs/chain_large.yaml           # 1000 x 1000 px in 4 tiles of 10 km
     python benchmarks/chain.py --snakemake-args "--set-threads tile_state=1"
 
-Prints a Markdown table with the ratios; BENCHMARKS.md keeps the last one written down.
+Prints a Markdown table with the ratios, and the asset requests (GET and HEAD, from the
+file server's log) each part made; BENCHMARKS.md keeps the last one written down.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -159,6 +161,12 @@ def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Pa
     return {"total_s": wall, "jobs": jobs, "per_rule_s": per_rule}
 
 
+def _asset_requests(log: Path) -> dict[str, int]:
+    """GET and HEAD requests the file server has answered so far (its access log)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {m: text.count(f'"{m} ') for m in ("GET", "HEAD")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -214,16 +222,27 @@ def main() -> None:
         delay = {"rules": [{"match": "", "delay_s": args.latency_ms / 1000, "times": -1}]}
         for url in (fproxy_url, aproxy_url):
             requests.post(f"{url}/_fault", json=delay, timeout=10).raise_for_status()
+        served = base / "file-server.log"  # every asset request, proxied or not
+
+        def counted(run):
+            """``run()``'s result with the asset requests it made (``requests``)."""
+            before = _asset_requests(served)
+            out = run()
+            time.sleep(0.2)  # the server's last log lines
+            after = _asset_requests(served)
+            return {**out, "requests": {m: after[m] - before[m] for m in after}}
+
         for variant in args.variants.split(","):
             api_root = api_url if variant == "direct" else aproxy_url
             coll = f"bench-{variant}"
             print(f"[{variant}] floor ...", flush=True)
-            fl = floor(cfg, api_root, coll, bbox, args.io_threads)
+            fl = counted(partial(floor, cfg, api_root, coll, bbox, args.io_threads))
             print(f"[{variant}] recipe ...", flush=True)
-            rc = recipe(cfg, api_root, coll, bounds, tree_cover, base / variant / "recipe")
+            rc = counted(partial(recipe, cfg, api_root, coll, bounds, tree_cover,
+                                 base / variant / "recipe"))
             print(f"[{variant}] workflow ...", flush=True)
-            wf = workflow(cfg, api_root, coll, tree_cover, base / variant / "workflow",
-                          shlex.split(args.snakemake_args))
+            wf = counted(partial(workflow, cfg, api_root, coll, tree_cover,
+                                 base / variant / "workflow", shlex.split(args.snakemake_args)))
             results[variant] = {"floor": fl, "recipe": rc, "workflow": wf}
             print(json.dumps(results[variant], indent=1, default=str), flush=True)
     finally:
@@ -253,6 +272,9 @@ def main() -> None:
               + ", ".join(f"{k} {v:.1f}" for k, v in rules))
         print(f"{variant}: recipe phases: " + ", ".join(
             f"{k} {v:.1f}" for k, v in r["recipe"].items() if isinstance(v, float)))
+        print(f"{variant}: asset requests (GET + HEAD): " + ", ".join(
+            f"{part} {r[part]['requests']['GET']} + {r[part]['requests']['HEAD']}"
+            for part in ("floor", "recipe", "workflow")))
 
 
 if __name__ == "__main__":
