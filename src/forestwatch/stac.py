@@ -406,19 +406,13 @@ def spectral_index(ds: xr.Dataset, name: str, threads: int = 2) -> xr.DataArray:
     """Normalised difference index (float32, NaN where undefined; inf never survives),
     with ``ds``'s coordinates: one compiled pass (:func:`forestwatch._cube.
     normalised_difference`) over ``threads`` parts of the arrays, in the bands' dtype."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from ._cube import normalised_difference
+    from ._threads import in_parts
 
     a, b = xr.broadcast(*(ds[band] for band in INDEX_BANDS[name]))
     va = np.ascontiguousarray(a.values).reshape(-1)
     vb = np.ascontiguousarray(b.values, dtype=va.dtype).reshape(-1)
     out = np.empty(va.size, dtype=np.float32)
-    parts = max(1, min(threads, va.size // 65536))
-    edges = np.linspace(0, va.size, parts + 1).astype(int)
-    with ThreadPoolExecutor(parts, thread_name_prefix="forestwatch-index") as pool:
-        list(pool.map(lambda k: normalised_difference(va[edges[k]:edges[k + 1]],
-                                                      vb[edges[k]:edges[k + 1]],
-                                                      out[edges[k]:edges[k + 1]]),
-                      range(parts)))
+    in_parts(lambda i, j: normalised_difference(va[i:j], vb[i:j], out[i:j]), va.size,
+             threads, min_part=65536, name="forestwatch-index")
     return xr.DataArray(out.reshape(a.shape), coords=a.coords, dims=a.dims, name=name)

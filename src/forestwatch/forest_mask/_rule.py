@@ -143,13 +143,8 @@ def rule_classifier(rule: dict, *, threads: int = 1
         def strip(r: int) -> None:
             forest[r:r + rows] = classify_strip(cube.isel(y=slice(r, r + rows)))
 
-        starts = range(0, height, rows)
-        if workers == 1 or len(starts) == 1:
-            for r in starts:
-                strip(r)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(strip, starts))
+        with ThreadPoolExecutor(workers, thread_name_prefix="forestwatch-rule") as pool:
+            list(pool.map(strip, range(0, height, rows)))
         return forest
 
     return ["red", "nir", swir], classify

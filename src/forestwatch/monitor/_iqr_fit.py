@@ -27,11 +27,12 @@ pin moves.
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 import xarray as xr
+
+from .._threads import in_parts
 
 #: the quantiles nrt's IQR keeps, in the order its fit computes them (q75, q25)
 _PERCENTILES = np.array([75.0, 25.0])
@@ -78,17 +79,6 @@ def _residuals32(fitted, series, first, last, out):  # pragma: no cover (numba)
             out[t, j] = np.float32(fitted[t, j] - series[t, j])
 
 
-def _in_threads(kernel, rows: int, threads: int, *args) -> None:
-    """``kernel(*args, first, last, ...)`` over ``rows`` split into ``threads`` ranges of
-    rows (the kernels release the GIL); ``args`` are the arguments before the range and
-    the last one the output after it."""
-    *inputs, out = args
-    bounds = np.linspace(0, rows, max(1, min(threads, rows)) + 1).astype(int)
-    with ThreadPoolExecutor(len(bounds) - 1) as pool:
-        list(pool.map(lambda k: kernel(*inputs, bounds[k], bounds[k + 1], out),
-                      range(len(bounds) - 1)))
-
-
 def _percentiles(residuals: np.ndarray, columns: np.ndarray, targets: np.ndarray,
                  n_pixels: int, threads: int) -> np.ndarray:
     """:data:`_PERCENTILES` of the ``residuals`` (time, columns) of pixels ``targets`` of
@@ -97,11 +87,8 @@ def _percentiles(residuals: np.ndarray, columns: np.ndarray, targets: np.ndarray
     ``parallel`` mode, which compiles longer still: this kernel's compilation, once per
     environment, is ~13 s)."""
     out = np.zeros((len(_PERCENTILES), n_pixels))
-    shares = np.array_split(np.arange(len(columns)), max(1, threads))
-    with ThreadPoolExecutor(len(shares)) as pool:
-        list(pool.map(lambda share: _percentiles_of(residuals, columns[share],
-                                                    targets[share], _PERCENTILES, out),
-                      shares))
+    in_parts(lambda i, j: _percentiles_of(residuals, columns[i:j], targets[i:j],
+                                          _PERCENTILES, out), len(columns), threads)
     return out
 
 
@@ -155,12 +142,10 @@ def _fit_ols(monitor, design: np.ndarray, dataarray: xr.DataArray, threads: int
         monitor.fit_start = np.full_like(monitor.mask, start_date, dtype=np.uint16)
     flat = values.reshape(n_dates, -1)
     monitored = np.flatnonzero(monitor.mask.ravel() == 1)
-    shares = np.array_split(monitored, max(1, threads))
-    counts = [np.zeros(len(share), dtype=np.int64) for share in shares]
-    with ThreadPoolExecutor(len(shares)) as pool:
-        list(pool.map(lambda k: _count_observed(flat, shares[k], counts[k]),
-                      range(len(shares))))
-    likely_singular = np.concatenate(counts) < (X.shape[1] * 1.5)
+    counts = np.zeros(len(monitored), dtype=np.int64)
+    in_parts(lambda i, j: _count_observed(flat, monitored[i:j], counts[i:j]),
+             len(monitored), threads)
+    likely_singular = counts < (X.shape[1] * 1.5)
     amount = np.count_nonzero(likely_singular)
     if amount:
         monitor.mask.flat[monitored[likely_singular]] = 4
@@ -171,11 +156,11 @@ def _fit_ols(monitor, design: np.ndarray, dataarray: xr.DataArray, threads: int
                          "data points.")
     fitted = monitored[~likely_singular]
     series = np.empty((n_dates, len(fitted)))
-    _in_threads(_gather_series, n_dates, threads, flat, fitted, series)
+    in_parts(lambda i, j: _gather_series(flat, fitted, i, j, series), n_dates, threads)
     beta_flat = nanlstsq(X, series)
     modelled = np.dot(X, beta_flat)
     residuals = np.empty((n_dates, len(fitted)), dtype=np.float32)
-    _in_threads(_residuals32, n_dates, threads, modelled, series, residuals)
+    in_parts(lambda i, j: _residuals32(modelled, series, i, j, residuals), n_dates, threads)
     beta = np.zeros((X.shape[1], rows, cols), dtype=np.float32)
     beta.reshape(X.shape[1], -1)[:, fitted] = beta_flat
     return beta, residuals, fitted
