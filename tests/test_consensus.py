@@ -196,7 +196,7 @@ def test_a_consensus_state_survives_save_and_load(tile_run, tmp_path):
     path = tmp_path / "state.nc"
     save_state(state, path)
     back = load_state(path)
-    assert FORMAT_VERSION == 4 and back.agree == 2 and back.is_consensus
+    assert FORMAT_VERSION == 5 and back.agree == 2 and back.is_consensus
     assert [m.index for m in back.members] == ["NBR", "NDMI"]
     assert [m.monitor_config for m in back.members] == [m.monitor_config for m in state.members]
     for a, b in zip(state.members, back.members, strict=True):
@@ -216,6 +216,26 @@ def test_a_consensus_state_survives_save_and_load(tile_run, tmp_path):
             assert "consensus" not in nc.ncattrs()
             assert not [v for v in nc.variables if v.startswith("member")]
     assert not load_state(tmp_path / "one.nc").is_consensus
+
+
+def test_a_consensus_state_shares_each_members_unchanged_arrays_with_its_fit(tile_run,
+                                                                          tmp_path):
+    """Committed through the store, each member's arrays that are still the fitted
+    state's are read from it, the ones that changed are stored."""
+    from forestwatch.state import TileStateStore, shared_with_fit
+
+    layout = RunLayout(tmp_path / "run")
+    store = TileStateStore(layout, "X1_Y1")
+    store.fitted_path.parent.mkdir(parents=True)
+    save_state(tile_run["state"], store.fitted_path)
+    state = load_state(store.fitted_path)
+    state.members[1].monitor.mask[0, :5] = 3  # the second member confirms a break
+    store.commit(state)
+    shared = set(shared_with_fit(store.current_path))
+    assert {"beta", "member1_beta", "mask"} <= shared and "member1_mask" not in shared
+    back = load_state(store.current_path)
+    for a, b in zip(state.members, back.members, strict=True):
+        assert monitors_equal(a.monitor, b.monitor)
 
 
 def _truth_on(tile_run, name):

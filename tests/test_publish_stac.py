@@ -97,7 +97,9 @@ def test_assets_carry_the_files_checksums_projection_and_bands(workflow_run):
         item = items[tile]
         folder = Path(layout.stac_item(tile)).parent
         assert {"mask", "detection_date", "alert_status", "first_detection_date",
-                "confirmation_date", "confidence", "state"} <= set(item["assets"])
+                "confirmation_date", "confidence", "state", "fitted_state"} <= set(item["assets"])
+        assert (folder / item["assets"]["fitted_state"]["href"]).resolve() == Path(
+            layout.fitted_state(tile)).resolve()  # the state is read with it
         for key, asset in item["assets"].items():
             path = (folder / asset["href"]).resolve()
             assert asset["file:checksum"] == _sha(path), key

@@ -572,7 +572,7 @@ def test_a_format_1_state_still_loads_with_its_ledger(tmp_path, ndvi, forest_mas
     assert read_ledger(path)[0] == ledger
     save_state(state, path)
     with netCDF4.Dataset(path) as nc:
-        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 4
+        assert nc.getncattr("forestwatch_format_version") == FORMAT_VERSION == 5
     assert load_state(path).ledger == ledger
 
 
@@ -594,6 +594,7 @@ def test_forest_mask_provenance_round_trips_and_older_states_load_without_it(
     meta = json.loads(ds.attrs["metadata"])
     del meta["forest_mask"]
     ds.attrs["metadata"] = json.dumps(meta, sort_keys=True)
+    ds.attrs["forestwatch_format_version"] = 4  # one digest over every array's bytes
     ds.attrs["content_sha256"] = _digest(ds)
     old = tmp_path / "before.nc"
     ds.to_netcdf(old, engine="netcdf4")
@@ -677,3 +678,96 @@ def test_states_read_and_written_from_threads_at_once(saved, tmp_path):
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(work, range(4)))
+
+
+# ------------------------------------------------- states that share the fitted arrays
+
+
+def _fitted_store(tmp_path, ndvi, forest_mask):
+    """A store whose fitted state is written, and a state loaded from it to bring forward."""
+    store = _store(tmp_path)
+    fitted = _state(_fit("IQR", dict(harmonic_order=2), dict(method="OLS"), ndvi, forest_mask))
+    store.fitted_path.parent.mkdir(parents=True)
+    save_state(fitted, store.fitted_path)
+    return store, fitted, load_state(store.fitted_path)
+
+
+def _stored_variables(path) -> set[str]:
+    with netCDF4.Dataset(path) as nc:
+        return set(nc.variables)
+
+
+def test_a_state_brought_forward_stores_what_monitoring_changed_and_reads_the_rest_from_the_fit(
+        tmp_path, ndvi, forest_mask):
+    """A commit does not write the arrays that are still the fitted state's (nrt's bands);
+    the current state and a kept one load whole, by themselves (their fitted state found
+    where the layout puts it) and equal to the state in memory."""
+    from forestwatch.state import shared_with_fit
+    from forestwatch.state._netcdf import _to_dataset
+
+    store, fitted, state = _fitted_store(tmp_path, ndvi, forest_mask)
+    _monitor_all(state.monitor)  # breaks on DROP_ROWS: mask, process, detection_date change
+    store.commit(state)
+    shared, stored = set(shared_with_fit(store.current_path)), _stored_variables(store.current_path)
+    assert {"beta", "q25", "q75"} <= shared and not shared & stored
+    assert {"mask", "process", "detection_date", "x", "y"} <= stored
+    now, then = _to_dataset(state), _to_dataset(fitted)
+    for name in now.data_vars:  # shared: exactly the arrays that are the fitted state's
+        same = name in then and np.array_equal(now[name].values, then[name].values,
+                                               equal_nan=True)
+        assert (name in shared) == same, name
+    assert not np.array_equal(state.monitor.mask, fitted.monitor.mask)
+    loaded = load_state(store.current_path)
+    assert monitors_equal(loaded.monitor, state.monitor)
+    state.ledger.applied.append(AppliedDay(day="2023-02-01", items=["S9"], acquisitions=["A9"],
+                                           valid_pixels=1))
+    store.commit(state)
+    kept = store.kept()[0]  # the state replaced, in state/history/<tile>/
+    assert shared_with_fit(kept) and monitors_equal(load_state(kept).monitor, state.monitor)
+
+
+def test_a_state_of_an_earlier_fit_or_without_its_fitted_state_says_so(tmp_path, ndvi,
+                                                                      forest_mask):
+    """Refitted, altered or deleted: the fitted arrays a state shares are verified, and the
+    error names the fitted state and what to do; a corrupt current state is not
+    'recovered' from kept states of the same old fit."""
+    from forestwatch.state import FittedStateChangedError
+
+    store, fitted, state = _fitted_store(tmp_path, ndvi, forest_mask)
+    _monitor_all(state.monitor)
+    store.commit(state)
+    state.ledger.applied.append(AppliedDay(day="2023-02-01", items=["S9"], acquisitions=["A9"],
+                                           valid_pixels=1))
+    store.commit(state)
+    assert len(store.kept()) == 1
+    original = store.fitted_path.read_bytes()
+
+    refit = _state(_fit("IQR", dict(harmonic_order=1), dict(method="OLS"), ndvi, forest_mask))
+    save_state(refit, store.fitted_path)
+    with pytest.raises(FittedStateChangedError, match="fitted again since") as err:
+        _store(tmp_path).load_current()
+    assert str(store.fitted_path) in str(err.value) and "snakemake" in str(err.value)
+
+    store.fitted_path.unlink()
+    with pytest.raises(FittedStateChangedError, match="which is missing"):
+        load_state(store.current_path)
+
+    # the same fitted file with one of its shared arrays altered (its attributes unchanged)
+    store.fitted_path.write_bytes(original)
+    with netCDF4.Dataset(store.fitted_path, "a") as nc:
+        nc["q25"][0, 0] = nc["q25"][0, 0] + 1.0
+    with pytest.raises(FittedStateChangedError, match="not those the state was brought"):
+        load_state(store.current_path)
+    store.fitted_path.write_bytes(original)
+    assert monitors_equal(load_state(store.current_path).monitor, state.monitor)
+
+
+def test_the_layout_finds_the_fitted_state_of_a_current_or_kept_state(tmp_path):
+    from forestwatch.layout import RunLayout, fitted_state_of
+
+    layout = RunLayout(tmp_path / "run")
+    fitted = Path(layout.fitted_state("X1_Y2"))
+    assert fitted_state_of(layout.current_state("X1_Y2")) == fitted
+    assert fitted_state_of(Path(layout.kept_states("X1_Y2")) / "20260101T000000_2026-01-01.nc"
+                           ) == fitted
+    assert fitted_state_of(tmp_path / "elsewhere" / "X1_Y2.nc") is None

@@ -19,6 +19,18 @@ def run_root(run_name: str) -> Path:
     return Path("results") / run_name
 
 
+def fitted_state_of(state_file: str | Path) -> Path | None:
+    """The fitted state of the tile whose current or kept state is ``state_file``, in the
+    same run (:meth:`RunLayout.fitted_state`): a state brought forward takes its unchanged
+    arrays from it (:mod:`forestwatch.state._netcdf`). ``None`` for a file elsewhere."""
+    path = Path(state_file)
+    if path.parent.name == "current" and path.parent.parent.name == "state":
+        return path.parent.parent / "fitted" / path.name
+    if path.parent.parent.name == "history" and path.parent.parent.parent.name == "state":
+        return path.parent.parent.parent / "fitted" / f"{path.parent.name}.nc"
+    return None
+
+
 class RunLayout:
     """The folder layout of one run (:func:`run_root`)."""
 

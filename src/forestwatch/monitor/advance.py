@@ -40,7 +40,7 @@ from ..acquisitions import acquisition_key, resolve_reprocessed, solar_day, vers
 from ..alerts.ladder import CONFIRMED
 from ..grid import Tile
 from ..stac import load_reflectance
-from ..state import Ledger, Skip, TileState, TileStateStore
+from ..state import FittedStateChangedError, Ledger, Skip, TileState, TileStateStore
 from .forward import ReadAhead, UnreadablePolicy, monitor_days
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,10 @@ def _advance(store: TileStateStore, tile: Tile, cfg: dict, *, run: str, until: d
     result = TileUpdate(tile_id=tile.id, run=run)
     fitted_digest = store.fitted_digest()
     if not fresh:
-        state, result.recovered_from = store.load_current()
+        try:
+            state, result.recovered_from = store.load_current()
+        except FittedStateChangedError as err:  # its arrays went with the old fit
+            state = _ledger_only(store, err)
         if not state.ledger.descends_from(fitted_digest):
             until = max(until, state.ledger.last_day)
             log.warning("tile %s: the fit changed since this state was brought forward; "
@@ -301,6 +304,24 @@ def forward_items(state: TileState, items: Sequence[pystac.Item], tile: Tile, cf
     forwarded = monitor_days(state, plan.to_apply, tile, cfg, run=run, loader=loader,
                              threads=threads, policy=UnreadablePolicy.from_stac(cfg["stac"]))
     return plan, forwarded.applied
+
+
+@dataclass
+class _LedgerOnly:
+    """A current state of an earlier fit whose arrays cannot be read any more: its ledger
+    (from the file's attributes) is all a rebuild from the new fit needs of it."""
+
+    ledger: Ledger
+
+
+def _ledger_only(store: TileStateStore, err: FittedStateChangedError) -> _LedgerOnly:
+    """The ledger of a current state whose fitted arrays changed: a state of an earlier
+    fit, rebuilt from the new one by :func:`_advance`; ``err`` again if the ledger says it
+    descends from this very fit (then the fitted file was altered, not refitted)."""
+    ledger = store.peek_current_ledger()
+    if ledger.descends_from(store.fitted_digest()):
+        raise err
+    return _LedgerOnly(ledger)
 
 
 def _fresh_from_fit(store: TileStateStore, fitted_digest: str) -> TileState:

@@ -148,8 +148,9 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
               item_path: str | Path, collection: str, source: str | None,
               history_start: str) -> dict:
     """The STAC Item of one tile: its report COGs (``reports``: layer -> file) and its
-    current state, with what made them and from which source items (the state's ledger)."""
-    from ..state import read_provenance
+    current state (and the fitted state it takes its unchanged arrays from), with what made them and from which source items (the state's ledger)."""
+    from ..layout import fitted_state_of
+    from ..state import read_provenance, shared_with_fit
 
     item_path = Path(item_path)
     folder = item_path.parent
@@ -163,6 +164,10 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
                             roles=["data"], raster=True) for layer, p in reports.items()}
     assets["state"] = _asset(Path(state), folder, checksums, roles=["metadata"],
                              title="the nrt monitor's state (forestwatch state format)")
+    if shared_with_fit(state):  # the state is read with the fitted state it shares arrays with
+        assets["fitted_state"] = _asset(
+            fitted_state_of(state), folder, checksums, roles=["metadata"],
+            title="the fitted nrt monitor, whose unchanged arrays the state takes from it")
     sources = list(dict.fromkeys([*ledger.fit.items,
                                   *(i for e in ledger.applied for i in e.items)]))
     item = {

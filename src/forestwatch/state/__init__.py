@@ -1,6 +1,8 @@
 """A tile's monitoring state: who reads and writes it.
 
 * :mod:`forestwatch.state._netcdf` - the file format (:func:`save_state`, :func:`load_state`);
+  a current or kept state takes the arrays monitoring leaves unchanged from the tile's
+  fitted state (format 5), so it is read with it;
 * :mod:`forestwatch.state.ledger` - the :class:`Ledger` of what the monitor has seen;
 * :mod:`forestwatch.state.store` - :class:`TileStateStore`, the one writer of a tile's
   current state (``state/current/<tile>.nc``), its kept states and its register of
@@ -15,6 +17,7 @@ Writers: :func:`forestwatch.steps.fit` writes ``state/fitted/<tile>.nc``
 
 from ._netcdf import (
     FORMAT_VERSION,
+    FittedStateChangedError,
     MonitorMember,
     StateCorruptError,
     StateLayers,
@@ -25,6 +28,7 @@ from ._netcdf import (
     read_ledger,
     read_provenance,
     save_state,
+    shared_with_fit,
     software_versions,
     state_digest,
 )
@@ -32,7 +36,7 @@ from .ledger import AppliedDay, FitRecord, Ledger, Skip
 from .store import TileStateStore
 
 __all__ = [
-    "FORMAT_VERSION", "StateCorruptError", "TileState", "MonitorMember", "load_state", "save_state",
-    "read_ledger", "read_provenance", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
+    "FORMAT_VERSION", "StateCorruptError", "FittedStateChangedError", "TileState", "MonitorMember", "load_state", "save_state",
+    "read_ledger", "read_provenance", "shared_with_fit", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
     "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
 ]

@@ -16,8 +16,18 @@ loads without error. This module writes every attribute of the monitor instead:
   format version, ``metadata`` (JSON: tile id, index, monitor configuration, software
   versions, creation time, the forest mask's provenance (key ``forest_mask``, absent in
   states written before it was recorded: read as ``{}``)) and ``ledger`` (JSON: :class:`~forestwatch.state.ledger.Ledger`);
-* ``content_sha256`` is a digest of all of the above; :func:`load_state` recomputes it and
-  raises :class:`StateCorruptError` when a file was truncated or altered.
+* ``array_sha256`` (JSON) holds a SHA-256 of each variable and coordinate (its name,
+  dtype, shape and bytes) and ``content_sha256`` a digest of the global attributes, these
+  included; :func:`load_state` recomputes both and raises :class:`StateCorruptError`
+  when a file was truncated or altered;
+* a state brought forward from a fit (:meth:`~forestwatch.state.TileStateStore.commit`)
+  does not store the arrays that are still bit for bit those of its fitted state (nrt's
+  ``beta`` and bands, which monitoring never changes: ~80 % of a state's compressed
+  bytes): the JSON attribute ``shared_arrays`` names them and the fitted state's
+  ``content_sha256``, and they are read from the fitted state
+  (``state/fitted/<tile>.nc``, :func:`forestwatch.layout.fitted_state_of`) and verified
+  against this file's ``array_sha256``. A fitted state replaced since (a refit) makes
+  such a state unloadable (:class:`FittedStateChangedError`): it belongs to the old fit.
 
 * the tile's alert layers (:class:`~forestwatch.alerts.ladder.AlertLayers`) are variables
   ``alert_<name>`` beside the monitor's arrays;
@@ -31,8 +41,11 @@ Variables are compressed with zstd (``_COMPRESSION``; zlib in states written bef
 it, which still load).
 
 Format versions: 1 kept the ledger inside ``metadata``; 2 has its own ``ledger`` attribute
-and records the fitted state a state descends from; 3 adds the alert layers; 4 (this
-version) adds consensus states (a one-monitor state is written as in version 3). Older files still load: a version-1 ledger is converted on reading, and the alert
+and records the fitted state a state descends from; 3 adds the alert layers; 4 adds
+consensus states (a one-monitor state is written as in version 3); 5 (this version) has a
+digest per array (``array_sha256``) and shares the unchanged fitted arrays with the fitted
+state (``shared_arrays``); versions 1-4 have one ``content_sha256`` over the attributes
+and every array's bytes. Older files still load: a version-1 ledger is converted on reading, and the alert
 layers of a version-1 or 2 state are rebuilt from nrt's mask and detection date
 (:meth:`AlertLayers.from_monitor`: confirmed breaks stay confirmed; anomalies before the
 upgrade are not known). They are written back as version 3.
@@ -57,9 +70,11 @@ from ..config import monitor_class
 from ..io import atomic_path
 from .ledger import Ledger
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: versions this module reads (older ones are converted on load)
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+#: the first version with a digest per array and arrays shared with the fitted state
+_PER_ARRAY_VERSION = 5
 _COORD_ATTRS = ("x", "y")
 #: prefix of the alert layers' variables
 _ALERT_PREFIX = "alert_"
@@ -69,6 +84,11 @@ _MEMBER_PREFIX = "member"
 
 class StateCorruptError(RuntimeError):
     """A state file is unreadable, truncated or fails its checksum."""
+
+
+class FittedStateChangedError(StateCorruptError):
+    """A state takes arrays from its tile's fitted state, and that fitted state is missing
+    or is not the one it was brought forward from (the tile was fitted again since)."""
 
 
 @dataclass
@@ -243,9 +263,37 @@ def _to_dataset(state: TileState) -> xr.Dataset:
 
 
 def _digest(ds: xr.Dataset) -> str:
-    """``content_sha256`` of a dataset: its attributes but that one, then each variable
-    and coordinate (name, dtype, shape, bytes) in the order of their names."""
+    """``content_sha256`` of a dataset of format 1-4: its attributes but that one, then
+    each variable and coordinate (name, dtype, shape, bytes) in the order of their names."""
     return _digest_of(ds.attrs, ((name, ds[name].values) for name in _digest_order(ds)))
+
+
+def _array_digest(name: str, values: np.ndarray) -> str:
+    """A format-5 ``array_sha256`` entry: SHA-256 of an array's name, dtype, shape and bytes."""
+    arr = np.ascontiguousarray(values)
+    h = hashlib.sha256()
+    h.update(name.encode())
+    h.update(str(arr.dtype).encode())
+    h.update(str(arr.shape).encode())
+    h.update(arr.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _array_digests(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """:func:`_array_digest` of each array, on two threads (hashlib releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2, thread_name_prefix="forestwatch-digest") as pool:
+        return dict(zip(arrays, pool.map(_array_digest, arrays, arrays.values()), strict=True))
+
+
+def _attrs_digest(attrs: dict) -> str:
+    """A format-5 ``content_sha256``: the global attributes but that one (``array_sha256``
+    among them, so every array is covered through its own digest)."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in attrs if k != "content_sha256"):
+        h.update(f"{key}={attrs[key]}".encode())
+    return h.hexdigest()
 
 
 def _digest_order(ds: xr.Dataset) -> list[str]:
@@ -268,8 +316,8 @@ def _digest_of(attrs: dict, arrays) -> str:
 
 
 class _DigestBeside:
-    """:func:`_digest_of` computed in a thread while the caller reads the file
-    (:func:`_read_verified`).
+    """:func:`_digest_of` (``per_array``: :func:`_array_digest` of each array, a dict)
+    computed in a thread while the caller reads the file (:func:`_read_verified`).
 
     hashlib and netCDF4's reads both release the GIL, so on two cores the
     SHA-256 of a state (~55 ms for the 59 MiB of a 1000 x 1000 px tile, a twentieth of a
@@ -282,14 +330,14 @@ class _DigestBeside:
 
     _DONE = object()
 
-    def __init__(self, attrs: dict) -> None:
+    def __init__(self, attrs: dict, *, per_array: bool = False) -> None:
         import queue
 
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._digest: list[str] = []
+        self._digest: list = []
         self._error: list[BaseException] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._run, args=(dict(attrs),),
+        self._thread = threading.Thread(target=self._run, args=(dict(attrs), per_array),
                                         name="forestwatch-digest", daemon=True)
         self._thread.start()
 
@@ -297,9 +345,13 @@ class _DigestBeside:
         while (item := self._queue.get()) is not self._DONE:
             yield item
 
-    def _run(self, attrs: dict) -> None:
+    def _run(self, attrs: dict, per_array: bool) -> None:
         try:
-            self._digest.append(_digest_of(attrs, self._arrays()))
+            if per_array:
+                self._digest.append({name: _array_digest(name, values)
+                                     for name, values in self._arrays()})
+            else:
+                self._digest.append(_digest_of(attrs, self._arrays()))
         except BaseException as err:  # re-raised by result()
             self._error.append(err)
             while self._queue.get() is not self._DONE:  # let add() go on
@@ -313,7 +365,7 @@ class _DigestBeside:
             self._closed = True
             self._queue.put(self._DONE)
 
-    def result(self) -> str:
+    def result(self) -> str | dict[str, str]:
         self.close()
         self._thread.join()
         if self._error:
@@ -342,15 +394,29 @@ _COMPRESSION = {"compression": "zstd", "complevel": 1} if _ZSTD else {"zlib": Tr
 _HDF5_LOCK = threading.RLock()
 
 
-def save_state(state: TileState, path: str | Path) -> str:
+def save_state(state: TileState, path: str | Path, *,
+               share_with: str | Path | None = None) -> str:
     """Write ``state`` to ``path`` atomically; return its content digest.
 
-    The digest is an attribute of the file, so it is computed before the write: the file
-    is written once, in one open, and never reopened to add it (a reopen in append mode
-    of the file just written failed in one CI run with an HDF error, daily jobs running
-    as threads of one process)."""
+    With ``share_with``, the tile's fitted state (a format-5 file), the arrays that are
+    bit for bit that file's (same name and ``array_sha256``) are not written but named in
+    ``shared_arrays``: a state brought forward stores what monitoring changed.
+
+    The digests are attributes of the file, so they are computed before the write: the
+    file is written once, in one open, and never reopened to add them (a reopen in append
+    mode of the file just written failed in one CI run with an HDF error, daily jobs
+    running as threads of one process)."""
     ds = _to_dataset(state)
-    content = _digest(ds)
+    digests = _array_digests({name: ds[name].values for name in _digest_order(ds)})
+    ds.attrs["array_sha256"] = json.dumps(digests, sort_keys=True)
+    if share_with is not None:
+        fitted_content, fitted_digests = _array_digests_of(share_with)
+        shared = sorted(n for n in ds.data_vars if fitted_digests.get(n) == digests[n])
+        if shared:
+            ds.attrs["shared_arrays"] = json.dumps(
+                {"fitted_sha256": fitted_content, "names": shared}, sort_keys=True)
+            ds = ds.drop_vars(shared)
+    content = _attrs_digest(ds.attrs)
     ds.attrs["content_sha256"] = content
     encoding = {name: dict(_COMPRESSION) for name in ds.data_vars}
     with atomic_path(path) as tmp, _HDF5_LOCK:
@@ -358,12 +424,29 @@ def save_state(state: TileState, path: str | Path) -> str:
     return content
 
 
-def _read_verified(path: Path) -> xr.Dataset:
-    """The state file's dataset, loaded; :class:`StateCorruptError` if it is not intact."""
+def _array_digests_of(path: str | Path) -> tuple[str, dict[str, str]]:
+    """(``content_sha256``, ``array_sha256``) of a state file, from its attributes (not
+    verified: what is shared with it is verified on each load); ``("", {})`` for a file
+    without per-array digests (format 1-4) or with arrays of its own shared elsewhere."""
+    import netCDF4
+
+    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
+        names = nc.ncattrs()
+        if "array_sha256" not in names or "shared_arrays" in names:
+            return "", {}
+        return str(nc.getncattr("content_sha256")), json.loads(nc.getncattr("array_sha256"))
+
+
+def _read_verified(path: Path, fitted: str | Path | None = None) -> xr.Dataset:
+    """The state file's dataset, loaded, with the arrays it shares with its fitted state
+    (``fitted``; by default where :func:`forestwatch.layout.fitted_state_of` says);
+    :class:`StateCorruptError` if it is not intact."""
     try:
         with _HDF5_LOCK, xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
                                          decode_times=False) as src:
-            digest = _DigestBeside(src.attrs)
+            version = src.attrs.get("forestwatch_format_version")
+            per_array = isinstance(version, (int, np.integer)) and version >= _PER_ARRAY_VERSION
+            digest = _DigestBeside(src.attrs, per_array=per_array)
             try:
                 for name in _digest_order(src):  # each array hashed while the next is read
                     digest.add(name, src[name].load().values)
@@ -380,20 +463,71 @@ def _read_verified(path: Path) -> xr.Dataset:
                "compression, which this installation's netCDF4 cannot decode: install "
                "netCDF4 from its wheels, `pip install --force-reinstall netCDF4`.)")
         ) from err
-    version = ds.attrs.get("forestwatch_format_version")
     if version not in READABLE_VERSIONS:
         raise StateCorruptError(
             f"state file {str(path)!r} has format version {version!r}; this forestwatch "
             f"reads versions {', '.join(map(str, READABLE_VERSIONS))}. If it was written by a "
             "newer forestwatch, upgrade; otherwise refit the tile (delete it and run snakemake)."
         )
-    expected = ds.attrs.get("content_sha256")
-    if expected != content:
+    if per_array:
+        expected = json.loads(ds.attrs.get("array_sha256", "{}"))
+        shared = json.loads(ds.attrs.get("shared_arrays", '{"names": []}'))
+        intact = (ds.attrs.get("content_sha256") == _attrs_digest(ds.attrs)
+                  and set(expected) == set(content) | set(shared["names"])
+                  and all(expected[name] == d for name, d in content.items()))
+    else:
+        intact = ds.attrs.get("content_sha256") == content
+    if not intact:
         raise StateCorruptError(
             f"state file {str(path)!r} fails its checksum: its content was altered or "
             "partially written. Restore it from the previous state or refit the tile."
         )
+    if per_array and shared["names"]:
+        _add_shared(ds, path, fitted, shared, expected)
     return ds
+
+
+def _add_shared(ds: xr.Dataset, path: Path, fitted: str | Path | None, shared: dict,
+                expected: dict[str, str]) -> None:
+    """Read the arrays ``shared["names"]`` of ``path`` from its fitted state into ``ds``,
+    each verified against ``expected`` (the state's ``array_sha256``)."""
+    if fitted is None:
+        from ..layout import fitted_state_of
+
+        fitted = fitted_state_of(path)
+    names = shared["names"]
+    what = (f"state file {str(path)!r} takes {len(names)} unchanged array(s) "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) from its tile's "
+            f"fitted state {str(fitted)!r}")
+    if fitted is None or not Path(fitted).exists():
+        raise FittedStateChangedError(
+            f"{what}, which is missing. Restore that file (it is never rewritten, only "
+            "replaced by a new fit), or rerun `snakemake` to fit the tile again: its states "
+            "are then rebuilt from the new fit.")
+    try:
+        with _HDF5_LOCK, xr.open_dataset(fitted, engine="netcdf4", mask_and_scale=False,
+                                         decode_times=False) as src:
+            found = src.attrs.get("content_sha256")
+            digest = _DigestBeside({}, per_array=True)
+            arrays = {}
+            try:
+                for name in names:
+                    if name in src.data_vars:
+                        arrays[name] = (src[name].dims, src[name].load().values)
+                        digest.add(name, arrays[name][1])
+            finally:
+                got = digest.result()
+    except Exception as err:
+        raise FittedStateChangedError(f"{what}, which cannot be read ({err}). Rerun "
+                                      "`snakemake` to fit the tile again.") from err
+    if set(got) != set(names) or any(got[n] != expected[n] for n in names):
+        raise FittedStateChangedError(
+            f"{what}, and that file's arrays are not those the state was brought forward "
+            f"with (fitted state {shared['fitted_sha256'][:12]}..., found "
+            f"{str(found)[:12]}...): the tile was fitted again since. Rerun `snakemake` (or "
+            "the daily run): the tile's state is rebuilt from the new fit.")
+    for name, (dims, values) in arrays.items():
+        ds[name] = (dims, values)
 
 
 def _ledger_of(ds: xr.Dataset) -> Ledger:
@@ -418,15 +552,20 @@ def _monitor_from(ds: xr.Dataset, cls_name: str, scalars: dict, prefix: str = ""
     return monitor
 
 
-def load_state(path: str | Path) -> TileState:
-    """Read a state file; raise :class:`StateCorruptError` if it is not intact."""
-    return load_verified(path)[0]
+def load_state(path: str | Path, *, fitted: str | Path | None = None) -> TileState:
+    """Read a state file; raise :class:`StateCorruptError` if it is not intact.
+
+    ``fitted``: the tile's fitted state, which a state brought forward shares its
+    unchanged arrays with; by default the one beside it in its run's layout
+    (:func:`forestwatch.layout.fitted_state_of`)."""
+    return load_verified(path, fitted=fitted)[0]
 
 
-def load_verified(path: str | Path) -> tuple[TileState, str]:
+def load_verified(path: str | Path, *, fitted: str | Path | None = None
+                  ) -> tuple[TileState, str]:
     """:func:`load_state` and the content digest it verified, from the one open of the
     file (the store records which file it verified without opening it again)."""
-    ds = _read_verified(Path(path))
+    ds = _read_verified(Path(path), fitted)
     meta = json.loads(ds.attrs["metadata"])
     first = _monitor_from(ds, ds.attrs["monitor_class"], json.loads(ds.attrs["monitor_attributes"]))
     consensus = json.loads(ds.attrs["consensus"]) if "consensus" in ds.attrs else None
@@ -487,10 +626,12 @@ class StateLayers:
     is_consensus: bool = False
 
 
-def read_layers(path: str | Path, names: tuple[str, ...]) -> StateLayers:
+def read_layers(path: str | Path, names: tuple[str, ...], *,
+                fitted: str | Path | None = None) -> StateLayers:
     """The monitor arrays ``names`` of an intact state file (a name the monitor does not
-    have, e.g. ``detection_date`` before any break, is ``None``)."""
-    ds = _read_verified(Path(path))
+    have, e.g. ``detection_date`` before any break, is ``None``); ``fitted`` as in
+    :func:`load_state`."""
+    ds = _read_verified(Path(path), fitted)
     return StateLayers(
         layers={n: np.ascontiguousarray(ds[n].values) if n in ds.data_vars else None
                 for n in names},
@@ -525,6 +666,17 @@ def read_provenance(path: str | Path) -> tuple[dict, Ledger, str]:
         meta = json.loads(nc.getncattr("metadata")) if "metadata" in nc.ncattrs() else {}
     meta.pop("applied", None), meta.pop("history", None), meta.pop("skipped", None)
     return meta, ledger, digest
+
+
+def shared_with_fit(path: str | Path) -> list[str]:
+    """The arrays a state file takes from its tile's fitted state (from its attributes;
+    not verified); ``[]`` for a state that stores all of its own."""
+    import netCDF4
+
+    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
+        if "shared_arrays" not in nc.ncattrs():
+            return []
+        return list(json.loads(nc.getncattr("shared_arrays"))["names"])
 
 
 def state_digest(path: str | Path) -> str:

@@ -9,7 +9,9 @@ A commit keeps the state it replaces in ``state/history/<tile>/`` (a hard link, 
 ``<UTC time>_<last monitored day>.nc``, pruned to ``operational.keep_states``): a
 late acquisition can be replayed from a state before it, and a current state found
 corrupt is replaced by the newest intact kept one. The fitted state
-(``state/fitted/<tile>.nc``, :func:`forestwatch.steps.fit`) is only ever read here.
+(``state/fitted/<tile>.nc``, :func:`forestwatch.steps.fit`) is only ever read here; the
+current and kept states take the arrays monitoring leaves unchanged from it (``share_with``
+of :func:`~forestwatch.state.save_state`), so a commit writes and keeps only what changed.
 
 The store also keeps the tile's *unreadable-asset register* (``state/unreadable/<tile>.json``):
 assets the daily run could not read yet, since which day and in how many runs, so that a
@@ -28,6 +30,7 @@ from pathlib import Path
 from ..io import write_json
 from ..layout import RunLayout
 from ._netcdf import (
+    FittedStateChangedError,
     StateCorruptError,
     TileState,
     load_state,
@@ -80,15 +83,19 @@ class TileStateStore:
     def load_current(self) -> tuple[TileState, str | None]:
         """The current state, or the newest intact kept state when the current one is
         corrupt. Returns (state, name of the kept state used or None); raises
-        :class:`StateCorruptError` when no intact state is left."""
+        :class:`StateCorruptError` when no intact state is left, and
+        :class:`FittedStateChangedError` when the current state belongs to an earlier fit
+        (its kept states do too)."""
         try:
-            state, self._verified = load_verified(self.current_path)
+            state, self._verified = load_verified(self.current_path, fitted=self.fitted_path)
             return state, None
+        except FittedStateChangedError:
+            raise
         except StateCorruptError as err:
             log.error("%s", err)
             for kept in self.kept():
                 try:
-                    state = load_state(kept)
+                    state = load_state(kept, fitted=self.fitted_path)
                 except StateCorruptError as err2:
                     log.error("%s", err2)
                     continue
@@ -111,7 +118,7 @@ class TileStateStore:
             if (ledger.last_day < day and ledger.descends_from(fitted_digest)
                     and current.starts_with(ledger)):
                 try:
-                    return load_state(kept), kept.name
+                    return load_state(kept, fitted=self.fitted_path), kept.name
                 except StateCorruptError as err:
                     log.error("%s", err)
         fitted = self.load_fitted()
@@ -133,7 +140,8 @@ class TileStateStore:
                 kept = self.kept_dir / f"{stamp}_{previous.last_day}.nc"
                 if not kept.exists():
                     os.link(self.current_path, kept)
-        digest = save_state(state, self.current_path)
+        digest = save_state(state, self.current_path,
+                            share_with=self.fitted_path if self.fitted_path.exists() else None)
         self._verified = digest
         for old in self.kept()[self.keep:]:
             old.unlink()
@@ -148,7 +156,7 @@ class TileStateStore:
         if digest == self._verified:
             return ledger
         try:
-            load_state(self.current_path)
+            load_state(self.current_path, fitted=self.fitted_path)
         except StateCorruptError:
             return None
         return ledger
