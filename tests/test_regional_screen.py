@@ -187,6 +187,11 @@ def test_seasonal_amplitude_equals_nrts_predictions(params):
     expected = predicted.max(axis=0) - predicted.min(axis=0)
     np.testing.assert_allclose(seasonal_amplitude(monitor), expected, rtol=1e-5, atol=1e-6)
     assert float(expected.max()) > 0.05  # a seasonal signal, not zeros on both sides
+    monitor.beta[:, 0, 0] = np.nan  # a pixel without a fit: no amplitude, not a stratum
+    monitor.beta[1, 0, 1] = np.nan
+    amplitude = seasonal_amplitude(monitor)
+    assert amplitude[0, 0] == amplitude[0, 1] == -np.inf
+    np.testing.assert_allclose(amplitude[1:], expected[1:], rtol=1e-5, atol=1e-6)
 
 
 def test_otsu_threshold_separates_two_modes():

@@ -116,6 +116,9 @@ def _warm_one(cfg: dict, threads: int = 1) -> float:
     monitor = build_monitor(cfg["monitor"], np.ones((8, 8), dtype=np.uint8))
     fit_monitor(monitor, cfg, index, cube, threads)
     monitor.monitor(array=np.ascontiguousarray(values[-1]), date=dt.datetime(2022, 1, 1))
+    from .regional import seasonal_amplitude
+
+    seasonal_amplitude(monitor)  # the regional screen's seasonality strata
     return time.perf_counter() - t0
 
 
