@@ -162,7 +162,9 @@ def test_fast_forward_rerun_never_rewinds_a_state_the_daily_run_moved(daily_done
 
 def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
     """Changing the monitor refits; the current state is rebuilt from the new fit up to
-    the last day the daily runs had reached, not only to fast_forward.until."""
+    the last day the daily runs had reached, not only to fast_forward.until. The new fit's
+    arrays differ (another harmonic order), so the old current state, which takes them
+    from the fitted state, cannot be loaded any more: its ledger is all the rebuild needs."""
     src, _, _ = daily_done
     workdir = tmp_path / "refit"
     shutil.copytree(src, workdir, ignore=shutil.ignore_patterns("locks"))
@@ -171,11 +173,13 @@ def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
     old = {t: load_state(layout.current_state(t)) for t in TILES}
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["monitor"]["params"]["sensitivity"] = 3.0
+    cfg["monitor"]["params"]["harmonic_order"] = old[TILES[0]].monitor.harmonic_order + 1
     cfg_path.write_text(yaml.safe_dump(cfg))
     proc = snakemake(workdir, cfg_path, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for tile in TILES:
         new = load_state(layout.current_state(tile))
+        assert new.monitor.beta.shape[0] == old[tile].monitor.beta.shape[0] + 2
         assert new.ledger.last_day == old[tile].ledger.last_day  # as far as it had come
         assert [e.day for e in new.ledger.applied] == [e.day for e in old[tile].ledger.applied]
         assert new.ledger.fitted_from != old[tile].ledger.fitted_from

@@ -731,7 +731,7 @@ def test_a_state_of_an_earlier_fit_or_without_its_fitted_state_says_so(tmp_path,
     """Refitted, altered or deleted: the fitted arrays a state shares are verified, and the
     error names the fitted state and what to do; a corrupt current state is not
     'recovered' from kept states of the same old fit."""
-    from forestwatch.state import FittedStateChangedError
+    from forestwatch.state import FittedStateChangedError, shared_with_fit
 
     store, fitted, state = _fitted_store(tmp_path, ndvi, forest_mask)
     _monitor_all(state.monitor)
@@ -759,6 +759,12 @@ def test_a_state_of_an_earlier_fit_or_without_its_fitted_state_says_so(tmp_path,
     with pytest.raises(FittedStateChangedError, match="not those the state was brought"):
         load_state(store.current_path)
     store.fitted_path.write_bytes(original)
+    assert monitors_equal(load_state(store.current_path).monitor, state.monitor)
+
+    # a fitted state that cannot be read does not stop a commit: the state is written whole
+    store.fitted_path.write_bytes(original[:1000])
+    store.commit(state)
+    assert not shared_with_fit(store.current_path)
     assert monitors_equal(load_state(store.current_path).monitor, state.monitor)
 
 

@@ -433,14 +433,19 @@ def save_state(state: TileState, path: str | Path, *,
 def _array_digests_of(path: str | Path) -> tuple[str, dict[str, str]]:
     """(``content_sha256``, ``array_blake3``) of a state file, from its attributes (not
     verified: what is shared with it is verified on each load); ``("", {})`` for a file
-    without per-array digests (format 1-4) or with arrays of its own shared elsewhere."""
+    without per-array digests (format 1-4), with arrays of its own shared elsewhere, or
+    that cannot be read (a state is then written whole rather than not at all)."""
     import netCDF4
 
-    with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
-        names = nc.ncattrs()
-        if "array_blake3" not in names or "shared_arrays" in names:
-            return "", {}
-        return str(nc.getncattr("content_sha256")), json.loads(nc.getncattr("array_blake3"))
+    try:
+        with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
+            names = nc.ncattrs()
+            if "array_blake3" not in names or "shared_arrays" in names:
+                return "", {}
+            return (str(nc.getncattr("content_sha256")),
+                    json.loads(nc.getncattr("array_blake3")))
+    except (OSError, ValueError, KeyError):
+        return "", {}
 
 
 def _read_verified(path: Path, fitted: str | Path | None = None) -> xr.Dataset:
@@ -476,11 +481,14 @@ def _read_verified(path: Path, fitted: str | Path | None = None) -> xr.Dataset:
             "newer forestwatch, upgrade; otherwise refit the tile (delete it and run snakemake)."
         )
     if per_array:
-        expected = json.loads(ds.attrs.get("array_blake3", "{}"))
-        shared = json.loads(ds.attrs.get("shared_arrays", '{"names": []}'))
-        intact = (ds.attrs.get("content_sha256") == _attrs_digest(ds.attrs)
-                  and set(expected) == set(content) | set(shared["names"])
-                  and all(expected[name] == d for name, d in content.items()))
+        try:
+            expected = json.loads(ds.attrs.get("array_blake3", "{}"))
+            shared = json.loads(ds.attrs.get("shared_arrays", '{"names": []}'))
+            intact = (ds.attrs.get("content_sha256") == _attrs_digest(ds.attrs)
+                      and set(expected) == set(content) | set(shared["names"])
+                      and all(expected[name] == d for name, d in content.items()))
+        except (ValueError, TypeError, KeyError):  # attributes that are not this format's
+            intact = False
     else:
         intact = ds.attrs.get("content_sha256") == content
     if not intact:
@@ -530,8 +538,10 @@ def _add_shared(ds: xr.Dataset, path: Path, fitted: str | Path | None, shared: d
         raise FittedStateChangedError(
             f"{what}, and that file's arrays are not those the state was brought forward "
             f"with (fitted state {shared['fitted_sha256'][:12]}..., found "
-            f"{str(found)[:12]}...): the tile was fitted again since. Rerun `snakemake` (or "
-            "the daily run): the tile's state is rebuilt from the new fit.")
+            f"{str(found)[:12]}...): the tile was fitted again since, or the fitted state "
+            "is damaged. Rerun `snakemake` (or the daily run): a state of an earlier fit is "
+            "rebuilt from the new one. If the tile was not fitted again, restore the fitted "
+            "state, or delete it and rerun `snakemake` to fit the tile again.")
     for name, (dims, values) in arrays.items():
         ds[name] = (dims, values)
 
