@@ -20,7 +20,7 @@ from conftest import REPO, deploy, small_config
 
 from forestwatch.layout import RunLayout
 from forestwatch.runlock import EXIT_LOCKED, acquire
-from forestwatch.state import load_state, monitors_equal
+from forestwatch.state import TileStateStore, load_state, monitors_equal, read_ledger
 
 pytestmark = pytest.mark.workflow
 
@@ -171,6 +171,12 @@ def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
     cfg_path = workdir / "config.yaml"
     layout = _layout(workdir)
     old = {t: load_state(layout.current_state(t)) for t in TILES}
+    # one tile's current state is also damaged: its kept states, of the old fit, cannot
+    # stand in for it, so it is rebuilt from the new fit as far as its newest kept state
+    damaged = TILES[1]
+    kept_last = read_ledger(TileStateStore(layout, damaged).kept()[0])[0].last_day
+    current = Path(layout.current_state(damaged))
+    current.write_bytes(current.read_bytes()[:5000])
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["monitor"]["params"]["sensitivity"] = 3.0
     cfg["monitor"]["params"]["harmonic_order"] = old[TILES[0]].monitor.harmonic_order + 1
@@ -180,8 +186,12 @@ def test_a_refit_rebuilds_the_state_as_far_as_it_had_come(daily_done, tmp_path):
     for tile in TILES:
         new = load_state(layout.current_state(tile))
         assert new.monitor.beta.shape[0] == old[tile].monitor.beta.shape[0] + 2
-        assert new.ledger.last_day == old[tile].ledger.last_day  # as far as it had come
-        assert [e.day for e in new.ledger.applied] == [e.day for e in old[tile].ledger.applied]
+        if tile == damaged:
+            assert kept_last <= new.ledger.last_day <= old[tile].ledger.last_day
+        else:
+            assert new.ledger.last_day == old[tile].ledger.last_day  # as far as it had come
+            assert [e.day for e in new.ledger.applied] == [e.day
+                                                          for e in old[tile].ledger.applied]
         assert new.ledger.fitted_from != old[tile].ledger.fitted_from
         assert new.monitor.sensitivity == 3.0
         assert "rebuilding it from the new fit" in Path(layout.log("tile_state", tile)).read_text()

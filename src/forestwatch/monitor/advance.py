@@ -40,7 +40,7 @@ from ..acquisitions import acquisition_key, resolve_reprocessed, solar_day, vers
 from ..alerts.ladder import CONFIRMED
 from ..grid import Tile
 from ..stac import load_reflectance
-from ..state import FittedStateChangedError, Ledger, Skip, TileState, TileStateStore
+from ..state import Ledger, Skip, StateCorruptError, TileState, TileStateStore
 from .forward import ReadAhead, UnreadablePolicy, monitor_days
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,8 @@ def _advance(store: TileStateStore, tile: Tile, cfg: dict, *, run: str, until: d
     if not fresh:
         try:
             state, result.recovered_from = store.load_current()
-        except FittedStateChangedError as err:  # its arrays went with the old fit
-            state = _ledger_only(store, err)
+        except StateCorruptError as err:  # of an earlier fit (its arrays went with it)?
+            state = _ledger_only(store, fitted_digest, err)
         if not state.ledger.descends_from(fitted_digest):
             until = max(until, state.ledger.last_day)
             log.warning("tile %s: the fit changed since this state was brought forward; "
@@ -308,20 +308,24 @@ def forward_items(state: TileState, items: Sequence[pystac.Item], tile: Tile, cf
 
 @dataclass
 class _LedgerOnly:
-    """A current state of an earlier fit whose arrays cannot be read any more: its ledger
-    (from the file's attributes) is all a rebuild from the new fit needs of it."""
+    """A state of an earlier fit that cannot be loaded any more: its ledger (from the
+    file's attributes) is all a rebuild from the new fit needs of it."""
 
     ledger: Ledger
 
 
-def _ledger_only(store: TileStateStore, err: FittedStateChangedError) -> _LedgerOnly:
-    """The ledger of a current state whose fitted arrays changed: a state of an earlier
-    fit, rebuilt from the new one by :func:`_advance`; ``err`` again if the ledger says it
-    descends from this very fit (then the fitted file was altered, not refitted)."""
-    ledger = store.peek_current_ledger()
-    if ledger.descends_from(store.fitted_digest()):
-        raise err
-    return _LedgerOnly(ledger)
+def _ledger_only(store: TileStateStore, fitted_digest: str,
+                 err: StateCorruptError) -> _LedgerOnly:
+    """The ledger of the tile's newest state whose attributes can be read (the current
+    one, else a kept one), when it descends from an earlier fit: such a state takes its
+    arrays from a fitted state that was replaced (format 5), so it cannot be loaded, and
+    :func:`_advance` rebuilds it from the new fit. ``err`` again when that ledger is of
+    this very fit (a damaged state or fitted state, not a refit) or none can be read."""
+    for ledger in store.peek_ledgers():
+        if ledger.descends_from(fitted_digest):
+            raise err
+        return _LedgerOnly(ledger)
+    raise err
 
 
 def _fresh_from_fit(store: TileStateStore, fitted_digest: str) -> TileState:

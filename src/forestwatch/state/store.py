@@ -76,6 +76,16 @@ class TileStateStore:
         read while the state loads (:class:`forestwatch.monitor.forward.ReadAhead`)."""
         return read_ledger(self.current_path)[0]
 
+    def peek_ledgers(self):
+        """The ledgers of the current state, then of the kept states newest first, from
+        the files' attributes alone (**not verified**), passing over files whose
+        attributes cannot be read: what a state that cannot be loaded had reached."""
+        for path in [self.current_path, *self.kept()]:
+            try:
+                yield read_ledger(path)[0]
+            except (OSError, ValueError, KeyError):
+                continue
+
     def kept(self) -> list[Path]:
         """Kept previous states, newest first (their names sort by time)."""
         return sorted(self.kept_dir.glob("*.nc"), reverse=True) if self.kept_dir.exists() else []
