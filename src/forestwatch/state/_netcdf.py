@@ -87,8 +87,9 @@ class StateCorruptError(RuntimeError):
 
 
 class FittedStateChangedError(StateCorruptError):
-    """A state takes arrays from its tile's fitted state, and that fitted state is missing
-    or is not the one it was brought forward from (the tile was fitted again since)."""
+    """A state takes arrays from its tile's fitted state, and that fitted state is missing,
+    unreadable or not the one it was brought forward from (the tile was fitted again
+    since, or the file was damaged)."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..io import write_json
@@ -76,7 +77,7 @@ class TileStateStore:
         read while the state loads (:class:`forestwatch.monitor.forward.ReadAhead`)."""
         return read_ledger(self.current_path)[0]
 
-    def peek_ledgers(self):
+    def peek_ledgers(self) -> Iterator[Ledger]:
         """The ledgers of the current state, then of the kept states newest first, from
         the files' attributes alone (**not verified**), passing over files whose
         attributes cannot be read: what a state that cannot be loaded had reached."""
