@@ -19,18 +19,6 @@ def run_root(run_name: str) -> Path:
     return Path("results") / run_name
 
 
-def fitted_state_of(state_file: str | Path) -> Path | None:
-    """The fitted state of the tile whose current or kept state is ``state_file``, in the
-    same run (:meth:`RunLayout.fitted_state`): a state brought forward takes its unchanged
-    arrays from it (:mod:`forestwatch.state._netcdf`). ``None`` for a file elsewhere."""
-    path = Path(state_file)
-    if path.parent.name == "current" and path.parent.parent.name == "state":
-        return path.parent.parent / "fitted" / path.name
-    if path.parent.parent.name == "history" and path.parent.parent.parent.name == "state":
-        return path.parent.parent.parent / "fitted" / f"{path.parent.name}.nc"
-    return None
-
-
 class RunLayout:
     """The folder layout of one run (:func:`run_root`)."""
 
@@ -226,4 +214,22 @@ def report_layer(folder: str | Path, layer: str) -> str:
     return os.path.join(str(folder), f"{layer}.tif")
 
 
-__all__ = ["RunLayout", "report_layer", "run_root"]
+def fitted_state_of(state_file: str | Path) -> Path | None:
+    """The fitted state of the tile whose current or kept state is ``state_file``, in the
+    same run (:meth:`RunLayout.fitted_state`): a state brought forward takes its unchanged
+    arrays from it (:mod:`forestwatch.state._netcdf`). ``None`` for a file elsewhere. The
+    run's root and the tile are those for which :class:`RunLayout` spells this path."""
+    path = Path(state_file)
+    parents = path.parents
+    if len(parents) > 2:  # <root>/state/current/<tile>.nc
+        layout = RunLayout(parents[2])
+        if Path(layout.current_state(path.stem)) == path:
+            return Path(layout.fitted_state(path.stem))
+    if len(parents) > 3:  # <root>/state/history/<tile>/<name>.nc
+        layout, tile = RunLayout(parents[3]), path.parent.name
+        if Path(layout.kept_states(tile)) == path.parent:
+            return Path(layout.fitted_state(tile))
+    return None
+
+
+__all__ = ["RunLayout", "fitted_state_of", "report_layer", "run_root"]

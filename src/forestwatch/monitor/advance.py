@@ -208,10 +208,11 @@ def _advance(store: TileStateStore, tile: Tile, cfg: dict, *, run: str, until: d
     if not fresh:
         try:
             state, result.recovered_from = store.load_current()
+            reached = state.ledger
         except StateCorruptError as err:  # of an earlier fit (its arrays went with it)?
-            state = _ledger_only(store, fitted_digest, err)
-        if not state.ledger.descends_from(fitted_digest):
-            until = max(until, state.ledger.last_day)
+            reached = _earlier_fit_ledger(store, fitted_digest, err)
+        if not reached.descends_from(fitted_digest):
+            until = max(until, reached.last_day)
             log.warning("tile %s: the fit changed since this state was brought forward; "
                         "rebuilding it from the new fit up to %s, every acquisition since "
                         "the fit read again", tile.id, until)
@@ -306,16 +307,8 @@ def forward_items(state: TileState, items: Sequence[pystac.Item], tile: Tile, cf
     return plan, forwarded.applied
 
 
-@dataclass
-class _LedgerOnly:
-    """A state of an earlier fit that cannot be loaded any more: its ledger (from the
-    file's attributes) is all a rebuild from the new fit needs of it."""
-
-    ledger: Ledger
-
-
-def _ledger_only(store: TileStateStore, fitted_digest: str,
-                 err: StateCorruptError) -> _LedgerOnly:
+def _earlier_fit_ledger(store: TileStateStore, fitted_digest: str,
+                        err: StateCorruptError) -> Ledger:
     """The ledger of the tile's newest state whose attributes can be read (the current
     one, else a kept one), when it descends from an earlier fit: such a state takes its
     arrays from a fitted state that was replaced (format 5), so it cannot be loaded, and
@@ -324,7 +317,7 @@ def _ledger_only(store: TileStateStore, fitted_digest: str,
     for ledger in store.peek_ledgers():
         if ledger.descends_from(fitted_digest):
             raise err
-        return _LedgerOnly(ledger)
+        return ledger
     raise err
 
 

@@ -148,7 +148,8 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
               item_path: str | Path, collection: str, source: str | None,
               history_start: str) -> dict:
     """The STAC Item of one tile: its report COGs (``reports``: layer -> file) and its
-    current state (and the fitted state it takes its unchanged arrays from), with what made them and from which source items (the state's ledger)."""
+    current state (and the fitted state it takes its unchanged arrays from), with what
+    made them and from which source items (the state's ledger)."""
     from ..layout import fitted_state_of
     from ..state import read_provenance, shared_with_fit
 

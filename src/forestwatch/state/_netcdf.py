@@ -269,6 +269,24 @@ def _digest(ds: xr.Dataset) -> str:
     return _digest_of(ds.attrs, ((name, ds[name].values) for name in _digest_order(ds)))
 
 
+def _hash_attrs(h, attrs: dict):
+    """``h`` (a hashlib-like object) updated with the global attributes but
+    ``content_sha256``, in the order of their names; returned."""
+    for key in sorted(k for k in attrs if k != "content_sha256"):
+        h.update(f"{key}={attrs[key]}".encode())
+    return h
+
+
+def _hash_array(h, name: str, values: np.ndarray) -> None:
+    """``h`` updated with an array's name, dtype, shape and bytes (without ``tobytes()``'s
+    copy)."""
+    arr = np.ascontiguousarray(values)
+    h.update(name.encode())
+    h.update(str(arr.dtype).encode())
+    h.update(str(arr.shape).encode())
+    h.update(arr.reshape(-1).view(np.uint8))
+
+
 def _array_digest(name: str, values: np.ndarray) -> str:
     """A format-5 ``array_blake3`` entry: BLAKE3 of an array's name, dtype, shape and bytes.
 
@@ -277,12 +295,8 @@ def _array_digest(name: str, values: np.ndarray) -> str:
     the CPU's SHA extensions), a tenth of a one-acquisition daily update."""
     import blake3
 
-    arr = np.ascontiguousarray(values)
     h = blake3.blake3()
-    h.update(name.encode())
-    h.update(str(arr.dtype).encode())
-    h.update(str(arr.shape).encode())
-    h.update(arr.reshape(-1).view(np.uint8))
+    _hash_array(h, name, values)
     return h.hexdigest()
 
 
@@ -297,10 +311,7 @@ def _array_digests(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 def _attrs_digest(attrs: dict) -> str:
     """A format-5 ``content_sha256``: the global attributes but that one (``array_blake3``
     among them, so every array is covered through its own digest)."""
-    h = hashlib.sha256()
-    for key in sorted(k for k in attrs if k != "content_sha256"):
-        h.update(f"{key}={attrs[key]}".encode())
-    return h.hexdigest()
+    return _hash_attrs(hashlib.sha256(), attrs).hexdigest()
 
 
 def _digest_order(ds: xr.Dataset) -> list[str]:
@@ -310,15 +321,9 @@ def _digest_order(ds: xr.Dataset) -> list[str]:
 def _digest_of(attrs: dict, arrays) -> str:
     """:func:`_digest` of ``attrs`` and ``arrays``, an iterable of (name, array) in
     :func:`_digest_order`."""
-    h = hashlib.sha256()
-    for key in sorted(k for k in attrs if k != "content_sha256"):
-        h.update(f"{key}={attrs[key]}".encode())
+    h = _hash_attrs(hashlib.sha256(), attrs)
     for name, values in arrays:
-        arr = np.ascontiguousarray(values)
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.reshape(-1).view(np.uint8))  # its bytes, without tobytes()' copy
+        _hash_array(h, name, values)
     return h.hexdigest()
 
 
