@@ -181,6 +181,121 @@ def test_reader_warps_each_file_onto_the_tile_and_reads_overviews_when_coarser(t
     assert not out["C"].any()
 
 
+def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_path,
+                                                                           monkeypatch, capfd):
+    """The reader's own GDAL calls (forestwatch._gdal: files opened, described and read
+    without rasterio) give the layers rasterio's reads give, and the same file infos:
+    bands of two dtypes, a 10 m file read from its overview onto a 20 m grid, nodata, two
+    files per slice, bilinear and nearest. A file whose data cannot be decoded is a
+    failure with GDAL's reason on either path; a file the direct path cannot open is too,
+    and GDAL prints nothing."""
+    import datetime
+    import os
+
+    import pystac
+    from rasterio.enums import Resampling
+
+    from forestwatch import _assets, _gdal
+
+    assert _gdal.library() is not None, "rasterio's GDAL not found: the direct path is off"
+    monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))  # infos kept, no block
+    rng = np.random.default_rng(5)
+    items = []
+    for n in range(3):
+        item = pystac.Item(f"i{n}", None, None, datetime.datetime(2024, 1, 1 + n), {})
+        for key, dtype, res in (("B", "uint16", 10), ("S", "uint8", 20)):
+            size = 6000 // res
+            data = rng.integers(1, 250 if dtype == "uint8" else 10_000, (size, size)).astype(dtype)
+            data[:, : size // 5] = 0  # nodata
+            path = tmp_path / f"{n}_{key}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
+                               dtype=dtype, crs="EPSG:32633", nodata=0, tiled=True,
+                               blockxsize=256, blockysize=256, compress="deflate",
+                               transform=Affine(res, 0, 500_000 + 700 * n, 0, -res,
+                                                5_600_000)) as dst:
+                dst.write(data, 1)
+                if res == 10:
+                    dst.build_overviews([2], Resampling.average)
+            item.add_asset(key, pystac.Asset(str(path)))
+        items.append(item)
+    slices = [[items[0], items[1]], [items[2]]]
+    tile = GeoBox((200, 200), Affine(20, 0, 500_950, 0, -20, 5_599_050), "EPSG:32633")
+    direct = []
+    raster_init = _gdal.Raster.__init__
+
+    def counted(self, *args, **kwargs):
+        direct.append(args[0])
+        raster_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(_gdal.Raster, "__init__", counted)
+
+    def load():
+        return _assets.read_slices(slices, asset_keys=["B", "S"], geobox=tile,
+                                   resampling={"B": "bilinear", "S": "nearest"},
+                                   gdal_opts={}, threads=2)
+
+    first, failures = load()  # infos and data through GDAL's own calls
+    assert failures == [] and len(direct) == 9  # the 10 m files at two levels
+    second, failures = load()  # infos known, data read again: one open per file
+    assert failures == [] and len(direct) == 15
+    monkeypatch.setattr(_gdal, "library", lambda: None)  # FORESTWATCH_DIRECT_GDAL=0
+    third, failures = load()  # data through rasterio
+    assert failures == [] and len(direct) == 15
+    monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))
+    fourth, failures = load()  # infos and data through rasterio
+    assert failures == [] and len(direct) == 15
+    for key in ("B", "S"):
+        for other in (second, third, fourth):
+            np.testing.assert_array_equal(other[key], first[key])
+        assert (first[key] == 0).any() and (first[key] != 0).all(axis=0).any()
+    monkeypatch.undo()
+    # what the reader knows of a file is the same from either
+    for item in items:
+        for asset in item.assets.values():
+            for level in (None, 0):
+                opts = {} if level is None else {"OVERVIEW_LEVEL": level}
+                try:
+                    src = rasterio.open(asset.href, **opts)
+                except rasterio.errors.RasterioIOError:
+                    continue  # the 20 m file has no overview
+                raster = _gdal.Raster(asset.href, level)
+                with src:
+                    assert _assets._FileInfo.of_gdal(raster.info()) == _assets._FileInfo.of(src)
+                raster.close()
+    monkeypatch.undo()
+    monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))
+    monkeypatch.setattr(_gdal.Raster, "__init__", counted)
+    load()  # the infos again, in this cache
+    # damage the first file's first overview block in place, keeping its size and time
+    # (the cache's key): its info is known, so only its data read fails
+    path = items[0].assets["B"].href
+    stat = os.stat(path)
+    with rasterio.open(path, OVERVIEW_LEVEL=0) as src:  # what the 20 m tile reads
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(64 * 1024))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    before = len(direct)
+    out, failures = load()
+    assert len(direct) > before
+    assert [href for href, _ in failures] == [path]
+    assert "failed" in failures[0][1]  # GDAL's reason (e.g. "IReadBlock failed at ...")
+    monkeypatch.setattr(_gdal, "library", lambda: None)
+    _, failures = load()
+    assert [href for href, _ in failures] == [path]
+    # a file gone since its info was read: the direct open fails, and says why
+    monkeypatch.undo()
+    monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))
+    # and not on stderr, where GDAL's own handler would print it past the logging filter
+    # that redacts signed URLs
+    capfd.readouterr()
+    _gdal.use_options({})
+    with pytest.raises(_gdal.GdalError, match="missing.tif"):
+        _gdal.Raster(str(tmp_path / "missing.tif"), None)
+    assert "missing.tif" not in capfd.readouterr().err
+
+
 def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms(monkeypatch):
     """The reader's pixel mapping (exact transforms at nodes fixed to the CRS, bilinear in
     between) is within a thousandth of a source pixel of transforming every pixel, across

@@ -581,8 +581,15 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from rasterio.env import get_gdal_config
 from forestwatch.grid import make_tiles
+from forestwatch import _gdal
 from forestwatch.stac import load_reflectance, search_items
 cfg, proxy, files = json.load(sys.stdin)
+direct = []  # files opened by the reader's own GDAL calls (forestwatch._gdal)
+raster_init = _gdal.Raster.__init__
+def counted(self, *args, **kwargs):
+    direct.append(args[0])
+    raster_init(self, *args, **kwargs)
+_gdal.Raster.__init__ = counted
 
 def load(tile):
     items = search_items(cfg["stac"], tile.bbox_lonlat(), "2022-11-01", "2022-11-30")
@@ -590,9 +597,11 @@ def load(tile):
         for asset in it.assets.values():
             asset.href = asset.href.replace(files, proxy)
     before = len(requests.get(proxy + "/_fault", timeout=5).json()["seen"])
-    load_reflectance(items, tile.geobox, ["nir", "swir22"], cfg["stac"])
+    opened = len(direct)
+    cube = load_reflectance(items, tile.geobox, ["nir", "swir22"], cfg["stac"])
     seen = requests.get(proxy + "/_fault", timeout=5).json()["seen"]
-    return {"requests": len(seen) - before, "files": 3 * len(items)}
+    return {"requests": len(seen) - before, "files": 3 * len(items),
+            "direct": len(direct) - opened, "unreadable": json.loads(cube.attrs["unreadable"])}
 
 # each tile in a thread of its own, as jobs in Snakemake's process; the option as a
 # third thread sees it
@@ -610,7 +619,8 @@ def test_tiles_in_one_process_fetch_the_files_they_share_once(stac, asset_faults
     """GDAL's HTTP cache, sized by share_http_cache (here, the small archive's files fit in
     GDAL's default too): the second of two neighbouring tiles whose items are the same
     files fetches nothing again; with a cache too small for them it fetches them all
-    again; the environment's size wins over ours."""
+    again, through the reader's own GDAL calls with the asset headers; the environment's
+    size wins over ours."""
     cfg = api_cfg(stac)
     tiles = make_tiles(cfg)[:2]
     assert tiles[0].bbox_lonlat() != tiles[1].bbox_lonlat()
@@ -633,6 +643,11 @@ def test_tiles_in_one_process_fetch_the_files_they_share_once(stac, asset_faults
                                 FORESTWATCH_DECODED_CACHE_MIB="0")  # nothing kept decoded
     assert int(size) == 64 * 1024
     assert second["requests"] >= second["files"]
+    # the files are opened and read by the reader's own GDAL calls (forestwatch._gdal)
+    # with the load's options: the server wants the Authorization header from
+    # stac.auth.asset_headers, and every file was read
+    assert first["direct"] >= first["files"] and second["direct"] >= second["files"]
+    assert first["unreadable"] == second["unreadable"] == []
 
 
 def test_daily_update_reads_again_after_an_asset_outage(stac, asset_faults, tmp_path,

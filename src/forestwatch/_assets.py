@@ -12,6 +12,7 @@ slice's layer, where the slice's earlier items left it empty (:mod:`forestwatch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -24,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import pystac
 from odc.geo.geobox import GeoBox
+
+from . import _gdal
 
 
 class ReadFailure(Exception):
@@ -277,6 +280,19 @@ class _FileInfo(NamedTuple):
         return self.factors
 
     @classmethod
+    def of_gdal(cls, raster: _gdal.RasterInfo) -> _FileInfo:
+        """From :mod:`forestwatch._gdal`'s info: the same values as :meth:`of` gives."""
+        from affine import Affine
+
+        crs = _crs_from_wkt(raster.wkt)
+        transform = Affine.from_gdal(*raster.geotransform)
+        bh, bw = raster.block_shape
+        if bh * bw < _MIN_BLOCK_PX:
+            bh, bw = 512, 512
+        return cls(crs, transform, raster.shape, raster.dtype, raster.nodata, raster.factors,
+                   (bh, bw), (crs.to_wkt(), tuple(transform)[:6], raster.shape))
+
+    @classmethod
     def of(cls, src) -> _FileInfo:
         bh, bw = src.block_shapes[0]
         if bh * bw < _MIN_BLOCK_PX:
@@ -284,6 +300,15 @@ class _FileInfo(NamedTuple):
         return cls(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
                    tuple(src.overviews(1)), (bh, bw),
                    (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape))
+
+
+@functools.lru_cache(maxsize=64)
+def _crs_from_wkt(wkt: str):
+    """rasterio's CRS of a file's WKT (the files of an archive share a few), None for a
+    file without one, as rasterio's ``src.crs``."""
+    from rasterio.crs import CRS
+
+    return CRS.from_wkt(wkt) if wkt else None
 
 
 class _DecodedBlocks:
@@ -426,6 +451,7 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
     geobox = samplers.geobox
     base = _file_key(asset.href)  # not the signed href: a signature changes, the file not
     opened: dict = {}
+    direct: dict[int | None, _gdal.Raster] = {}
     # GDAL's options (per thread), entered at the first open only: ~0.5 ms a read, and
     # most reads of a later tile of the process open nothing
     env = ExitStack()
@@ -444,10 +470,28 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
                              else rasterio.open(href, OVERVIEW_LEVEL=level))
         return opened[level]
 
+    def open_direct(level: int | None) -> _gdal.Raster:
+        if level not in direct:
+            _gdal.use_options(gdal_opts)
+            direct[level] = _gdal.Raster(_gdal.gdal_path(href), level)
+        return direct[level]
+
+    def open_data(level: int | None, info: _FileInfo):
+        """What :func:`_read_window` reads: the file opened by GDAL's own calls
+        (:mod:`forestwatch._gdal`, without the interpreter lock) where they can read it,
+        else by rasterio."""
+        if level in direct or (level not in opened and info.dtype in _gdal.DTYPES
+                               and _gdal.can_open(href)):
+            return open_direct(level)
+        return open_src(level)
+
     def info_at(level: int | None) -> _FileInfo:
         info = DECODED.info(base + (level,))
         if info is None:
-            info = _FileInfo.of(open_src(level))
+            if _gdal.can_open(href) and open_direct(level).dtype is not None:
+                info = _FileInfo.of_gdal(direct[level].info())
+            else:
+                info = _FileInfo.of(open_src(level))
             DECODED.put_info(base + (level,), info)
         return info
 
@@ -463,11 +507,11 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
                     return
                 sampler = samplers.get(info, resampling)
                 data = None if sampler.window is None else _read_window(
-                    base + (level,), info, sampler.window, lambda: open_src(level))
+                    base + (level,), info, sampler.window, lambda: open_data(level, info))
             finally:
-                for src in opened.values():
+                for src in [*opened.values(), *direct.values()]:
                     src.close()
-    except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
+    except (rasterio.errors.RasterioError, CPLE_BaseError, _gdal.GdalError) as err:
         raise ReadFailure(href, str(err)) from None
     sampler.fill(layer, data, nodata)
 

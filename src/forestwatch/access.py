@@ -23,14 +23,14 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import logging
 import os
 import re
 import threading
 from collections.abc import Callable
-from pathlib import Path
+
+from ._gdal import gdal_libraries
 
 log = logging.getLogger(__name__)
 
@@ -184,33 +184,13 @@ def share_http_cache() -> None:
     if "CPL_VSIL_CURL_CACHE_SIZE" in os.environ or not _HTTP_CACHE_SIZED.acquire(False):
         return  # the user's size, or already set (the lock is never released)
     size = str(HTTP_CACHE_MIB * 2**20).encode()
-    libraries = _gdal_libraries()
+    libraries = gdal_libraries()
     for lib in libraries:
         lib.CPLSetConfigOption(b"CPL_VSIL_CURL_CACHE_SIZE", size)
     if libraries:
         log.info("GDAL's HTTP cache: up to %d MiB in this process", HTTP_CACHE_MIB)
     else:
         log.debug("no GDAL library found in this process; HTTP cache left at GDAL's size")
-
-
-def _gdal_libraries() -> list:
-    """Every GDAL library mapped into this process (rasterio's, and e.g. pyogrio's own
-    copy), opened with ctypes: the same handles as the loaded copies (refcount). Empty
-    where they cannot be listed (not Linux)."""
-    import rasterio  # noqa: F401 - maps rasterio's GDAL into the process
-
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return []
-    paths = {line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/libgdal" in line}
-    libraries = []
-    for path in sorted(paths):
-        try:
-            libraries.append(ctypes.CDLL(path))
-        except OSError:
-            continue
-    return libraries
 
 
 _CLEARED_FOR: set[str] = set()
@@ -249,7 +229,7 @@ def clear_gdal_http_cache() -> bool:
 
     DECODED.clear()  # the blocks decoded from what GDAL fetched go with it
     cleared = False
-    for lib in _gdal_libraries():
+    for lib in gdal_libraries():
         try:
             lib.VSICurlClearCache()
             cleared = True
