@@ -287,6 +287,15 @@ def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_
     # a file gone since its info was read: the direct open fails, and says why
     monkeypatch.undo()
     monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))
+    # a file without a CRS cannot be placed on the tile: a failure that says so
+    nocrs = tmp_path / "nocrs.tif"
+    with rasterio.open(nocrs, "w", driver="GTiff", width=64, height=64, count=1,
+                       dtype="uint16") as dst:
+        dst.write(np.ones((64, 64), np.uint16), 1)
+    slices[1][0].assets["S"] = pystac.Asset(str(nocrs))
+    _, failures = load()
+    assert [(href, "coordinate reference system" in reason) for href, reason in failures
+            if href == str(nocrs)] == [(str(nocrs), True)]
     # and not on stderr, where GDAL's own handler would print it past the logging filter
     # that redacts signed URLs
     capfd.readouterr()

@@ -8,6 +8,8 @@ any GDAL warped VRT) serialise on a PROJ lock, so its reads in threads did not o
 overview that matches the tile's resolution), reads the window over the tile, and samples
 it with a pixel mapping computed once per source grid (:class:`_Samplers`) into its
 slice's layer, where the slice's earlier items left it empty (:mod:`forestwatch._sampling`).
+Local files and HTTP(S) URLs are opened and read through GDAL's own calls
+(:mod:`forestwatch._gdal`), which do not hold the interpreter lock as rasterio's do.
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ class _FileInfo(NamedTuple):
         if bh * bw < _MIN_BLOCK_PX:
             bh, bw = 512, 512
         return cls(crs, transform, raster.shape, raster.dtype, raster.nodata, raster.factors,
-                   (bh, bw), (crs.to_wkt(), tuple(transform)[:6], raster.shape))
+                   (bh, bw), (crs.to_wkt() if crs else "", tuple(transform)[:6], raster.shape))
 
     @classmethod
     def of(cls, src) -> _FileInfo:
@@ -299,7 +301,7 @@ class _FileInfo(NamedTuple):
             bh, bw = 512, 512
         return cls(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
                    tuple(src.overviews(1)), (bh, bw),
-                   (src.crs.to_wkt(), tuple(src.transform)[:6], src.shape))
+                   (src.crs.to_wkt() if src.crs else "", tuple(src.transform)[:6], src.shape))
 
 
 @functools.lru_cache(maxsize=64)
@@ -480,8 +482,8 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
         """What :func:`_read_window` reads: the file opened by GDAL's own calls
         (:mod:`forestwatch._gdal`, without the interpreter lock) where they can read it,
         else by rasterio."""
-        if level in direct or (level not in opened and info.dtype in _gdal.DTYPES
-                               and _gdal.can_open(href)):
+        if info.dtype in _gdal.DTYPES and (
+                level in direct or (level not in opened and _gdal.can_open(href))):
             return open_direct(level)
         return open_src(level)
 
@@ -492,6 +494,9 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
                 info = _FileInfo.of_gdal(direct[level].info())
             else:
                 info = _FileInfo.of(open_src(level))
+            if info.crs is None:
+                raise _gdal.GdalError("the file has no coordinate reference system, so it "
+                                      "cannot be placed on the tile grid")
             DECODED.put_info(base + (level,), info)
         return info
 
