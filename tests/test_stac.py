@@ -305,6 +305,59 @@ def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_
     assert "missing.tif" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("resampling", ["cubic", "average"])
+def test_resamplings_through_gdals_warper_after_gdals_own_open(tmp_path, monkeypatch,
+                                                               resampling):
+    """A resampling the reader's own sampler does not make (cubic, average) goes through
+    GDAL's warper (rasterio) after the file was opened and described by the reader's own
+    GDAL calls in the same thread: the same layer as with rasterio alone, and GDAL's
+    reprojection of the file onto a tile in another CRS (a smooth field, so that the
+    warper's approximate transformer moves no value by more than a few DN), nodata kept
+    as 0."""
+    import datetime
+
+    import pystac
+    from pyproj import Transformer
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from forestwatch import _assets, _gdal
+
+    rows, cols = np.mgrid[0:300, 0:300]
+    data = (1000 + 10 * rows + 7 * cols).astype(np.uint16)
+    data[:40] = 0
+    path = tmp_path / "w.tif"
+    transform = Affine(20, 0, 500_000, 0, -20, 5_600_000)
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=1,
+                       dtype="uint16", crs="EPSG:32633", transform=transform, nodata=0,
+                       tiled=True, blockxsize=256, blockysize=256) as dst:
+        dst.write(data, 1)
+    # a tile over the nodata rows
+    x, y = Transformer.from_crs(32633, 3035, always_xy=True).transform(503_000, 5_599_000)
+    tile = GeoBox((80, 80), Affine(20, 0, round(x) - 800, 0, -20, round(y) + 800), "EPSG:3035")
+    item = pystac.Item("w", None, None, datetime.datetime(2024, 1, 1), {})
+    item.add_asset("B", pystac.Asset(str(path)))
+
+    def load():
+        monkeypatch.setattr(_assets, "DECODED", _assets._DecodedBlocks(0))
+        out, failures = _assets.read_slices([[item]], asset_keys=["B"], geobox=tile,
+                                            resampling={"B": resampling}, gdal_opts={},
+                                            threads=2)
+        assert failures == []
+        return out["B"][0]
+
+    layer = load()
+    monkeypatch.setattr(_gdal, "library", lambda: None)  # FORESTWATCH_DIRECT_GDAL=0
+    np.testing.assert_array_equal(load(), layer)
+    expected = np.zeros((80, 80), np.uint16)
+    reproject(data, expected, src_transform=transform, src_crs="EPSG:32633",
+              dst_transform=tile.affine, dst_crs="EPSG:3035",
+              resampling=Resampling[resampling], src_nodata=0, dst_nodata=0)
+    both = (layer != 0) & (expected != 0)
+    assert (layer == 0).mean() > 0.1 and both.mean() > 0.5
+    assert np.abs(layer[both].astype(int) - expected[both]).max() <= 5
+
+
 def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms(monkeypatch):
     """The reader's pixel mapping (exact transforms at nodes fixed to the CRS, bilinear in
     between) is within a thousandth of a source pixel of transforming every pixel, across
