@@ -22,6 +22,21 @@ from forestwatch.stac import (
 )
 
 
+def write_tiled(path, data: np.ndarray, transform: Affine, *, overviews=(), **creation):
+    """``data`` (one band) as a tiled GeoTIFF in EPSG:32633 with 256 px blocks and nodata 0,
+    with ``overviews`` (factors, averaged); ``creation`` adds or overrides options."""
+    from rasterio.enums import Resampling
+
+    height, width = data.shape
+    options = dict(driver="GTiff", width=width, height=height, count=1, dtype=data.dtype,
+                   crs="EPSG:32633", transform=transform, nodata=0, tiled=True,
+                   blockxsize=256, blockysize=256) | creation
+    with rasterio.open(path, "w", **options) as dst:
+        dst.write(data, 1)
+        if overviews:
+            dst.build_overviews(list(overviews), Resampling.average)
+
+
 @pytest.fixture(scope="module")
 def items(small_archive):
     return read_item_collection(small_archive["catalog"])
@@ -146,11 +161,7 @@ def test_reader_warps_each_file_onto_the_tile_and_reads_overviews_when_coarser(t
     data = rng.integers(1, 10_000, (400, 400), dtype=np.uint16)
     path = tmp_path / "b.tif"
     src_transform = Affine(10, 0, 500_000, 0, -10, 5_600_000)
-    with rasterio.open(path, "w", driver="GTiff", width=400, height=400, count=1,
-                       dtype="uint16", crs="EPSG:32633", transform=src_transform, nodata=0,
-                       tiled=True, blockxsize=256, blockysize=256) as dst:
-        dst.write(data, 1)
-        dst.build_overviews([2, 4], Resampling.average)
+    write_tiled(path, data, src_transform, overviews=(2, 4))
     with rasterio.open(path) as src:
         assert _overview_level(src, 10) is None
         assert _overview_level(src, 20) == 0
@@ -193,7 +204,6 @@ def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_
     import os
 
     import pystac
-    from rasterio.enums import Resampling
 
     from forestwatch import _assets, _gdal
 
@@ -208,14 +218,8 @@ def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_
             data = rng.integers(1, 250 if dtype == "uint8" else 10_000, (size, size)).astype(dtype)
             data[:, : size // 5] = 0  # nodata
             path = tmp_path / f"{n}_{key}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
-                               dtype=dtype, crs="EPSG:32633", nodata=0, tiled=True,
-                               blockxsize=256, blockysize=256, compress="deflate",
-                               transform=Affine(res, 0, 500_000 + 700 * n, 0, -res,
-                                                5_600_000)) as dst:
-                dst.write(data, 1)
-                if res == 10:
-                    dst.build_overviews([2], Resampling.average)
+            write_tiled(path, data, Affine(res, 0, 500_000 + 700 * n, 0, -res, 5_600_000),
+                        overviews=(2,) if res == 10 else (), compress="deflate")
             item.add_asset(key, pystac.Asset(str(path)))
         items.append(item)
     slices = [[items[0], items[1]], [items[2]]]
@@ -328,10 +332,7 @@ def test_resamplings_through_gdals_warper_after_gdals_own_open(tmp_path, monkeyp
     data[:40] = 0
     path = tmp_path / "w.tif"
     transform = Affine(20, 0, 500_000, 0, -20, 5_600_000)
-    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=1,
-                       dtype="uint16", crs="EPSG:32633", transform=transform, nodata=0,
-                       tiled=True, blockxsize=256, blockysize=256) as dst:
-        dst.write(data, 1)
+    write_tiled(path, data, transform)
     # a tile over the nodata rows
     x, y = Transformer.from_crs(32633, 3035, always_xy=True).transform(503_000, 5_599_000)
     tile = GeoBox((80, 80), Affine(20, 0, round(x) - 800, 0, -20, round(y) + 800), "EPSG:3035")
@@ -627,10 +628,7 @@ def test_successive_loads_scan_in_alternate_directions_to_find_kept_blocks(tmp_p
             data = np.zeros((256, 256), np.uint16)
             data[:, cols] = rng.integers(1, 10_000, (256, cols.stop - cols.start))
             path = tmp_path / f"{n}_{part}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1,
-                               dtype="uint16", crs="EPSG:32633", transform=transform,
-                               nodata=0, tiled=True, blockxsize=256, blockysize=256) as dst:
-                dst.write(data, 1)
+            write_tiled(path, data, transform)
             item = pystac.Item(f"{n}_{part}", None, None, datetime.datetime(2024, 1, 1 + n), {})
             item.add_asset("B", pystac.Asset(str(path)))
             pair.append((item, data))
