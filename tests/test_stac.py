@@ -309,6 +309,37 @@ def test_gdals_own_calls_read_what_rasterio_reads_and_report_what_it_cannot(tmp_
     assert "missing.tif" not in capfd.readouterr().err
 
 
+def test_gdal_options_of_a_reader_thread_are_the_loads(monkeypatch):
+    """The reader's own GDAL calls see the load's options in their thread (what
+    rasterio.Env sets for rasterio's): set by use_options, kept through a rasterio.Env of
+    the same thread (the warper's reads), replaced by the next load's, an option the next
+    load does not set unset; and not seen by another thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from forestwatch import _gdal
+
+    lib = _gdal.library()
+    get = lib.CPLGetConfigOption
+
+    def in_a_reader_thread():
+        seen = []
+        _gdal.use_options({"GDAL_HTTP_HEADERS": "Authorization: a", "GDAL_HTTP_TIMEOUT": 7})
+        seen.append((get(b"GDAL_HTTP_HEADERS", None), get(b"GDAL_HTTP_TIMEOUT", None)))
+        with rasterio.Env(GDAL_HTTP_HEADERS="Authorization: a", GDAL_HTTP_TIMEOUT="7"):
+            pass
+        _gdal.use_options({"GDAL_HTTP_HEADERS": "Authorization: a", "GDAL_HTTP_TIMEOUT": 7})
+        seen.append((get(b"GDAL_HTTP_HEADERS", None), get(b"GDAL_HTTP_TIMEOUT", None)))
+        _gdal.use_options({"GDAL_HTTP_TIMEOUT": "9"})
+        seen.append((get(b"GDAL_HTTP_HEADERS", None), get(b"GDAL_HTTP_TIMEOUT", None)))
+        return seen
+
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(in_a_reader_thread).result()
+    assert seen == [(b"Authorization: a", b"7"), (b"Authorization: a", b"7"), (None, b"9")]
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(get, b"GDAL_HTTP_TIMEOUT", None).result() is None
+
+
 @pytest.mark.parametrize("resampling", ["cubic", "average"])
 def test_resamplings_through_gdals_warper_after_gdals_own_open(tmp_path, monkeypatch,
                                                                resampling):

@@ -141,7 +141,8 @@ _THREAD = threading.local()
 
 def use_options(options: dict[str, str]) -> None:
     """Prepare the calling thread for :class:`Raster`: set ``options`` as its GDAL config
-    options (what ``rasterio.Env`` sets for a read), once per thread and set of options;
+    options (what ``rasterio.Env`` sets for a read; an option of the thread's last set that
+    is not in this one is unset), once per thread and set of options;
     and the first time, make GDAL's messages in this thread quiet (``CPLQuietErrorHandler``;
     the message of a failure is still GDAL's last error, which :class:`GdalError` carries).
     GDAL's default handler would print them to stderr, past the logging filter that
@@ -150,11 +151,14 @@ def use_options(options: dict[str, str]) -> None:
     if not getattr(_THREAD, "quiet", False):
         lib.CPLPushErrorHandler(ctypes.cast(lib.CPLQuietErrorHandler, ctypes.c_void_p))
         _THREAD.quiet = True
-    key = tuple(sorted(options.items()))
-    if getattr(_THREAD, "options", None) == key:
+    key = tuple(sorted((str(name), str(value)) for name, value in options.items()))
+    before = getattr(_THREAD, "options", ())
+    if before == key:
         return
+    for name in dict(before).keys() - dict(key).keys():  # a last load's option not set now
+        lib.CPLSetThreadLocalConfigOption(name.encode(), None)
     for name, value in key:
-        lib.CPLSetThreadLocalConfigOption(str(name).encode(), str(value).encode())
+        lib.CPLSetThreadLocalConfigOption(name.encode(), value.encode())
     _THREAD.options = key
 
 
