@@ -111,7 +111,7 @@ def test_low_outliers_are_screened_before_the_intercept():
 
 def test_column_median_matches_numpy_with_gaps_and_empty_columns():
     """The rule's residual median (a sort of each pixel's dates) gives numpy's nanmedian
-    for odd, even, single and no observations."""
+    for odd, even, single and no observations, and leaves its input as it was."""
     from forestwatch.forest_mask._rule import _column_nanmedian
 
     rng = np.random.default_rng(3)
@@ -126,6 +126,10 @@ def test_column_median_matches_numpy_with_gaps_and_empty_columns():
     got = _column_nanmedian(a)
     assert np.isnan(got[0]) and got[1] == 0.3 and got[2] == 0.25
     np.testing.assert_array_equal(got, expected)
+    # it sorts a copy laid out pixel by pixel, never its input, whatever the input's order
+    fortran = np.asfortranarray(a)
+    np.testing.assert_array_equal(_column_nanmedian(fortran), expected)
+    np.testing.assert_array_equal(fortran, a)
 
 
 def test_the_rule_gives_each_pixel_the_same_numbers_in_any_strip_on_any_thread(monkeypatch):

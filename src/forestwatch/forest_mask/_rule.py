@@ -66,8 +66,11 @@ def _fit(X: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def _column_nanmedian(a: np.ndarray) -> np.ndarray:
     """Median of each column of ``a`` (dates, pixels) ignoring NaN; NaN for an all-NaN
     column. Same values as ``np.nanmedian(a, axis=0)``, from one sort of the pixels' rows
-    (NaN sort last) instead of numpy's masked-array path (~0.4 s per strip)."""
-    ordered = np.sort(a.T, axis=1)  # (pixels, dates)
+    (NaN sort last) instead of numpy's masked-array path (~0.4 s per strip). The rows are
+    laid out pixel by pixel first: sorting the strided view gathered each pixel's dates
+    from 65,536 px apart, 0.10 s per strip against 0.06 s for the copy and the sort."""
+    ordered = a.T.copy(order="C")  # (pixels, dates), each pixel's dates together
+    ordered.sort(axis=1)
     n = np.count_nonzero(~np.isnan(a), axis=0)
     rows = np.arange(ordered.shape[0])
     lo = ordered[rows, np.maximum(n - 1, 0) // 2]
