@@ -282,26 +282,27 @@ class _FileInfo(NamedTuple):
         return self.factors
 
     @classmethod
+    def of(cls, src) -> _FileInfo:
+        """From a file rasterio opened."""
+        return cls._of(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
+                       tuple(src.overviews(1)), src.block_shapes[0])
+
+    @classmethod
     def of_gdal(cls, raster: _gdal.RasterInfo) -> _FileInfo:
         """From :mod:`forestwatch._gdal`'s info: the same values as :meth:`of` gives."""
         from affine import Affine
 
-        crs = _crs_from_wkt(raster.wkt)
-        transform = Affine.from_gdal(*raster.geotransform)
-        bh, bw = raster.block_shape
-        if bh * bw < _MIN_BLOCK_PX:
-            bh, bw = 512, 512
-        return cls(crs, transform, raster.shape, raster.dtype, raster.nodata, raster.factors,
-                   (bh, bw), (crs.to_wkt() if crs else "", tuple(transform)[:6], raster.shape))
+        return cls._of(_crs_from_wkt(raster.wkt), Affine.from_gdal(*raster.geotransform),
+                       raster.shape, raster.dtype, raster.nodata, raster.factors,
+                       raster.block_shape)
 
     @classmethod
-    def of(cls, src) -> _FileInfo:
-        bh, bw = src.block_shapes[0]
+    def _of(cls, crs, transform, shape, dtype, nodata, factors, block_shape) -> _FileInfo:
+        bh, bw = block_shape
         if bh * bw < _MIN_BLOCK_PX:
             bh, bw = 512, 512
-        return cls(src.crs, src.transform, src.shape, src.dtypes[0], src.nodata,
-                   tuple(src.overviews(1)), (bh, bw),
-                   (src.crs.to_wkt() if src.crs else "", tuple(src.transform)[:6], src.shape))
+        return cls(crs, transform, shape, dtype, nodata, factors, (bh, bw),
+                   (crs.to_wkt() if crs else "", tuple(transform)[:6], shape))
 
 
 @functools.lru_cache(maxsize=64)
@@ -482,10 +483,9 @@ def _read_one(href: str, asset: pystac.Asset, resampling: str, gdal_opts: dict,
         """What :func:`_read_window` reads: the file opened by GDAL's own calls
         (:mod:`forestwatch._gdal`, without the interpreter lock) where they can read it,
         else by rasterio."""
-        if info.dtype in _gdal.DTYPES and (
-                level in direct or (level not in opened and _gdal.can_open(href))):
-            return open_direct(level)
-        return open_src(level)
+        if level in opened or info.dtype not in _gdal.DTYPES or not _gdal.can_open(href):
+            return open_src(level)
+        return open_direct(level)
 
     def info_at(level: int | None) -> _FileInfo:
         info = DECODED.info(base + (level,))

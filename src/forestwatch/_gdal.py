@@ -9,10 +9,11 @@ threads. Open, one 512 px block read and close of such a file: 2.6 ms with raste
 against 1.6 ms here in one thread, 1.7 against 0.8 ms per file with 8 threads
 (BENCHMARKS.md, "The reader's GDAL calls without the interpreter lock").
 
-What a file *is* (CRS, grid, overviews, block shape, nodata: ``_assets._FileInfo``) is
-still read through rasterio, once per file and process; the warper (cubic, average, mode)
-too. Only local files and HTTP(S) URLs come here, the schemes whose GDAL paths need no
-credentials from rasterio's session (``s3://``, ``gs://``... go through rasterio).
+What a file is (CRS, grid, overviews, block shape, nodata: :meth:`Raster.info`, made
+into ``_assets._FileInfo`` with rasterio's CRS object, once per file and process) is read
+here too. The warper (cubic, average, mode) stays rasterio's. Only local files and
+HTTP(S) URLs come here, the schemes whose GDAL paths need no credentials from rasterio's
+session (``s3://``, ``gs://``... go through rasterio).
 
 GDAL's config options are per thread: :func:`use_options` sets the load's options
 (``forestwatch.access.gdal_options``) in the calling reader thread, as ``rasterio.Env``
