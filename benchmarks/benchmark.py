@@ -118,7 +118,9 @@ def main() -> None:
     # every stage's process imports what a job imports before its timed call, so that a
     # stage "in process" is its work alone
     imports = "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray, dask.array, rasterio"
+    # and limits BLAS to the calling thread, as forestwatch.workflow.run_job does
     prelude = (f"import json; {imports}; from forestwatch import steps; "
+               "from forestwatch._threads import one_blas_thread; one_blas_thread(); "
                f"cfg = json.loads({cfg_json!r})")
     stages = [
         ("python start-up + imports", imports, ""),

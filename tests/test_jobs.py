@@ -121,3 +121,52 @@ def test_the_end_of_a_snakemake_run_cancels_its_timer_and_freezes_the_heap(monke
     finally:
         gc.unfreeze()
         scheduler.cancel(), other.cancel()
+
+
+_BLAS_IN_A_JOB = """
+import json
+from types import SimpleNamespace
+
+import numpy  # noqa: F401 - OpenBLAS loaded before the first job, as in Snakemake's process
+from threadpoolctl import threadpool_info
+
+from forestwatch.workflow import run_job
+
+
+def blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+seen = {"before": blas_threads()}
+
+
+def tile_state(job):
+    seen["in the job"] = blas_threads()
+
+
+run_job(tile_state, SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), {}, 2, [])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("operator", [None, "2"])
+def test_a_job_runs_blas_on_its_calling_thread_unless_the_operator_says(operator):
+    # a new process: this one's BLAS may have been limited by an earlier test
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if operator is not None:
+        env["OPENBLAS_NUM_THREADS"] = operator
+    out = subprocess.run([sys.executable, "-c", _BLAS_IN_A_JOB], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["in the job"], "numpy's BLAS is not seen by threadpoolctl"
+    if operator is None:
+        assert set(seen["in the job"]) == {1}, seen
+        if (os.cpu_count() or 1) > 1:  # OpenBLAS's own default: a thread per core
+            assert max(seen["before"]) > 1, seen
+    else:
+        assert set(seen["in the job"]) == {int(operator)}, seen

@@ -178,9 +178,12 @@ def _run_in_child(function: Callable[[Job], None], job: Job, path: str | None) -
 
 
 def _run_logged(function: Callable[[Job], None], job: Job) -> None:
+    from ._threads import one_blas_thread
+
     logger = logging.getLogger("forestwatch")
     t0 = time.perf_counter()
     logger.info("rule %s %s in process %d", job.rule, dict(job.wildcards), os.getpid())
+    one_blas_thread()  # the job spreads its work over its threads itself
     try:
         function(job)
     except Exception as err:
