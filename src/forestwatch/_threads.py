@@ -19,7 +19,7 @@ import numpy as np
 
 #: environment variables that set BLAS's own thread count; an operator's setting is kept
 _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_BLAS_LIMITED = threading.Lock()
+_BLAS_LOCK = threading.Lock()
 _blas_limited = False
 
 
@@ -31,8 +31,8 @@ def one_blas_thread() -> None:
     A job already spreads its work over its ``threads`` (the reader's threads, the rule
     mask's strips, :func:`in_parts`); numpy's OpenBLAS would start a pool of its own per
     core on top, whose threads spin between calls on the cores the job's threads need. On
-    a 1000 x 1000 px tile, 2 cores, one BLAS thread made the rule mask 19.0 -> 15.0 s and
-    the fit 9.6 -> 8.8 s (BENCHMARKS.md, "One BLAS thread per caller"). Libraries loaded
+    a 1000 x 1000 px tile, 2 cores, one BLAS thread made the rule mask 17.1 -> 14.8 s and
+    the fit 8.8 -> 8.1 s (BENCHMARKS.md, "One BLAS thread per caller"). Libraries loaded
     now are limited through threadpoolctl, those loaded later (scipy's own OpenBLAS) by
     ``OPENBLAS_NUM_THREADS``, which OpenBLAS reads when it loads. When the environment
     sets ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``, BLAS is
@@ -40,7 +40,7 @@ def one_blas_thread() -> None:
     global _blas_limited
     if _blas_limited:
         return
-    with _BLAS_LIMITED:
+    with _BLAS_LOCK:
         if _blas_limited:
             return
         if not any(name in os.environ for name in _BLAS_THREAD_VARIABLES):
