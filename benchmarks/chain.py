@@ -161,6 +161,30 @@ def workflow(cfg: dict, api: str, collection: str, tree_cover: Path, workdir: Pa
     return {"total_s": wall, "jobs": jobs, "per_rule_s": per_rule}
 
 
+def _services_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the test services' processes (and their children:
+    PostgreSQL's backends) have used so far. They run on the machine's cores beside what is
+    measured, where a provider's servers would not: a part's share of it says how much of
+    its wall time may be the test servers'. A backend that ended in between is not
+    counted (the STAC API keeps its connections)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            procs = [psutil.Process(pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
 def _asset_requests(log: Path) -> dict[str, int]:
     """GET and HEAD requests the file server has answered so far (its access log)."""
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -224,13 +248,17 @@ def main() -> None:
             requests.post(f"{url}/_fault", json=delay, timeout=10).raise_for_status()
         served = base / "file-server.log"  # every asset request, proxied or not
 
+        service_pids = [srv.pid for srv in started] + [db.server.pid]
+
         def counted(run):
-            """``run()``'s result with the asset requests it made (``requests``)."""
-            before = _asset_requests(served)
+            """``run()``'s result with the asset requests it made (``requests``) and the
+            CPU seconds the test services used meanwhile (``services_cpu_s``)."""
+            before, cpu = _asset_requests(served), _services_cpu_s(service_pids)
             out = run()
             time.sleep(0.2)  # the server's last log lines
             after = _asset_requests(served)
-            return {**out, "requests": {m: after[m] - before[m] for m in after}}
+            return {**out, "requests": {m: after[m] - before[m] for m in after},
+                    "services_cpu_s": _services_cpu_s(service_pids) - cpu}
 
         for variant in args.variants.split(","):
             api_root = api_url if variant == "direct" else aproxy_url
@@ -271,10 +299,15 @@ def main() -> None:
         print(f"\n{variant}: workflow job seconds by rule (summed over tiles): "
               + ", ".join(f"{k} {v:.1f}" for k, v in rules))
         print(f"{variant}: recipe phases: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in r["recipe"].items() if isinstance(v, float)))
+            f"{k} {v:.1f}" for k, v in r["recipe"].items()
+            if isinstance(v, float) and k != "services_cpu_s"))
         print(f"{variant}: asset requests (GET + HEAD): " + ", ".join(
             f"{part} {r[part]['requests']['GET']} + {r[part]['requests']['HEAD']}"
             for part in ("floor", "recipe", "workflow")))
+        print(f"{variant}: the test services' CPU s meanwhile (file server, proxies, STAC "
+              "API, PostgreSQL): " + ", ".join(
+                  f"{part} {r[part]['services_cpu_s']:.1f}"
+                  for part in ("floor", "recipe", "workflow")))
 
 
 if __name__ == "__main__":
