@@ -25,9 +25,12 @@ server through the fault proxy with ``--latency-ms`` added (as an object store w
     python benchmarks/chain.py --extra benchmarks/configs/large_tile_2y.yaml \
         benchmarks/configs/chain_large.yaml           # 1000 x 1000 px in 4 tiles of 10 km
     python benchmarks/chain.py --snakemake-args "--set-threads tile_state=1"
+    python benchmarks/chain.py --file-server nginx    # a file server in C (Debian's nginx)
 
-Prints a Markdown table with the ratios, and the asset requests (GET and HEAD, from the
-file server's log) each part made; BENCHMARKS.md keeps the last one written down.
+Prints a Markdown table with the ratios, the asset requests (GET and HEAD, from the file
+server's log) each part made, the CPU seconds of each part's own processes and those the
+test services used meanwhile, on the same cores (a provider's servers would not be);
+BENCHMARKS.md keeps the last one written down.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -185,6 +189,16 @@ def _services_cpu_s(pids: Sequence[int]) -> float:
     return total
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children that ended (the
+    recipe's and the workflow's processes, once they have)."""
+    import resource
+
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
 def _asset_requests(log: Path) -> dict[str, int]:
     """GET and HEAD requests the file server has answered so far (its access log)."""
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -198,6 +212,9 @@ def main() -> None:
     ap.add_argument("--variants", default="direct,latency")
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--io-threads", type=int, default=16)
+    ap.add_argument("--file-server", choices=("python", "nginx"), default="python",
+                    help="the asset files' server: the tests' (uvicorn, Python, on the same "
+                         "cores) or nginx (C; installed by tests/services/install_nginx.sh)")
     ap.add_argument("--snakemake-args", default="",
                     help="more arguments for the workflow's snakemake, e.g. "
                          "'--set-threads tile_state=1'")
@@ -234,7 +251,9 @@ def main() -> None:
     started, db = [], services.PgStac(base)
     results = {}
     try:
-        files, files_url = services.start_file_server(folder, base)
+        files, files_url = (services.start_nginx_file_server(folder, base)
+                            if args.file_server == "nginx"
+                            else services.start_file_server(folder, base))
         started.append(files)
         fproxy, fproxy_url = services.start_fault_proxy(files_url, base, name="files-proxy")
         started.append(fproxy)
@@ -253,12 +272,14 @@ def main() -> None:
         def counted(run):
             """``run()``'s result with the asset requests it made (``requests``) and the
             CPU seconds the test services used meanwhile (``services_cpu_s``)."""
-            before, cpu = _asset_requests(served), _services_cpu_s(service_pids)
+            before, cpu, own = (_asset_requests(served), _services_cpu_s(service_pids),
+                                _own_cpu_s())
             out = run()
+            own = _own_cpu_s() - own
             time.sleep(0.2)  # the server's last log lines
             after = _asset_requests(served)
             return {**out, "requests": {m: after[m] - before[m] for m in after},
-                    "services_cpu_s": _services_cpu_s(service_pids) - cpu}
+                    "services_cpu_s": _services_cpu_s(service_pids) - cpu, "cpu_s": own}
 
         for variant in args.variants.split(","):
             api_root = api_url if variant == "direct" else aproxy_url
@@ -284,7 +305,8 @@ def main() -> None:
 
     print(f"\nArea {shape[0]} x {shape[1]} px ({len(tiles)} tiles of "
           f"{cfg['grid']['tile_size']} m), {cfg['index']} {cfg['monitor']['class']}; "
-          f"I/O threads {args.io_threads}; {time.strftime('%Y-%m-%d')}\n")
+          f"I/O threads {args.io_threads}; file server {args.file_server}; "
+          f"{time.strftime('%Y-%m-%d')}\n")
     print("| variant | floor s (search + fetch/decode) | recipe s | workflow s | jobs | "
           "workflow / floor | recipe / workflow |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -300,13 +322,19 @@ def main() -> None:
               + ", ".join(f"{k} {v:.1f}" for k, v in rules))
         print(f"{variant}: recipe phases: " + ", ".join(
             f"{k} {v:.1f}" for k, v in r["recipe"].items()
-            if isinstance(v, float) and k != "services_cpu_s"))
+            if isinstance(v, float) and k not in ("services_cpu_s", "cpu_s")))
         print(f"{variant}: asset requests (GET + HEAD): " + ", ".join(
             f"{part} {r[part]['requests']['GET']} + {r[part]['requests']['HEAD']}"
             for part in ("floor", "recipe", "workflow")))
         print(f"{variant}: the test services' CPU s meanwhile (file server, proxies, STAC "
               "API, PostgreSQL): " + ", ".join(
                   f"{part} {r[part]['services_cpu_s']:.1f}"
+                  for part in ("floor", "recipe", "workflow")))
+        cores = os.cpu_count() or 1
+        print(f"{variant}: CPU s of each part's own processes (share of {cores} cores over "
+              "its wall time): " + ", ".join(
+                  f"{part} {r[part]['cpu_s']:.1f} "
+                  f"({100 * r[part]['cpu_s'] / (cores * r[part]['total_s']):.0f} %)"
                   for part in ("floor", "recipe", "workflow")))
 
 

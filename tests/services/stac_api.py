@@ -4,7 +4,7 @@ its PID:
 - PostgreSQL 15 + PostGIS with pgstac (``pypgstac migrate``), in a private data folder;
 - stac-fastapi-pgstac under uvicorn (the production stack behind eoAPI);
 - an HTTP file server for the archive's COGs that answers Range requests (206) and can
-  require an auth header;
+  require an auth header (or nginx, for the benchmarks: :func:`start_nginx_file_server`);
 - a fault proxy in front of the API that injects HTTP errors or delays on request, for the
   faults a healthy server cannot be made to produce on cue.
 
@@ -182,6 +182,47 @@ def start_file_server(root: Path, base: Path, required_header: str | None = None
                   [sys.executable, "-m", "uvicorn", "file_server:create_app", "--factory",
                    "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(HERE)],
                   base / "file-server.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    srv.wait_http(f"{url}/_ping")
+    return srv, url
+
+
+def start_nginx_file_server(root: Path, base: Path) -> tuple[Service, str]:
+    """nginx (one worker, Debian's, from ``install_nginx.sh``) serving the files under
+    ``root`` (Range requests answered with 206), its access log in ``base /
+    "file-server.log"`` as :func:`start_file_server`'s: a file server in C, whose CPU is
+    a small part of the machine's, as an object store's is none of the user's."""
+    proc = subprocess.run(["bash", str(HERE / "install_nginx.sh")], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"installing nginx failed:\n{proc.stdout}\n{proc.stderr}")
+    port = free_port()
+    temp = base / "nginx-temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    conf = base / "nginx.conf"
+    conf.write_text(f"""daemon off;
+worker_processes 1;
+pid {base}/nginx.pid;
+error_log {base}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {base}/file-server.log;
+  client_body_temp_path {temp}/body;
+  proxy_temp_path {temp}/proxy;
+  fastcgi_temp_path {temp}/fastcgi;
+  uwsgi_temp_path {temp}/uwsgi;
+  scgi_temp_path {temp}/scgi;
+  sendfile on;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location = /_ping {{ return 200 "ok"; }}
+  }}
+}}
+""")
+    srv = Service("file server (nginx)", ["/usr/sbin/nginx", "-c", str(conf)],
+                  base / "nginx.out")
     url = f"http://127.0.0.1:{port}"
     srv.wait_http(f"{url}/_ping")
     return srv, url
