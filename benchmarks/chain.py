@@ -271,7 +271,8 @@ def main() -> None:
 
         def counted(run):
             """``run()``'s result with the asset requests it made (``requests``) and the
-            CPU seconds the test services used meanwhile (``services_cpu_s``)."""
+            CPU seconds of its own processes and of the test services meanwhile (``cpu``:
+            ``own``, ``services``)."""
             before, cpu, own = (_asset_requests(served), _services_cpu_s(service_pids),
                                 _own_cpu_s())
             out = run()
@@ -279,7 +280,7 @@ def main() -> None:
             time.sleep(0.2)  # the server's last log lines
             after = _asset_requests(served)
             return {**out, "requests": {m: after[m] - before[m] for m in after},
-                    "services_cpu_s": _services_cpu_s(service_pids) - cpu, "cpu_s": own}
+                    "cpu": {"own": own, "services": _services_cpu_s(service_pids) - cpu}}
 
         for variant in args.variants.split(","):
             api_root = api_url if variant == "direct" else aproxy_url
@@ -322,19 +323,19 @@ def main() -> None:
               + ", ".join(f"{k} {v:.1f}" for k, v in rules))
         print(f"{variant}: recipe phases: " + ", ".join(
             f"{k} {v:.1f}" for k, v in r["recipe"].items()
-            if isinstance(v, float) and k not in ("services_cpu_s", "cpu_s")))
+            if isinstance(v, float)))
         print(f"{variant}: asset requests (GET + HEAD): " + ", ".join(
             f"{part} {r[part]['requests']['GET']} + {r[part]['requests']['HEAD']}"
             for part in ("floor", "recipe", "workflow")))
         print(f"{variant}: the test services' CPU s meanwhile (file server, proxies, STAC "
               "API, PostgreSQL): " + ", ".join(
-                  f"{part} {r[part]['services_cpu_s']:.1f}"
+                  f"{part} {r[part]['cpu']['services']:.1f}"
                   for part in ("floor", "recipe", "workflow")))
         cores = os.cpu_count() or 1
         print(f"{variant}: CPU s of each part's own processes (share of {cores} cores over "
               "its wall time): " + ", ".join(
-                  f"{part} {r[part]['cpu_s']:.1f} "
-                  f"({100 * r[part]['cpu_s'] / (cores * r[part]['total_s']):.0f} %)"
+                  f"{part} {r[part]['cpu']['own']:.1f} "
+                  f"({100 * r[part]['cpu']['own'] / (cores * r[part]['total_s']):.0f} %)"
                   for part in ("floor", "recipe", "workflow")))
 
 

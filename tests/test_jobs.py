@@ -156,8 +156,9 @@ def test_a_job_runs_blas_on_its_calling_thread_unless_the_operator_says(operator
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    from forestwatch._threads import _BLAS_THREAD_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in _BLAS_THREAD_VARIABLES}
     if operator is not None:
         env["OPENBLAS_NUM_THREADS"] = operator
     out = subprocess.run([sys.executable, "-c", _BLAS_IN_A_JOB], env=env, check=True,

@@ -10,8 +10,8 @@ the split changes no result.
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,10 +19,9 @@ import numpy as np
 
 #: environment variables that set BLAS's own thread count; an operator's setting is kept
 _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_BLAS_LOCK = threading.Lock()
-_blas_limited = False
 
 
+@functools.cache
 def one_blas_thread() -> None:
     """Let every BLAS call of this process run on the thread that makes it (once per
     process; :func:`forestwatch.workflow.run_job` calls it before each job, the CLI before
@@ -36,19 +35,13 @@ def one_blas_thread() -> None:
     now are limited through threadpoolctl, those loaded later (scipy's own OpenBLAS) by
     ``OPENBLAS_NUM_THREADS``, which OpenBLAS reads when it loads. When the environment
     sets ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``, BLAS is
-    left as the operator set it."""
-    global _blas_limited
-    if _blas_limited:
-        return
-    with _BLAS_LOCK:
-        if _blas_limited:
-            return
-        if not any(name in os.environ for name in _BLAS_THREAD_VARIABLES):
-            from threadpoolctl import threadpool_limits
+    left as the operator set it (two first calls at once are harmless: the second finds
+    the variable the first set)."""
+    if not any(name in os.environ for name in _BLAS_THREAD_VARIABLES):
+        from threadpoolctl import threadpool_limits
 
-            os.environ["OPENBLAS_NUM_THREADS"] = "1"
-            threadpool_limits(1, user_api="blas")
-        _blas_limited = True
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        threadpool_limits(1, user_api="blas")
 
 
 def in_parts(work: Callable[[int, int], object], size: int, threads: int, *,

@@ -33,12 +33,17 @@ PG_MAJOR = os.environ.get("PG_MAJOR", "15")
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 
 
+def _install(script: str, what: str) -> None:
+    """Run the project's installer ``script`` (beside this file; a no-op when ``what`` is
+    present); fail with its output."""
+    proc = subprocess.run(["bash", str(HERE / script)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"installing {what} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
 def install_system_packages() -> None:
     """PostgreSQL + PostGIS from Debian, through the project's script (no-op if present)."""
-    proc = subprocess.run(["bash", str(HERE / "install_postgis.sh")], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"installing PostgreSQL/PostGIS failed:\n{proc.stdout}\n{proc.stderr}")
+    _install("install_postgis.sh", "PostgreSQL/PostGIS")
 
 
 class Service:
@@ -192,10 +197,7 @@ def start_nginx_file_server(root: Path, base: Path) -> tuple[Service, str]:
     ``root`` (Range requests answered with 206), its access log in ``base /
     "file-server.log"`` as :func:`start_file_server`'s: a file server in C, whose CPU is
     a small part of the machine's, as an object store's is none of the user's."""
-    proc = subprocess.run(["bash", str(HERE / "install_nginx.sh")], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"installing nginx failed:\n{proc.stdout}\n{proc.stderr}")
+    _install("install_nginx.sh", "nginx")
     port = free_port()
     temp = base / "nginx-temp"
     temp.mkdir(parents=True, exist_ok=True)
