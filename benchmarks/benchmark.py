@@ -118,9 +118,10 @@ def main() -> None:
     # every stage's process imports what a job imports before its timed call, so that a
     # stage "in process" is its work alone
     imports = "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray, dask.array, rasterio"
-    # and limits BLAS to the calling thread, as forestwatch.workflow.run_job does
+    # and sets what forestwatch.workflow.run_job sets before a job (BLAS on the calling
+    # thread, freed memory kept for the next allocation)
     prelude = (f"import json; {imports}; from forestwatch import steps; "
-               "from forestwatch._threads import one_blas_thread; one_blas_thread(); "
+               "from forestwatch.workflow import prepare_process; prepare_process(); "
                f"cfg = json.loads({cfg_json!r})")
     stages = [
         ("python start-up + imports", imports, ""),

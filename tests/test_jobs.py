@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -171,3 +172,54 @@ def test_a_job_runs_blas_on_its_calling_thread_unless_the_operator_says(operator
             assert max(seen["before"]) > 1, seen
     else:
         assert set(seen["in the job"]) == {int(operator)}, seen
+
+
+_FREED_IN_A_JOB = """
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import psutil
+
+from forestwatch.workflow import run_job
+
+seen = {}
+
+
+def tile_state(job):
+    process = psutil.Process()
+    before = process.memory_info().rss
+    array = np.ones(2 * 2**20)  # 16 MiB, every page written
+    seen["held_mib"] = (process.memory_info().rss - before) / 2**20
+    del array
+    seen["kept_mib"] = (process.memory_info().rss - before) / 2**20
+
+
+run_job(tile_state, SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), {}, 1, [])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
+@pytest.mark.parametrize("operator", [None, {"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                      {"FORESTWATCH_KEEP_FREED_MEMORY": "0"}])
+def test_a_job_keeps_freed_memory_for_the_next_allocation_unless_the_operator_says(operator):
+    # glibc by default unmaps a freed 16 MiB array at once (above its first mmap
+    # threshold): the next one takes fresh pages, which the kernel zeroes. A job keeps
+    # it, unless the environment sets glibc's own variables or turns it off.
+    import json
+    import subprocess
+    import sys
+
+    from forestwatch._memory import _MALLOC_VARIABLES, SWITCH
+
+    env = {k: v for k, v in os.environ.items() if k not in (*_MALLOC_VARIABLES, SWITCH)}
+    env.update(operator or {})
+    out = subprocess.run([sys.executable, "-c", _FREED_IN_A_JOB], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["held_mib"] > 15, seen
+    if operator is None:
+        assert seen["kept_mib"] > 15, seen
+    else:
+        assert seen["kept_mib"] < 2, seen

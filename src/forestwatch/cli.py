@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("config")
     c.set_defaults(func=check_config)
     args = ap.parse_args(argv)
-    from ._threads import one_blas_thread
+    from .workflow import prepare_process
 
-    one_blas_thread()  # as in a workflow job (forestwatch.workflow.run_job)
+    prepare_process()  # as before a workflow job (forestwatch.workflow.run_job)
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError) as err:

@@ -177,13 +177,24 @@ def _run_in_child(function: Callable[[Job], None], job: Job, path: str | None) -
     _run_logged(function, job)
 
 
-def _run_logged(function: Callable[[Job], None], job: Job) -> None:
+def prepare_process() -> None:
+    """What every process that runs forestwatch's work sets once, before its first job
+    or command (each call after the first returns at once): BLAS on the calling thread
+    (:func:`forestwatch._threads.one_blas_thread`; a job spreads its work over its
+    threads itself) and freed memory kept for the next allocation
+    (:func:`forestwatch._memory.keep_freed_memory`)."""
+    from ._memory import keep_freed_memory
     from ._threads import one_blas_thread
 
+    one_blas_thread()
+    keep_freed_memory()
+
+
+def _run_logged(function: Callable[[Job], None], job: Job) -> None:
     logger = logging.getLogger("forestwatch")
     t0 = time.perf_counter()
     logger.info("rule %s %s in process %d", job.rule, dict(job.wildcards), os.getpid())
-    one_blas_thread()  # the job spreads its work over its threads itself
+    prepare_process()
     try:
         function(job)
     except Exception as err:
