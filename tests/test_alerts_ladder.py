@@ -207,3 +207,94 @@ def test_a_confirmed_alert_is_dated_from_the_run_of_anomalies_that_confirmed_it(
     assert layers.first_date[0, 0] == _days(dt.date(2024, 3, 11))
     assert layers.confirmed_date[0, 0] == _days(dt.date(2024, 3, 21))
     assert layers.count[0, 0] == 4  # the episode's evidence is all kept
+
+
+def _observe_array_wide(layers, *, observed, strength, residuals, confirmed, day, params):
+    """The ladder as array-wide numpy steps (what :func:`observe` did before its compiled
+    pass): the oracle its pass is compared with, pixel by pixel."""
+    lut = {}
+    for name, codes in (("open", (NO_ALERT, FIRST, PROVISIONAL, RECOVERED)),
+                        ("new", (NO_ALERT, RECOVERED)), ("unconfirmed", (FIRST, PROVISIONAL))):
+        lut[name] = np.zeros(256, dtype=bool)
+        lut[name][list(codes)] = True
+    days = np.int32(_days(day))
+    st = layers.status
+    open_or_none = lut["open"][st]
+    with np.errstate(invalid="ignore"):
+        anomalous = observed & open_or_none & (strength >= 1.0)
+    normal = observed & open_or_none & ~anomalous
+    new = anomalous & lut["new"][st]
+    layers.first_date[new] = days
+    for name in ("count", "max_loss", "evidence"):
+        getattr(layers, name)[new] = 0
+    st[new] = FIRST
+    layers.count[anomalous] = np.minimum(layers.count[anomalous].astype(np.int64) + 1,
+                                         np.iinfo(np.uint16).max).astype(np.uint16)
+    loss = np.maximum(-np.asarray(residuals, dtype=np.float32), 0)
+    layers.max_loss[anomalous] = np.maximum(layers.max_loss[anomalous], loss[anomalous])
+    layers.evidence[anomalous] += np.minimum(strength[anomalous], 3.0)
+    layers.run_start[new | (anomalous & (layers.normal_run > 0))] = days
+    layers.normal_run[anomalous] = 0
+    st[anomalous & (layers.count >= 2)] = PROVISIONAL
+    waiting = normal & lut["unconfirmed"][st]
+    layers.normal_run[waiting] = np.minimum(layers.normal_run[waiting].astype(np.int64) + 1,
+                                            255).astype(np.uint8)
+    back = waiting & (layers.normal_run >= params.recovery_observations)
+    st[back] = RECOVERED
+    layers.false_starts[back] += 1
+    conf = confirmed & (st != CONFIRMED)
+    rerun = conf & anomalous & lut["unconfirmed"][st] & (layers.run_start > layers.first_date)
+    layers.first_date[rerun] = layers.run_start[rerun]
+    unstarted = conf & ~lut["unconfirmed"][st]
+    layers.first_date[unstarted] = days
+    layers.run_start[unstarted] = days
+    layers.count[unstarted] = 1
+    layers.max_loss[unstarted] = loss[unstarted]
+    layers.evidence[unstarted] = 1.0
+    st[conf] = CONFIRMED
+    layers.confirmed_date[conf] = days
+    layers.last_date[observed] = days
+
+
+@pytest.mark.parametrize("recovery", [1, 2, 3])
+@pytest.mark.parametrize("strength_dtype", [np.float32, np.float64])
+def test_observe_takes_every_pixel_as_the_array_wide_steps_did(recovery, strength_dtype):
+    # 60 days on 40 x 50 pixels of every status, with anomalies, strong ones above the
+    # cap, NaN strengths and residuals, and confirmations with and without an episode
+    rng = np.random.default_rng(recovery)
+    shape = (40, 50)
+    mask = rng.choice(np.array([0, 1, 1, 1], dtype=np.uint8), size=shape)
+    ours, theirs = AlertLayers.start(mask), AlertLayers.start(mask)
+    params = AlertParams(recovery_observations=recovery)
+    seen: set[int] = set()
+    for k in range(60):
+        day = dt.date(2023, 1, 1) + dt.timedelta(days=5 * k)
+        observed = (rng.random(shape) < 0.7) & (mask == 1)
+        strength = rng.choice(np.array([0.2, 0.9, 1.0, 1.5, 4.0, np.nan]), size=shape,
+                              p=[0.3, 0.2, 0.1, 0.2, 0.1, 0.1]).astype(strength_dtype)
+        residuals = rng.normal(-0.1, 0.1, shape)
+        residuals[rng.random(shape) < 0.05] = np.nan
+        confirmed = observed & (rng.random(shape) < 0.05)
+        for layers, take in ((ours, observe), (theirs, _observe_array_wide)):
+            take(layers, observed=observed, strength=strength, residuals=residuals,
+                 confirmed=confirmed, day=day, params=params)
+        for name in AlertLayers.DTYPES:
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name),
+                                          err_msg=f"{name} on day {k}")
+        seen |= set(np.unique(ours.status).tolist())
+    assert {NO_ALERT, FIRST, PROVISIONAL, CONFIRMED, RECOVERED, NO_DATA} <= seen, seen
+    assert ours.false_starts.max() > 0
+    # a new run of anomalies within an episode (after a normal observation that did not
+    # end it) needs room for one: recovery_observations of 2 or more
+    assert (ours.first_date != ours.run_start).any() == (recovery > 1)
+
+
+def test_observe_takes_one_row_of_pixels():
+    # the strategy's sample pixels: 1-D layers are updated in place as one row
+    layers = AlertLayers.start(np.ones(3, dtype=np.uint8))
+    observe(layers, observed=np.array([True, True, False]),
+            strength=np.array([2.0, 0.5, 2.0], dtype=np.float32),
+            residuals=np.array([-0.3, 0.0, -0.3]), confirmed=np.zeros(3, dtype=bool),
+            day=dt.date(2023, 1, 1), params=AlertParams())
+    assert layers.status.tolist() == [FIRST, NO_ALERT, NO_ALERT]
+    assert layers.max_loss[0] == np.float32(0.3)
