@@ -187,6 +187,56 @@ def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
         server.server_close()
 
 
+@pytest.mark.parametrize("name", ["max_loss", "anomaly_count"])
+def test_values_above_a_layers_range_are_drawn_in_its_last_bin(tmp_path, name):
+    """A loss or a count can exceed the legend's range (a clear-cut's NBR drop of 0.7
+    against bins up to 0.5): its last bin takes them ("from ..."), drawn by a real
+    mapserv, where they were left out (drawn as no data). The quicklooks and the
+    QGIS styles take the same legend entries."""
+    import datetime as dt
+
+    from forestwatch.publish.mapfile import write_mapfile
+    from forestwatch.publish.server import find_mapserv, make_server
+
+    entry = layer(name)
+    lo, hi = entry.value_range
+    entries = legend_entries(entry, path=None, monitoring=(dt.date(2023, 1, 1),
+                                                           dt.date(2023, 12, 31)))
+    assert entries[-1].hi is None and entries[-1].name.startswith("from "), entries[-1]
+    above = hi * 1.5
+    for value in (lo, (lo + hi) / 2, hi, above):  # each value in exactly one bin
+        assert sum(e.lo <= value and (e.hi is None or value <= e.hi) for e in entries) == 1
+    # a raster of three strips: the first bin, the last bin's range, above the range
+    dtype = "float32" if name == "max_loss" else "uint16"
+    values = np.repeat(np.array([lo, hi * 0.9, above], dtype=dtype), 20)[None, :].repeat(20, 0)
+    (tmp_path / "mosaic").mkdir()
+    _cog(tmp_path / f"{name}.tif", values, nodata=entry.nodata, tags={})
+    vrt = tmp_path / "mosaic" / f"{name}.vrt"
+    build_vrt([tmp_path / f"{name}.tif"], vrt)
+    if find_mapserv() is None:
+        pytest.skip("mapserv (MapServer 8) is not installed: run deploy/install_mapserver.sh")
+    mapfile = tmp_path / "publish" / "wms.map"
+    write_mapfile(out=mapfile, layers=[(entry, vrt)], crs="EPSG:3035", name="t", title="t",
+                  monitoring=(dt.date(2023, 1, 1), dt.date(2023, 12, 31)))
+    port = free_port()
+    server = make_server(mapfile=mapfile, config_file=tmp_path / "publish" / "ms.conf", port=port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}/wms?SERVICE=WMS&VERSION=1.3.0"
+        for strip, colour in ((0, entries[0].rgba), (1, entries[-1].rgba),
+                              (2, entries[-1].rgba)):
+            x = 4461600 + 20 * (20 * strip + 10)  # the middle of the strip's columns
+            q = (f"{base}&REQUEST=GetMap&LAYERS={name}&STYLES=&CRS=EPSG:3035"
+                 f"&BBOX={3045400 - 20},{x - 20},{3045400 + 20},{x + 20}&WIDTH=10&HEIGHT=10"
+                 "&FORMAT=image/png&TRANSPARENT=TRUE")
+            with urllib.request.urlopen(q, timeout=60) as r:
+                assert tuple(_png(r.read())[5, 5]) == colour[:3], (strip, colour)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _figure_with_legend(outside: bool):
     """A quicklook-like figure: an image and a legend beside its axes (beyond the
     figure's right edge when ``outside``, in room left for it otherwise)."""

@@ -51,8 +51,11 @@ class Layer:
     #: ``classes``: codes not drawn (a GeoTIFF palette has no alpha: "not forest", "no
     #: alert" would be opaque black)
     transparent: tuple[int, ...] = ()
-    #: ``continuous``: (min, max) of the values, in ``units``
+    #: ``continuous``: (min, max) of the legend's value bins, in ``units``
     value_range: tuple[float, float] | None = None
+    #: ``continuous``: values can exceed the range's max (a loss, a count): the last bin
+    #: takes them all ("from ..."), so that the strongest are drawn, not left out
+    open_above: bool = False
     #: ``polygons``: the attribute with the class code, and the layer whose classes it uses
     field: str | None = None
     classes_from: str | None = None
@@ -82,9 +85,9 @@ LAYERS: tuple[Layer, ...] = (
     Layer("last_observation_date", "Date of the last clear observation", "date", nodata=0,
           units="days since 1970-01-01"),
     Layer("anomaly_count", "Anomalous observations of the alert", "continuous",
-          nodata=65535, units="observations", value_range=(0, 20)),
+          nodata=65535, units="observations", value_range=(0, 20), open_above=True),
     Layer("max_loss", "Largest drop of the index below its prediction", "continuous",
-          nodata=-9999, units="index units", value_range=(0, 0.5)),
+          nodata=-9999, units="index units", value_range=(0, 0.5), open_above=True),
     Layer("alert_polygons", "Alert polygons", "polygons", field="status",
           classes_from="alert_status", ogr_layer="alerts"),
 )
@@ -159,16 +162,22 @@ def date_entries(start: dt.date, end: dt.date, *, bins: int = 6) -> list[LegendE
     return entries
 
 
-def value_entries(lo: float, hi: float, *, bins: int = 5, units: str = "") -> list[LegendEntry]:
-    """Equal bins between ``lo`` and ``hi`` on the ramp."""
+def value_entries(lo: float, hi: float, *, bins: int = 5, units: str = "",
+                  open_above: bool = False) -> list[LegendEntry]:
+    """Equal bins between ``lo`` and ``hi`` on the ramp; with ``open_above`` the last bin
+    has no upper bound ("from ..."): values above ``hi`` are drawn in its colour."""
     width = (hi - lo) / bins
     unit = f" {units}" if units and units != "percent" else ("%" if units == "percent" else "")
     out = []
     for k in range(bins):
         a = lo + k * width
-        b = hi if k == bins - 1 else lo + (k + 1) * width
-        out.append(LegendEntry(f"{a:g} - {b:g}{unit}", a, b if k == bins - 1 else b - 1e-9,
-                               ramp_colour(k / (bins - 1))))
+        colour = ramp_colour(k / (bins - 1))
+        if k == bins - 1:
+            out.append(LegendEntry(f"from {a:g}{unit}", a, None, colour) if open_above
+                       else LegendEntry(f"{a:g} - {hi:g}{unit}", a, hi, colour))
+        else:
+            b = lo + (k + 1) * width
+            out.append(LegendEntry(f"{a:g} - {b:g}{unit}", a, b - 1e-9, colour))
     return out
 
 
@@ -213,7 +222,8 @@ def legend_entries(entry: Layer, *, path: str | Path | None, monitoring: tuple[d
     if entry.kind == "date":
         return date_entries(*monitoring)
     if entry.kind == "continuous":
-        return value_entries(*entry.value_range, units=entry.units)
+        return value_entries(*entry.value_range, units=entry.units,
+                             open_above=entry.open_above)
     if entry.kind == "polygons":
         classes = (classes_of or {}).get(entry.classes_from, {})
         return [LegendEntry(name, code, code, rgba) for code, (name, rgba) in classes.items()
