@@ -112,8 +112,9 @@ class RegionalScreen:
             share = np.zeros(anomalous.shape, dtype=np.float32)
             for label in np.unique(strata[anomalous]):
                 mine = strata == label
-                share[mine] = self._share(observed & mine, anomalous & mine)[mine]
-        running = (np.isin(alerts.status, (FIRST, PROVISIONAL)) & (alerts.normal_run == 0)
+                np.copyto(share, self._share(observed & mine, anomalous & mine), where=mine)
+        status = alerts.status
+        running = (((status == FIRST) | (status == PROVISIONAL)) & (alerts.normal_run == 0)
                    & (alerts.run_start > 0))
         started = np.where(running, alerts.run_start, today)
         return anomalous & (share > self.max_share) & (today - started <= self.hold_days)
@@ -131,8 +132,8 @@ class RegionalScreen:
         # on 1000 x 1000 px)
         with ThreadPoolExecutor(2, thread_name_prefix="forestwatch-screen") as pool:
             seen, hit = pool.map(mean, (observed, anomalous))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(seen >= MIN_OBSERVED_SHARE, hit / seen, 0.0).astype(np.float32)
+        # hit / seen where enough of the window is observed, 0 elsewhere, in one pass
+        return np.divide(hit, seen, out=np.zeros_like(hit), where=seen >= MIN_OBSERVED_SHARE)
 
 
 def seasonal_amplitude(monitor) -> np.ndarray:
