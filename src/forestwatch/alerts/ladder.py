@@ -270,8 +270,8 @@ def observe(layers: AlertLayers, *, observed: np.ndarray, strength: np.ndarray,
     that led to it, or starts and confirms an episode on the day when there was none.
 
     One compiled pass over the pixels (:func:`_observe`): the same numbers as the
-    array-wide steps it replaced (tested against them), 19 ms -> ~2 ms a day on
-    1000 x 1000 px.
+    array-wide steps it replaced (tested against them); a day on 1000 x 1000 px 40 ->
+    4 ms (BENCHMARKS.md, "The alert ladder in one compiled pass").
     """
     days = np.int32((day - EPOCH).days)
     arrays = {name: _grid(getattr(layers, name), name) for name in layers.DTYPES}
