@@ -124,6 +124,18 @@ def test_the_end_of_a_snakemake_run_cancels_its_timer_and_freezes_the_heap(monke
         scheduler.cancel(), other.cancel()
 
 
+def _seen_in_a_new_process(script: str, env: dict[str, str]) -> dict:
+    """Run ``script`` (which prints a JSON object last) in a new Python process with
+    ``env``; what it printed."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 _BLAS_IN_A_JOB = """
 import json
 from types import SimpleNamespace
@@ -153,18 +165,12 @@ print(json.dumps(seen))
 @pytest.mark.parametrize("operator", [None, "2"])
 def test_a_job_runs_blas_on_its_calling_thread_unless_the_operator_says(operator):
     # a new process: this one's BLAS may have been limited by an earlier test
-    import json
-    import subprocess
-    import sys
-
     from forestwatch._threads import _BLAS_THREAD_VARIABLES
 
     env = {k: v for k, v in os.environ.items() if k not in _BLAS_THREAD_VARIABLES}
     if operator is not None:
         env["OPENBLAS_NUM_THREADS"] = operator
-    out = subprocess.run([sys.executable, "-c", _BLAS_IN_A_JOB], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    seen = json.loads(out.strip().splitlines()[-1])
+    seen = _seen_in_a_new_process(_BLAS_IN_A_JOB, env)
     assert seen["in the job"], "numpy's BLAS is not seen by threadpoolctl"
     if operator is None:
         assert set(seen["in the job"]) == {1}, seen
@@ -207,17 +213,11 @@ def test_a_job_keeps_freed_memory_for_the_next_allocation_unless_the_operator_sa
     # glibc by default unmaps a freed 16 MiB array at once (above its first mmap
     # threshold): the next one takes fresh pages, which the kernel zeroes. A job keeps
     # it, unless the environment sets glibc's own variables or turns it off.
-    import json
-    import subprocess
-    import sys
-
     from forestwatch._memory import _MALLOC_VARIABLES, SWITCH
 
     env = {k: v for k, v in os.environ.items() if k not in (*_MALLOC_VARIABLES, SWITCH)}
     env.update(operator or {})
-    out = subprocess.run([sys.executable, "-c", _FREED_IN_A_JOB], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    seen = json.loads(out.strip().splitlines()[-1])
+    seen = _seen_in_a_new_process(_FREED_IN_A_JOB, env)
     assert seen["held_mib"] > 15, seen
     if operator is None:
         assert seen["kept_mib"] > 15, seen

@@ -6,6 +6,7 @@ alone."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -126,12 +127,37 @@ def _cog(path: Path, data: np.ndarray, *, nodata, tags: dict, cmap: dict | None 
         dst.update_tags(1, **tags)
 
 
+@contextlib.contextmanager
+def _mapserv(mapfile: Path):
+    """A real mapserv behind the project's HTTP front serving ``mapfile`` on a free port;
+    yields the WMS 1.3.0 base URL."""
+    from forestwatch.publish.server import make_server
+
+    port = free_port()
+    server = make_server(mapfile=mapfile, config_file=mapfile.parent / "ms.conf", port=port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}/wms?SERVICE=WMS&VERSION=1.3.0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _centre_colour(base: str, layer_name: str, x: float, y: float = 3045400) -> tuple:
+    """The RGB GetMap draws at (``x``, ``y``, EPSG:3035) of ``layer_name``."""
+    q = (f"{base}&REQUEST=GetMap&LAYERS={layer_name}&STYLES=&CRS=EPSG:3035"
+         f"&BBOX={y - 20},{x - 20},{y + 20},{x + 20}&WIDTH=10&HEIGHT=10"
+         "&FORMAT=image/png&TRANSPARENT=TRUE")
+    with urllib.request.urlopen(q, timeout=60) as r:
+        return tuple(_png(r.read())[5, 5])
+
+
 def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
     """alert_status (classes from its COG's class_<code> tags and palette), confidence
     and first_detection_date: rasters shaped as main's alerts will write them, published
     through the table alone, answered by a real mapserv."""
     from forestwatch.publish.mapfile import write_mapfile
-    from forestwatch.publish.server import find_mapserv, make_server
+    from forestwatch.publish.server import find_mapserv
 
     if find_mapserv() is None:
         pytest.skip("mapserv (MapServer 8) is not installed: run deploy/install_mapserver.sh")
@@ -160,20 +186,11 @@ def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
     for code in range(1, 5):
         assert f'NAME "{names[code]}"\n      EXPRESSION ([pixel] = {code})' in text
     assert 'NAME "no alert"' not in text  # transparent: not drawn
-    port = free_port()
-    server = make_server(mapfile=mapfile, config_file=tmp_path / "publish" / "ms.conf", port=port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{port}/wms?SERVICE=WMS&VERSION=1.3.0"
+    with _mapserv(mapfile) as base:
         # x = 4461600 + 20 * (12 * code + 6): the middle of code's columns
         for code in (1, 3):
             x = 4461600 + 20 * (12 * code + 6)
-            q = (f"{base}&REQUEST=GetMap&LAYERS=alert_status&STYLES=&CRS=EPSG:3035"
-                 f"&BBOX={3045400 - 20},{x - 20},{3045400 + 20},{x + 20}&WIDTH=10&HEIGHT=10"
-                 "&FORMAT=image/png&TRANSPARENT=TRUE")
-            with urllib.request.urlopen(q, timeout=60) as r:
-                assert tuple(_png(r.read())[5, 5]) == colours[code][:3]
+            assert _centre_colour(base, "alert_status", x) == colours[code][:3]
         with urllib.request.urlopen(f"{base}&REQUEST=GetLegendGraphic&LAYER=alert_status"
                                     "&FORMAT=image/png&SLD_VERSION=1.1.0", timeout=60) as r:
             legend = _png(r.read())
@@ -182,9 +199,6 @@ def test_a_new_layer_is_one_table_entry_served_by_mapserver(tmp_path):
             caps = r.read().decode()
         for name in ("alert_status", "confidence", "first_detection_date"):
             assert f"<Name>{name}</Name>" in caps
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("name", ["max_loss", "anomaly_count"])
@@ -196,7 +210,7 @@ def test_values_above_a_layers_range_are_drawn_in_its_last_bin(tmp_path, name):
     import datetime as dt
 
     from forestwatch.publish.mapfile import write_mapfile
-    from forestwatch.publish.server import find_mapserv, make_server
+    from forestwatch.publish.server import find_mapserv
 
     entry = layer(name)
     lo, hi = entry.value_range
@@ -218,23 +232,11 @@ def test_values_above_a_layers_range_are_drawn_in_its_last_bin(tmp_path, name):
     mapfile = tmp_path / "publish" / "wms.map"
     write_mapfile(out=mapfile, layers=[(entry, vrt)], crs="EPSG:3035", name="t", title="t",
                   monitoring=(dt.date(2023, 1, 1), dt.date(2023, 12, 31)))
-    port = free_port()
-    server = make_server(mapfile=mapfile, config_file=tmp_path / "publish" / "ms.conf", port=port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{port}/wms?SERVICE=WMS&VERSION=1.3.0"
+    with _mapserv(mapfile) as base:
         for strip, colour in ((0, entries[0].rgba), (1, entries[-1].rgba),
                               (2, entries[-1].rgba)):
             x = 4461600 + 20 * (20 * strip + 10)  # the middle of the strip's columns
-            q = (f"{base}&REQUEST=GetMap&LAYERS={name}&STYLES=&CRS=EPSG:3035"
-                 f"&BBOX={3045400 - 20},{x - 20},{3045400 + 20},{x + 20}&WIDTH=10&HEIGHT=10"
-                 "&FORMAT=image/png&TRANSPARENT=TRUE")
-            with urllib.request.urlopen(q, timeout=60) as r:
-                assert tuple(_png(r.read())[5, 5]) == colour[:3], (strip, colour)
-    finally:
-        server.shutdown()
-        server.server_close()
+            assert _centre_colour(base, name, x) == colour[:3], (strip, colour)
 
 
 def _figure_with_legend(outside: bool):
