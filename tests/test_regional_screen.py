@@ -200,3 +200,53 @@ def test_otsu_threshold_separates_two_modes():
     threshold = otsu_threshold(values)
     assert 0.18 < threshold < 0.3
     assert ((values > threshold) == (np.arange(values.size) >= 6000)).mean() > 0.999
+
+
+def _share_with_scipy(observed, anomalous, window_px, strata=None):
+    """The screen's share as it was computed before its compiled kernel: scipy's
+    ``uniform_filter`` of the float32 masks, per stratum present among the anomalies."""
+    from scipy import ndimage
+
+    from forestwatch.monitor.regional import MIN_OBSERVED_SHARE
+
+    def share(o, a):
+        seen, hit = (ndimage.uniform_filter(m.astype(np.float32), window_px, mode="constant")
+                     for m in (o, a))
+        return np.divide(hit, seen, out=np.zeros_like(hit), where=seen >= MIN_OBSERVED_SHARE)
+
+    if strata is None:
+        return share(observed, anomalous)
+    out = np.zeros(observed.shape, dtype=np.float32)
+    for label in np.unique(strata[anomalous]):
+        mine = strata == label
+        np.copyto(out, share(observed & mine, anomalous & mine), where=mine)
+    return out
+
+
+def test_the_window_share_is_scipys_bit_for_bit():
+    """The compiled share equals scipy's filters' to the last bit (so a pixel at
+    max_share is screened as before), with and without strata, for windows smaller and
+    larger than the tile, sparse and dense anomalies, strata in blocks or pixel by pixel."""
+    rng = np.random.default_rng(11)
+    reached = set()
+    for _ in range(120):
+        shape = tuple(int(n) for n in rng.integers(1, 70, 2))
+        window = int(rng.choice([1, 3, 21, 101, 2 * int(rng.integers(1, 50)) + 1]))
+        observed = rng.random(shape) < rng.random()
+        anomalous = observed & (rng.random(shape) < rng.random() ** 2)
+        if rng.random() < 0.5:
+            strata = (rng.random(shape) < rng.random()).astype(np.uint8)
+        else:  # in blocks, as seasonality strata are
+            strata = np.zeros(shape, dtype=np.uint8)
+            strata[:, : int(rng.integers(0, shape[1] + 1))] = 1
+        screen = RegionalScreen(window_px=window, max_share=0.3, hold_days=45)
+        for labels in (None, strata):
+            got = screen._share(observed, anomalous, labels)
+            expected = _share_with_scipy(observed, anomalous, window, labels)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+            reached |= {"a share between 0 and 1" if ((got > 0) & (got < 1)).any() else "",
+                        "too little observed" if (observed & (got == 0)).any() else ""}
+    assert reached >= {"a share between 0 and 1", "too little observed"}
+    with pytest.raises(ValueError, match="2-D masks"):
+        SCREEN._share(np.ones(5, dtype=bool), np.ones(5, dtype=bool), None)

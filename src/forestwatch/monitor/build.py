@@ -116,9 +116,13 @@ def _warm_one(cfg: dict, threads: int = 1) -> float:
     monitor = build_monitor(cfg["monitor"], np.ones((8, 8), dtype=np.uint8))
     fit_monitor(monitor, cfg, index, cube, threads)
     monitor.monitor(array=np.ascontiguousarray(values[-1]), date=dt.datetime(2022, 1, 1))
-    from .regional import seasonal_amplitude
+    from ._window import window_share
+    from .regional import MIN_OBSERVED_SHARE, seasonal_amplitude
 
     seasonal_amplitude(monitor)  # the regional screen's seasonality strata
+    observed = np.ones((8, 8), dtype=bool)  # and its window shares
+    window_share(observed, observed, observed.view(np.uint8), True, 3,
+                 np.float32(MIN_OBSERVED_SHARE), np.empty((8, 8), dtype=np.float32))
     return time.perf_counter() - t0
 
 

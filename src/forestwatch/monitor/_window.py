@@ -1,0 +1,105 @@
+"""The regional screen's window shares, compiled: for each pixel, the share of the
+observed pixels of a square window around it that are anomalous
+(:meth:`forestwatch.monitor.regional.RegionalScreen.regional`, on every monitored day
+of a screened tile).
+
+The two window means are those of ``scipy.ndimage.uniform_filter(pixels.astype(float32),
+size, mode="constant")``, bit for bit: the same running sum in float64 along each axis
+(axis 0, then axis 1), each pass's sums divided by the window's size and stored as
+float32 (scipy's ``NI_UniformFilter1D``), so that a pixel at ``max_share`` is
+screened exactly as it was with scipy's filters (tested). What the kernel saves is
+scipy's line buffers and the float32 copies of the masks: both means are taken in one
+pass over the masks, the stratum selected on the fly, and the share written in place.
+
+Its own module so that importing :mod:`forestwatch.monitor` does not import numba.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(nogil=True, cache=True)
+def window_share(observed, anomalous, strata, stratified, size, min_observed,
+                 out):  # pragma: no cover (numba)
+    """Write into ``out`` (float32, the masks' 2-D shape) each pixel's mean of
+    ``anomalous`` over the ``size`` x ``size`` window around it divided by the mean of
+    ``observed`` there, or 0 where that is below ``min_observed`` (float32). The masks
+    are bool; the window's outside counts as not observed. With ``stratified``, only the
+    window's pixels of the pixel's own stratum count (``strata``: 0 or not 0, the masks'
+    shape; not read otherwise): both strata are taken in the same passes."""
+    h, w = observed.shape
+    before = size // 2  # scipy's size1 (origin 0): the window's pixels before its centre
+    scale = float(size)
+    n = 2 if stratified else 1
+    # pass 1, axis 0: per column and stratum, the window's counts (whole numbers, so
+    # exact in any order, as scipy's float64 running sum of 0s and 1s), stored as float32
+    # means in rows padded with the window's outside (0) so that pass 2 needs no bounds
+    seen0 = np.empty((n, h, w + size - 1), dtype=np.float32)
+    hit0 = np.empty((n, h, w + size - 1), dtype=np.float32)
+    for padded in (seen0, hit0):
+        padded[:, :, :before] = 0
+        padded[:, :, before + w:] = 0
+    counts = np.zeros((2 * n, w), dtype=np.int32)  # seen, hit of stratum 0 (, 1)
+    for y in range(-before, h):
+        for row, sign in ((y + size - 1 - before, 1), (y - 1 - before, -1)):
+            if 0 <= row < h:
+                for k in range(n):
+                    _count_row(counts[2 * k], observed[row], strata[row], stratified, k, sign)
+                    _count_row(counts[2 * k + 1], anomalous[row], strata[row], stratified, k,
+                               sign)
+        if y >= 0:
+            for k in range(n):
+                _store_means(counts[2 * k], seen0[k, y, before:before + w], scale)
+                _store_means(counts[2 * k + 1], hit0[k, y, before:before + w], scale)
+    # pass 2, axis 1: scipy's float64 running sum along each row of pass 1's float32
+    # means, each step adding the entering value minus the leaving one (in float64, as
+    # scipy's line buffers: float32 - float32 would round)
+    for y in range(h):
+        share = out[y]
+        s0, t0 = _row_sums(seen0[0, y], hit0[0, y], size)
+        s1, t1 = _row_sums(seen0[n - 1, y], hit0[n - 1, y], size)
+        sa, ha, sb, hb = seen0[0, y], hit0[0, y], seen0[n - 1, y], hit0[n - 1, y]
+        for x in range(w):
+            if x > 0:
+                enter, leave = x + size - 1, x - 1
+                s0 += np.float64(sa[enter]) - np.float64(sa[leave])
+                t0 += np.float64(ha[enter]) - np.float64(ha[leave])
+                if stratified:
+                    s1 += np.float64(sb[enter]) - np.float64(sb[leave])
+                    t1 += np.float64(hb[enter]) - np.float64(hb[leave])
+            s, t = s0, t0
+            if stratified and strata[y, x] != 0:
+                s, t = s1, t1
+            seen = np.float32(s / scale)
+            share[x] = np.float32(t / scale) / seen if seen >= min_observed else np.float32(0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _row_sums(seen, hit, size):  # pragma: no cover (numba)
+    """The first window's sums of a padded row of pass 1, in scipy's order."""
+    s = t = 0.0
+    for c in range(size):
+        s += seen[c]
+        t += hit[c]
+    return s, t
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _count_row(counts, mask, strata, stratified, stratum, sign):  # pragma: no cover (numba)
+    """Add (``sign`` 1) or take away (-1) a row of ``mask`` in ``counts``: its pixels
+    of ``stratum`` (0: ``strata`` 0, 1: not 0) with ``stratified``, else all."""
+    if stratified:
+        upper = stratum != 0
+        for x in range(counts.size):  # no branch: strata can alternate pixel by pixel
+            counts[x] += sign * (mask[x] & ((strata[x] != 0) == upper))
+    else:
+        for x in range(counts.size):
+            counts[x] += sign * mask[x]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _store_means(counts, means, scale):  # pragma: no cover (numba)
+    for x in range(counts.size):
+        means[x] = counts[x] / scale
