@@ -459,7 +459,7 @@ def test_bilinear_sampling_gives_the_reference_bits():
     numpy: for tiles inside the file and across its edges, rotated and shifted, with and
     without nodata in the window, and 0 outside the file; filling a layer an earlier item
     partly observed, it keeps that item's values and fills only the rest."""
-    from forestwatch._assets import _Sampler
+    from forestwatch._assets import _footprint, _Sampler
 
     rng = np.random.default_rng(7)
     rows, cols = np.mgrid[0:45, 0:55] + 0.5
@@ -469,7 +469,7 @@ def test_bilinear_sampling_gives_the_reference_bits():
         col = (shift + cols * np.cos(angle) - rows * np.sin(angle) + rng.random()).ravel()
         row = (shift + cols * np.sin(angle) + rows * np.cos(angle) + rng.random()).ravel()
         file_shape = (60, 65)
-        sampler = _Sampler((col, row), file_shape, "bilinear")
+        sampler = _Sampler(_footprint((col, row), file_shape), "bilinear")
         (r0, r1), (c0, c1) = sampler.window
         whole = rng.integers(1, 10_000, file_shape, dtype=np.uint16)
         holed = whole.copy()

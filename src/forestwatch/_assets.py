@@ -160,18 +160,43 @@ def _interpolate(nodes: np.ndarray, nx: np.ndarray, ny: np.ndarray, xs: np.ndarr
     along_x = nodes[:, ix] * (1 - tx) + nodes[:, ix + 1] * tx  # (len(ny), width)
     fy = (ys - ny[0]) / (ny[1] - ny[0])
     iy = np.clip(np.floor(fy).astype(np.int64), 0, len(ny) - 2)
-    ty = (fy - iy)[:, None]
-    out = along_x[iy]
-    step = along_x[iy + 1]
-    step -= out
-    step *= ty
-    out += step  # along_x[iy] + (along_x[iy + 1] - along_x[iy]) * ty, in place
+    ty = fy - iy
+    from ._sampling import interpolate_rows  # numba: at the first read
+
+    out = np.empty((len(ys), len(xs)), dtype=np.float64)
+    interpolate_rows(np.ascontiguousarray(along_x), iy, ty, out)  # one compiled pass
     return out
+
+
+class _Footprint(NamedTuple):
+    """The tile pixels whose centres fall inside a source grid, and where
+    (:func:`_footprint`)."""
+
+    #: the tile's flat index of each such pixel (int64); empty: every pixel, in order
+    targets: np.ndarray
+    #: their fractional (col, row) in the source grid (float64)
+    col: np.ndarray
+    row: np.ndarray
+    #: the source grid's (rows, cols)
+    src_shape: tuple[int, int]
+
+
+def _footprint(positions: tuple[np.ndarray, np.ndarray],
+               src_shape: tuple[int, int]) -> _Footprint | None:
+    """The positions (:func:`_positions`) inside a source grid of ``src_shape``; ``None``
+    when none is. Made once per source grid and load, for its samplers of every method."""
+    from ._sampling import inside_positions  # numba: at the first read
+
+    col, row = (np.ascontiguousarray(p, dtype=np.float64) for p in positions)
+    targets, col, row = inside_positions(col, row, *src_shape)
+    if col.shape[0] == 0:
+        return None
+    return _Footprint(targets, col, row, (int(src_shape[0]), int(src_shape[1])))
 
 
 class _Sampler:
     """The ``nearest`` or ``bilinear`` sampling of a source window at the tile's pixel
-    positions in that source grid (:func:`_positions`).
+    positions in that source grid (:func:`_positions`, :func:`_footprint`).
 
     Why not GDAL's warper: creating a warped VRT per file takes a process-wide lock in
     PROJ, so reads in threads ran slower than one at a time (BENCHMARKS.md), and its
@@ -181,30 +206,24 @@ class _Sampler:
     renormalised over the neighbours that hold data; integers are rounded half up.
     """
 
-    def __init__(self, positions: tuple[np.ndarray, np.ndarray], src_shape: tuple[int, int],
-                 method: str) -> None:
-        col, row = positions
-        rows, cols = src_shape
+    def __init__(self, footprint: _Footprint | None, method: str) -> None:
         self.method = method
-        inside = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
-        everywhere = bool(inside.all())
-        #: the layer's flat index of each sampled pixel; empty: all of them, in order
-        self.targets = np.zeros(0, dtype=np.int64) if everywhere else np.flatnonzero(inside)
         self.window = None
-        if not inside.any():
+        if footprint is None:  # no tile pixel inside the file
             return
-        col, row = (col[inside], row[inside]) if not everywhere else (
-            np.ascontiguousarray(col, dtype=np.float64), np.ascontiguousarray(row, dtype=np.float64))
+        #: the layer's flat index of each sampled pixel; empty: all of them, in order
+        self.targets = footprint.targets
         from ._sampling import bilinear_taps, nearest_taps  # numba: at the first read
 
         # int32 and float32 (the sampler is kept for the whole load: memory), and each
         # neighbour as a flat index into the window
+        col, row = footprint.col, footprint.row
         if method == "nearest":
             index, (top, bottom, left, right) = nearest_taps(col, row)
             self.taps = index[np.newaxis]
         else:
             self.taps, self.tap_weights, (top, bottom, left, right) = bilinear_taps(
-                col, row, rows, cols)
+                col, row, *footprint.src_shape)
         self.window = ((int(top), int(bottom) + 1), (int(left), int(right) + 1))
 
     def fill(self, layer: np.ndarray, data: np.ndarray, nodata: float) -> None:
@@ -227,13 +246,13 @@ class _Sampler:
 
 
 class _Samplers:
-    """The samplers of one load, shared by its reader threads: one pixel mapping per source
-    grid (every item of a granule shares it; nearest and bilinear share its transform),
-    one sampler per source grid and method."""
+    """The samplers of one load, shared by its reader threads: one pixel mapping and
+    footprint per source grid (every item of a granule shares them; nearest and bilinear
+    share them), one sampler per source grid and method."""
 
     def __init__(self, geobox: GeoBox) -> None:
         self.geobox = geobox
-        self._positions: dict = {}
+        self._footprints: dict = {}
         self._samplers: dict = {}
         self._lock = threading.Lock()
 
@@ -242,11 +261,10 @@ class _Samplers:
         with self._lock:
             sampler = self._samplers.get((grid, method))
             if sampler is None:
-                positions = self._positions.get(grid)
-                if positions is None:
-                    positions = self._positions[grid] = _positions(self.geobox, info.crs,
-                                                                   info.transform)
-                sampler = self._samplers[(grid, method)] = _Sampler(positions, info.shape,
+                if grid not in self._footprints:
+                    self._footprints[grid] = _footprint(
+                        _positions(self.geobox, info.crs, info.transform), info.shape)
+                sampler = self._samplers[(grid, method)] = _Sampler(self._footprints[grid],
                                                                     method)
         return sampler
 

@@ -143,6 +143,47 @@ def nearest_taps(col, row):  # pragma: no cover (numba)
     return index, (rmin, rmax, cmin, cmax)
 
 
+@numba.njit(nogil=True, cache=True)
+def interpolate_rows(along_x, iy, ty, out):  # pragma: no cover (numba)
+    """``out[i, j] = along_x[iy[i], j] + (along_x[iy[i] + 1, j] - along_x[iy[i], j]) *
+    ty[i]`` (float64): the second step of the reader's bilinear interpolation of pixel
+    positions between exact nodes (:func:`forestwatch._assets._interpolate`), in one pass
+    instead of numpy's five over the tile's pixels; the same float64 operations in the
+    same order, so the same bits."""
+    for i in range(out.shape[0]):
+        lo, hi, t = along_x[iy[i]], along_x[iy[i] + 1], ty[i]
+        o = out[i]
+        for j in range(o.shape[0]):
+            o[j] = lo[j] + (hi[j] - lo[j]) * t
+
+
+@numba.njit(nogil=True, cache=True)
+def inside_positions(col, row, rows, cols):  # pragma: no cover (numba)
+    """The positions (``col``, ``row``: float64, one per tile pixel, flat) inside a source
+    grid of ``rows`` x ``cols`` pixels: ``(targets, col, row)``, ``targets`` (int64) their
+    flat tile indices, or empty when every position is inside (``col`` and ``row`` are
+    then the arrays given). Two passes (count, then gather) instead of numpy's comparisons,
+    ``flatnonzero`` and gathers, made once per source grid instead of once per sampler."""
+    n = col.shape[0]
+    count = 0
+    for p in range(n):
+        c, r = col[p], row[p]
+        if c >= 0 and c < cols and r >= 0 and r < rows:
+            count += 1
+    if count == n:
+        return np.zeros(0, dtype=np.int64), col, row
+    targets = np.empty(count, dtype=np.int64)
+    col_in = np.empty(count, dtype=np.float64)
+    row_in = np.empty(count, dtype=np.float64)
+    k = 0
+    for p in range(n):
+        c, r = col[p], row[p]
+        if c >= 0 and c < cols and r >= 0 and r < rows:
+            targets[k], col_in[k], row_in[k] = p, c, r
+            k += 1
+    return targets, col_in, row_in
+
+
 def warm() -> float:
     """Compile the kernels for the reader's arguments (uint16 and uint8 data), or load
     them from numba's cache; seconds taken (~3 s cold, ~0.5 s cached in a process that used
@@ -157,6 +198,8 @@ def warm() -> float:
     col = row = np.full(1, 0.5)
     bilinear_taps(col, row, 1, 1)
     nearest_taps(col, row)
+    inside_positions(col, row, 1, 1)
+    interpolate_rows(np.zeros((2, 1)), np.zeros(1, dtype=np.int64), np.zeros(1), np.empty((1, 1)))
     for dtype in (np.uint16, np.uint8):
         data = np.ones(1, dtype=dtype)
         bilinear_fill(data, taps, weights, 0.0, out, everywhere)
