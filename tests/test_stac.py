@@ -429,6 +429,41 @@ def test_pixel_positions_interpolated_between_exact_nodes_match_exact_transforms
     np.testing.assert_array_equal(col, ecol)
 
 
+def test_the_compiled_position_steps_give_numpys_bits():
+    """The reader's compiled steps (forestwatch._sampling.interpolate_rows and
+    inside_positions) give the bits of the numpy expressions they replaced: the
+    interpolation between node rows, and the positions inside a source grid with their
+    flat tile indices (none given when all are inside)."""
+    from forestwatch._assets import _footprint, _interpolate
+
+    rng = np.random.default_rng(5)
+    nx, ny = np.arange(12) * 320.0, np.arange(9) * 320.0
+    nodes = rng.normal(500, 200, (9, 12))
+    xs, ys = rng.uniform(0, 3500, 150), rng.uniform(0, 2500, 90)
+    fx = (xs - nx[0]) / (nx[1] - nx[0])
+    ix = np.clip(np.floor(fx).astype(np.int64), 0, len(nx) - 2)
+    tx = fx - ix
+    along_x = nodes[:, ix] * (1 - tx) + nodes[:, ix + 1] * tx
+    fy = (ys - ny[0]) / (ny[1] - ny[0])
+    iy = np.clip(np.floor(fy).astype(np.int64), 0, len(ny) - 2)
+    ty = (fy - iy)[:, None]
+    expected = along_x[iy] + (along_x[iy + 1] - along_x[iy]) * ty
+    got = _interpolate(nodes, nx, ny, xs, ys)
+    np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+
+    col, row = rng.uniform(-30, 130, 5000), rng.uniform(-30, 90, 5000)
+    col[7], row[9] = np.nan, np.inf  # not inside
+    inside = (col >= 0) & (col < 100) & (row >= 0) & (row < 60)
+    foot = _footprint((col, row), (60, 100))
+    np.testing.assert_array_equal(foot.targets, np.flatnonzero(inside))
+    np.testing.assert_array_equal(foot.col, col[inside])
+    np.testing.assert_array_equal(foot.row, row[inside])
+    assert 0 < inside.sum() < inside.size
+    whole = _footprint((col[inside], row[inside]), (60, 100))
+    assert whole.targets.size == 0 and np.array_equal(whole.col, col[inside])
+    assert _footprint((col[~inside][:5] * 0 - 1, row[~inside][:5]), (60, 100)) is None
+
+
 def _bilinear_reference(col, row, data, nodata):
     """GDAL's bilinear conventions in plain numpy, pixel by pixel (float32, the operations
     in the reader's order): the four source pixel centres around each point, those outside
