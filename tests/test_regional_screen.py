@@ -248,5 +248,7 @@ def test_the_window_share_is_scipys_bit_for_bit():
             reached |= {"a share between 0 and 1" if ((got > 0) & (got < 1)).any() else "",
                         "too little observed" if (observed & (got == 0)).any() else ""}
     assert reached >= {"a share between 0 and 1", "too little observed"}
-    with pytest.raises(ValueError, match="2-D masks"):
+    with pytest.raises(ValueError, match="2-D bool masks"):
         SCREEN._share(np.ones(5, dtype=bool), np.ones(5, dtype=bool), None)
+    with pytest.raises(ValueError, match="2-D bool masks"):
+        SCREEN._share(np.ones((5, 5), dtype=np.uint8), np.ones((5, 5), dtype=bool), None)

@@ -6,10 +6,12 @@ of a screened tile).
 The two window means are those of ``scipy.ndimage.uniform_filter(pixels.astype(float32),
 size, mode="constant")``, bit for bit: the same running sum in float64 along each axis
 (axis 0, then axis 1), each pass's sums divided by the window's size and stored as
-float32 (scipy's ``NI_UniformFilter1D``), so that a pixel at ``max_share`` is
-screened exactly as it was with scipy's filters (tested). What the kernel saves is
-scipy's line buffers and the float32 copies of the masks: both means are taken in one
-pass over the masks, the stratum selected on the fly, and the share written in place.
+float32 (``NI_UniformFilter1D`` of scipy 1.17; scipy before 1.11 or so divided each
+step, which rounds differently), so that a pixel at ``max_share`` is screened exactly as
+it was with scipy's filters (``tests/test_regional_screen.py`` compares the two with
+the installed scipy). What the kernel saves is scipy's line buffers, the float32 copies
+of the masks and the per-stratum masks: both means of both strata are taken in the same
+two passes, and the share is written in place.
 
 Its own module so that importing :mod:`forestwatch.monitor` does not import numba.
 """
@@ -101,5 +103,6 @@ def _count_row(counts, mask, strata, stratified, stratum, sign):  # pragma: no c
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _store_means(counts, means, scale):  # pragma: no cover (numba)
+    """``means`` (float32) = ``counts`` / ``scale``, divided in float64 as scipy does."""
     for x in range(counts.size):
         means[x] = counts[x] / scale

@@ -121,9 +121,11 @@ class RegionalScreen:
         ~20 ms for the two strata of 1000 x 1000 px, its filters on two threads)."""
         from ._window import window_share
 
-        if observed.ndim != 2 or observed.shape != anomalous.shape:
-            raise ValueError(f"the regional screen takes a tile's 2-D masks, not shapes "
-                             f"{observed.shape} and {anomalous.shape}")
+        if (observed.ndim != 2 or observed.shape != anomalous.shape
+                or observed.dtype != bool or anomalous.dtype != bool):
+            raise ValueError(f"the regional screen takes a tile's 2-D bool masks, not "
+                             f"{observed.dtype} {observed.shape} and {anomalous.dtype} "
+                             f"{anomalous.shape}")
         share = np.empty(observed.shape, dtype=np.float32)
         # without strata the kernel reads none: any uint8 array of the shape will do
         labels = anomalous.view(np.uint8) if strata is None else strata
