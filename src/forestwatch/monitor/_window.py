@@ -6,8 +6,8 @@ of a screened tile).
 The two window means are those of ``scipy.ndimage.uniform_filter(pixels.astype(float32),
 size, mode="constant")``, bit for bit: the same running sum in float64 along each axis
 (axis 0, then axis 1), each pass's sums divided by the window's size and stored as
-float32 (``NI_UniformFilter1D`` of scipy 1.17; scipy before 1.11 or so divided each
-step, which rounds differently), so that a pixel at ``max_share`` is screened exactly as
+float32 (``NI_UniformFilter1D`` of scipy 1.17; older releases divided each step,
+which rounds differently), so that a pixel at ``max_share`` is screened exactly as
 it was with scipy's filters (``tests/test_regional_screen.py`` compares the two with
 the installed scipy). What the kernel saves is scipy's line buffers, the float32 copies
 of the masks and the per-stratum masks: both means of both strata are taken in the same
