@@ -461,7 +461,6 @@ def test_the_new_days_are_read_while_the_state_loads(archive, base, monkeypatch)
     today = dt.date(2023, 5, 20)
     calls: list = []
     monkeypatch.setattr(forward, "MIN_BATCH_DAYS", 1)  # batches of a quarter of the days
-    monkeypatch.setattr(forward, "MIN_BATCH_PIXEL_DAYS", 1)
     store, update = _advance(archive, layout, today, calls)
     assert update.applied_days and not update.recovered_from
     assert len(calls) >= 3, calls

@@ -55,15 +55,10 @@ EPOCH = dt.date(1970, 1, 1)
 #: bytes of float32 bands and indices allowed for the batches of days in memory at once:
 #: the batch being monitored and the next, read meanwhile, get half each
 FF_BATCH_BUDGET = 256 * 1024**2
-#: a run of days is read in about this many batches, so that all but the first are
-#: read beside the monitoring
+#: a run of days is read in about this many batches (none shorter than
+#: :data:`MIN_BATCH_DAYS`), so that all but the first read beside the monitoring
 PIPELINED_BATCHES = 4
-#: but no batch of fewer days than this, nor of fewer pixel-days than
-#: :data:`MIN_BATCH_PIXEL_DAYS`: on a small tile the monitoring is too short to hide
-#: the reads' fixed costs behind (a demo tile's 54 days, 150 x 150 px, 0.04 s of
-#: monitoring: 0.20-0.27 s in four batches against 0.14-0.18 s in one)
 MIN_BATCH_DAYS = 4
-MIN_BATCH_PIXEL_DAYS = 1_500_000
 
 
 @dataclass
@@ -256,17 +251,15 @@ def _bands_of(indices: list[str]) -> list[str]:
 
 def _batch_length(tile: Tile, bands: list[str], indices: list[str], days: int) -> int:
     """Days per read of a run of ``days`` days: about a :data:`PIPELINED_BATCHES`-th of
-    them, at least :data:`MIN_BATCH_DAYS` and :data:`MIN_BATCH_PIXEL_DAYS`, and at most
-    half :data:`FF_BATCH_BUDGET` of float32 bands and indices (a batch is monitored while
-    the next is read).
+    them, at least :data:`MIN_BATCH_DAYS`, and at most half :data:`FF_BATCH_BUDGET` of
+    float32 bands and indices (a batch is monitored while the next is read).
 
     One read of all the days made the monitoring wait for the whole read and then the
     second core idle while it ran (the monitoring is one thread): on the 1000 x 1000 px
     benchmark tile the fast-forward's main thread waited 1.1 s of its 2.1 s for reads."""
     pixels = tile.shape[0] * tile.shape[1]
     budget = max(1, FF_BATCH_BUDGET // 2 // (pixels * (len(bands) + len(indices)) * 4))
-    least = max(MIN_BATCH_DAYS, -(-MIN_BATCH_PIXEL_DAYS // pixels))
-    return min(budget, max(least, -(-days // PIPELINED_BATCHES)))
+    return min(budget, max(MIN_BATCH_DAYS, -(-days // PIPELINED_BATCHES)))
 
 
 def _reading_config(cfg: dict) -> dict:
