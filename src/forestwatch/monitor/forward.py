@@ -2,9 +2,8 @@
 
 This is the one place where ``monitor()`` is called after the fit
 (:func:`take_observation`), and where the alert ladder (:mod:`forestwatch.alerts.ladder`)
-takes each observation. Days are loaded in batches (about a quarter of the run, within a
-memory budget: :data:`FF_BATCH_BUDGET`), each batch after the first read while the one
-before it is monitored, one read of the bands for every monitor of the state (the
+takes each observation. Days are loaded in batches sized to a memory budget
+(:data:`FF_BATCH_BUDGET`), one read of the bands for every monitor of the state (the
 members of a consensus: one load, several indices), and applied one at a time; after
 them, a consensus state's alert layers are made anew from its members'
 (:meth:`TileState.refresh_alerts`).
@@ -52,13 +51,8 @@ log = logging.getLogger(__name__)
 
 EPOCH = dt.date(1970, 1, 1)
 
-#: bytes of float32 bands and indices allowed for the batches of days in memory at once:
-#: the batch being monitored and the next, read meanwhile, get half each
+#: bytes of float32 input per pixel-date and band allowed in one batch of days
 FF_BATCH_BUDGET = 256 * 1024**2
-#: a run of days is read in about this many batches (none shorter than
-#: :data:`MIN_BATCH_DAYS`), so that all but the first read beside the monitoring
-PIPELINED_BATCHES = 4
-MIN_BATCH_DAYS = 4
 
 
 @dataclass
@@ -143,8 +137,7 @@ def monitor_days(
     """Monitor each day of ``by_day`` (all after the state's last day, in order) and record
     it in ``state.ledger`` as applied by ``run``; ``state`` is updated in place. A batch
     of days that ``read_ahead`` read already (the same days, items and bands) is taken from
-    it instead of being read again; each later batch is read in a thread while the one
-    before it is monitored (:func:`_batch_length`)."""
+    it instead of being read again."""
     days = list(by_day)
     if days and days[0] <= state.ledger.last_day:
         raise ValueError(f"tile {tile.id}: day {days[0]} is not after the last monitored day "
@@ -153,19 +146,13 @@ def monitor_days(
     members = _paired_members(state, cfg, tile.id)
     indices = list(dict.fromkeys(m.index for m, _ in members))
     bands = _bands_of(indices)
-    batch = _batch_length(tile, bands, indices, len(days))
+    batch = _batch_length(tile, bands, indices)
     stac_cfg = _reading_config(cfg)
-    chunks = [days[start : start + batch] for start in range(0, len(days), batch)]
-    # the batch after the one being monitored, read meanwhile
-    following: list[ReadAhead | None] = [None]
 
     def load(day_list):
         """One read of every member's bands: ``{index name: (days, y, x) array}``."""
-        key = _batch_key(day_list, by_day, bands)
-        cube = None
-        for ahead in (following[0], read_ahead):
-            if cube is None and ahead is not None:
-                cube = ahead.take(key)
+        cube = None if read_ahead is None else read_ahead.take(
+            _batch_key(day_list, by_day, bands))
         if cube is None:
             cube = loader([it for d in day_list for it in by_day[d]], tile.geobox, bands,
                           stac_cfg, threads=threads)
@@ -174,92 +161,62 @@ def monitor_days(
         return {i: spectral_index(cube, i).values for i in indices}, found
 
     params = AlertParams.from_config(cfg.get("alerts"))
-    try:
-        for n, chunk in enumerate(chunks):
-            index, unreadable = load(chunk)
-            if following[0] is not None:
-                following[0].close()
-                following[0] = None
-            if n + 1 < len(chunks):
-                following[0] = ReadAhead({d: by_day[d] for d in chunks[n + 1]}, tile, cfg,
-                                         loader=loader, threads=threads, days=len(days))
-            if not _monitor_batch(state, chunk, by_day, index, unreadable, tile, run=run,
-                                  policy=policy, members=members, params=params, load=load,
-                                  out=out):
-                return out  # stopped before a day, waiting for an unreadable asset
-    finally:
-        if following[0] is not None:
-            following[0].close()
+    for start in range(0, len(days), batch):
+        chunk = days[start : start + batch]
+        index, unreadable = load(chunk)
+        if unreadable and policy.mode == "fail":  # before any day of the batch is applied
+            raise AssetReadError(
+                f"tile {tile.id}: unreadable asset(s) "
+                + "; ".join(f"{r['asset']} of {r['item']}: {r['reason']}" for r in unreadable)
+                + ". With stac.on_unreadable_asset: skip the day is applied without them "
+                "and they are recorded.")
+        for i, d in enumerate(chunk):
+            day_ids = {it.id for it in by_day[d]}
+            failed = [dict(r) for r in unreadable if r["item"] in day_ids]
+            arrays = {name: values[i] for name, values in index.items()}
+            if failed and policy.mode == "grace":
+                arrays, failed = _read_again(load, d, arrays, failed, policy, tile.id)
+                if failed and not policy.give_up(failed):
+                    out.waiting_since, out.waiting_for = str(d), failed
+                    log.warning("tile %s: stopping before %s, waiting for unreadable asset(s) "
+                                "%s (operational.unreadable_assets grace period)", tile.id, d,
+                                ", ".join(f"{r['asset']} of {r['item']}" for r in failed))
+                    _finish(state, tile)
+                    return out
+            if policy.mode == "grace":
+                policy.resolved(day_ids - {r["item"] for r in failed})
+            arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+            seen = np.zeros(tile.shape, dtype=bool)
+            for member, screen in members:
+                array = arrays[member.index]
+                taken = (member.monitor.mask == 1) & np.isfinite(array)
+                if taken.any():
+                    take_observation(member.monitor, member.alerts, array, d, params, screen)
+                seen |= taken
+            valid = int(seen.sum())
+            entry = AppliedDay(
+                day=str(d), items=[it.id for it in by_day[d]],
+                acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
+                unreadable=failed, run=run, versions=[version_label(it) for it in by_day[d]])
+            state.ledger.record_day(entry)
+            out.applied.append(entry)
+            out.assets_skipped += [dict(r, day=str(d)) for r in failed]
+            for r in failed:
+                log.warning("tile %s, %s: applied without unreadable asset %s of %s: %s",
+                            tile.id, d, r["asset"], r["item"], r["reason"])
+        log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
     _finish(state, tile)
     return out
-
-
-def _monitor_batch(state: TileState, chunk: list[dt.date],
-                   by_day: dict[dt.date, list[pystac.Item]], index: dict[str, np.ndarray],
-                   unreadable: list[dict], tile: Tile, *, run: str, policy: UnreadablePolicy,
-                   members: list, params: AlertParams, load: Callable, out: Forwarded) -> bool:
-    """Monitor the days of one batch read (``index``: each index's (days, y, x) values,
-    ``unreadable``: the assets the read could not read); False when the grace policy
-    stopped before a day (the state is then finished up to the day before)."""
-    if unreadable and policy.mode == "fail":  # before any day of the batch is applied
-        raise AssetReadError(
-            f"tile {tile.id}: unreadable asset(s) "
-            + "; ".join(f"{r['asset']} of {r['item']}: {r['reason']}" for r in unreadable)
-            + ". With stac.on_unreadable_asset: skip the day is applied without them "
-            "and they are recorded.")
-    for i, d in enumerate(chunk):
-        day_ids = {it.id for it in by_day[d]}
-        failed = [dict(r) for r in unreadable if r["item"] in day_ids]
-        arrays = {name: values[i] for name, values in index.items()}
-        if failed and policy.mode == "grace":
-            arrays, failed = _read_again(load, d, arrays, failed, policy, tile.id)
-            if failed and not policy.give_up(failed):
-                out.waiting_since, out.waiting_for = str(d), failed
-                log.warning("tile %s: stopping before %s, waiting for unreadable asset(s) "
-                            "%s (operational.unreadable_assets grace period)", tile.id, d,
-                            ", ".join(f"{r['asset']} of {r['item']}" for r in failed))
-                _finish(state, tile)
-                return False
-        if policy.mode == "grace":
-            policy.resolved(day_ids - {r["item"] for r in failed})
-        arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-        seen = np.zeros(tile.shape, dtype=bool)
-        for member, screen in members:
-            array = arrays[member.index]
-            taken = (member.monitor.mask == 1) & np.isfinite(array)
-            if taken.any():
-                take_observation(member.monitor, member.alerts, array, d, params, screen)
-            seen |= taken
-        valid = int(seen.sum())
-        entry = AppliedDay(
-            day=str(d), items=[it.id for it in by_day[d]],
-            acquisitions=[acquisition_key(it) for it in by_day[d]], valid_pixels=valid,
-            unreadable=failed, run=run, versions=[version_label(it) for it in by_day[d]])
-        state.ledger.record_day(entry)
-        out.applied.append(entry)
-        out.assets_skipped += [dict(r, day=str(d)) for r in failed]
-        for r in failed:
-            log.warning("tile %s, %s: applied without unreadable asset %s of %s: %s",
-                        tile.id, d, r["asset"], r["item"], r["reason"])
-    log.info("tile %s: monitored %d day(s) up to %s", tile.id, len(chunk), chunk[-1])
-    return True
 
 
 def _bands_of(indices: list[str]) -> list[str]:
     return list(dict.fromkeys(b for i in indices for b in INDEX_BANDS[i]))
 
 
-def _batch_length(tile: Tile, bands: list[str], indices: list[str], days: int) -> int:
-    """Days per read of a run of ``days`` days: about a :data:`PIPELINED_BATCHES`-th of
-    them, at least :data:`MIN_BATCH_DAYS`, and at most half :data:`FF_BATCH_BUDGET` of
-    float32 bands and indices (a batch is monitored while the next is read).
-
-    One read of all the days made the monitoring wait for the whole read and then the
-    second core idle while it ran (the monitoring is one thread): on the 1000 x 1000 px
-    benchmark tile the fast-forward's main thread waited 1.1 s of its 2.1 s for reads."""
+def _batch_length(tile: Tile, bands: list[str], indices: list[str]) -> int:
+    """Days per read: :data:`FF_BATCH_BUDGET` of float32 bands and indices."""
     pixels = tile.shape[0] * tile.shape[1]
-    budget = max(1, FF_BATCH_BUDGET // 2 // (pixels * (len(bands) + len(indices)) * 4))
-    return min(budget, max(MIN_BATCH_DAYS, -(-days // PIPELINED_BATCHES)))
+    return max(1, FF_BATCH_BUDGET // (pixels * (len(bands) + len(indices)) * 4))
 
 
 def _reading_config(cfg: dict) -> dict:
@@ -275,9 +232,8 @@ def _batch_key(day_list: list[dt.date], by_day: dict[dt.date, list[pystac.Item]]
 
 
 class ReadAhead:
-    """A batch of days :func:`monitor_days` will read, read in a thread before it is
-    asked for: each batch after the first while the one before it is monitored, and the
-    first one of a daily update while the state loads.
+    """The first batch of days :func:`monitor_days` will read, read in a thread before it
+    is asked for.
 
     :func:`forestwatch.monitor.advance_tile` starts one before it loads the tile's state:
     the day's files are fetched, decoded and sampled (GDAL and the sampling kernels
@@ -292,14 +248,12 @@ class ReadAhead:
     """
 
     def __init__(self, by_day: dict[dt.date, list[pystac.Item]], tile: Tile, cfg: dict, *,
-                 loader: Callable[..., xr.Dataset], threads: int,
-                 days: int | None = None) -> None:
+                 loader: Callable[..., xr.Dataset], threads: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         indices = list(dict.fromkeys(c["index"] for c in member_configs(cfg)))
         bands = _bands_of(indices)
-        # the batch monitor_days reads first of a run of ``days`` (default: by_day's)
-        days = list(by_day)[:_batch_length(tile, bands, indices, days or len(by_day))]
+        days = list(by_day)[:_batch_length(tile, bands, indices)]
         self.key = _batch_key(days, by_day, bands)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="forestwatch-read-ahead")
         self._read = self._pool.submit(
