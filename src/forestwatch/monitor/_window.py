@@ -11,7 +11,8 @@ which rounds differently), so that a pixel at ``max_share`` is screened exactly 
 it was with scipy's filters (``tests/test_regional_screen.py`` compares the two with
 the installed scipy). What the kernel saves is scipy's line buffers, the float32 copies
 of the masks and the per-stratum masks: both means of both strata are taken in the same
-two passes, and the share is written in place.
+two passes, row by row (memory of a few rows, not of the tile), and the share is written
+in place.
 
 Its own module so that importing :mod:`forestwatch.monitor` does not import numba.
 """
@@ -36,13 +37,11 @@ def window_share(observed, anomalous, strata, stratified, size, min_observed,
     scale = float(size)
     n = 2 if stratified else 1
     # pass 1, axis 0: per column and stratum, the window's counts (whole numbers, so
-    # exact in any order, as scipy's float64 running sum of 0s and 1s), stored as float32
-    # means in rows padded with the window's outside (0) so that pass 2 needs no bounds
-    seen0 = np.empty((n, h, w + size - 1), dtype=np.float32)
-    hit0 = np.empty((n, h, w + size - 1), dtype=np.float32)
-    for padded in (seen0, hit0):
-        padded[:, :, :before] = 0
-        padded[:, :, before + w:] = 0
+    # exact in any order, as scipy's float64 running sum of 0s and 1s), as float32 means
+    # in a row padded with the window's outside (0), so that pass 2 needs no bounds; pass
+    # 2 reads only that row, so each row is finished before the window moves down
+    seen0 = np.zeros((n, w + size - 1), dtype=np.float32)
+    hit0 = np.zeros((n, w + size - 1), dtype=np.float32)
     counts = np.zeros((2 * n, w), dtype=np.int32)  # seen, hit of stratum 0 (, 1)
     for y in range(-before, h):
         for row, sign in ((y + size - 1 - before, 1), (y - 1 - before, -1)):
@@ -53,29 +52,35 @@ def window_share(observed, anomalous, strata, stratified, size, min_observed,
                                sign)
         if y >= 0:
             for k in range(n):
-                _store_means(counts[2 * k], seen0[k, y, before:before + w], scale)
-                _store_means(counts[2 * k + 1], hit0[k, y, before:before + w], scale)
-    # pass 2, axis 1: scipy's float64 running sum along each row of pass 1's float32
-    # means, each step adding the entering value minus the leaving one (in float64, as
-    # scipy's line buffers: float32 - float32 would round)
-    for y in range(h):
-        share = out[y]
-        s0, t0 = _row_sums(seen0[0, y], hit0[0, y], size)
-        s1, t1 = _row_sums(seen0[n - 1, y], hit0[n - 1, y], size)
-        sa, ha, sb, hb = seen0[0, y], hit0[0, y], seen0[n - 1, y], hit0[n - 1, y]
-        for x in range(w):
-            if x > 0:
-                enter, leave = x + size - 1, x - 1
-                s0 += np.float64(sa[enter]) - np.float64(sa[leave])
-                t0 += np.float64(ha[enter]) - np.float64(ha[leave])
-                if stratified:
-                    s1 += np.float64(sb[enter]) - np.float64(sb[leave])
-                    t1 += np.float64(hb[enter]) - np.float64(hb[leave])
-            s, t = s0, t0
-            if stratified and strata[y, x] != 0:
-                s, t = s1, t1
-            seen = np.float32(s / scale)
-            share[x] = np.float32(t / scale) / seen if seen >= min_observed else np.float32(0)
+                _store_means(counts[2 * k], seen0[k, before:before + w], scale)
+                _store_means(counts[2 * k + 1], hit0[k, before:before + w], scale)
+            _share_row(seen0, hit0, strata[y], stratified, size, scale, min_observed, out[y])
+
+
+@numba.njit(nogil=True, cache=True)
+def _share_row(seen0, hit0, strata, stratified, size, scale, min_observed,
+               share):  # pragma: no cover (numba)
+    """Pass 2, axis 1, for one row: scipy's float64 running sum along the row of pass 1's
+    float32 means, each step adding the entering value minus the leaving one (in float64,
+    as scipy's line buffers: float32 - float32 would round); the share of each pixel
+    from its stratum's sums."""
+    n = seen0.shape[0]
+    sa, ha, sb, hb = seen0[0], hit0[0], seen0[n - 1], hit0[n - 1]
+    s0, t0 = _row_sums(sa, ha, size)
+    s1, t1 = _row_sums(sb, hb, size)
+    for x in range(share.shape[0]):
+        if x > 0:
+            enter, leave = x + size - 1, x - 1
+            s0 += np.float64(sa[enter]) - np.float64(sa[leave])
+            t0 += np.float64(ha[enter]) - np.float64(ha[leave])
+            if stratified:
+                s1 += np.float64(sb[enter]) - np.float64(sb[leave])
+                t1 += np.float64(hb[enter]) - np.float64(hb[leave])
+        s, t = s0, t0
+        if stratified and strata[x] != 0:
+            s, t = s1, t1
+        seen = np.float32(s / scale)
+        share[x] = np.float32(t / scale) / seen if seen >= min_observed else np.float32(0)
 
 
 @numba.njit(nogil=True, cache=True)
