@@ -67,7 +67,7 @@ def _share_row(seen0, hit0, strata, stratified, size, scale, min_observed,
     n = seen0.shape[0]
     sa, ha, sb, hb = seen0[0], hit0[0], seen0[n - 1], hit0[n - 1]
     s0, t0 = _row_sums(sa, ha, size)
-    s1, t1 = _row_sums(sb, hb, size)
+    s1, t1 = _row_sums(sb, hb, size) if stratified else (0.0, 0.0)
     for x in range(share.shape[0]):
         if x > 0:
             enter, leave = x + size - 1, x - 1
@@ -111,3 +111,13 @@ def _store_means(counts, means, scale):  # pragma: no cover (numba)
     """``means`` (float32) = ``counts`` / ``scale``, divided in float64 as scipy does."""
     for x in range(counts.size):
         means[x] = counts[x] / scale
+
+
+def warm() -> None:
+    """Compile :func:`window_share` for the screen's arguments (bool masks, uint8 strata),
+    or load it from numba's cache. For :func:`forestwatch.monitor.warm_numba_cache`."""
+    from .regional import MIN_OBSERVED_SHARE
+
+    observed = np.ones((8, 8), dtype=bool)
+    window_share(observed, observed, observed.view(np.uint8), True, 3,
+                 np.float32(MIN_OBSERVED_SHARE), np.empty((8, 8), dtype=np.float32))

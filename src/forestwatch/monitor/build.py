@@ -81,13 +81,16 @@ def fit_monitor(monitor, cfg: dict, index: xr.DataArray, cube: xr.Dataset, threa
 
 def warm_numba_cache(cfg: dict, threads: int = 1) -> float:
     """Warm the kernels of every member's monitor (:func:`_warm_one`), the asset
-    reader's sampling kernels (:mod:`forestwatch._sampling`) and the cube's
-    (:mod:`forestwatch._cube`); seconds taken."""
+    reader's sampling kernels (:mod:`forestwatch._sampling`), the cube's
+    (:mod:`forestwatch._cube`) and the regional screen's (:mod:`._window`); seconds
+    taken."""
     from .._cube import warm as warm_cube
     from .._sampling import warm as warm_reader
+    from ._window import warm as warm_screen
 
     t0 = time.perf_counter()
     warm_cube(len(needed_bands(cfg)))
+    warm_screen()
     return (time.perf_counter() - t0 + warm_reader()
             + sum(_warm_one(member, threads) for member in member_configs(cfg)))
 
@@ -116,13 +119,9 @@ def _warm_one(cfg: dict, threads: int = 1) -> float:
     monitor = build_monitor(cfg["monitor"], np.ones((8, 8), dtype=np.uint8))
     fit_monitor(monitor, cfg, index, cube, threads)
     monitor.monitor(array=np.ascontiguousarray(values[-1]), date=dt.datetime(2022, 1, 1))
-    from ._window import window_share
-    from .regional import MIN_OBSERVED_SHARE, seasonal_amplitude
+    from .regional import seasonal_amplitude
 
     seasonal_amplitude(monitor)  # the regional screen's seasonality strata
-    observed = np.ones((8, 8), dtype=bool)  # and its window shares
-    window_share(observed, observed, observed.view(np.uint8), True, 3,
-                 np.float32(MIN_OBSERVED_SHARE), np.empty((8, 8), dtype=np.float32))
     return time.perf_counter() - t0
 
 
