@@ -162,3 +162,32 @@ def test_area_by_region_and_bad_region_files(tmp_path):
     with pytest.raises(RegionsError, match="cannot be read as a vector file"):
         write_statistics(pieces, pixel_size_m=RES, crs=CRS, by_tile_out=tmp_path / "t.csv",
                          regions_path=tmp_path / "bad.gpkg", by_region_out=tmp_path / "r.csv")
+
+
+def test_the_piece_minima_and_maxima_are_ndimages():
+    """A piece's statistics come from one sort of the labelled pixels
+    (``polygons._PerLabel``); scipy's per-label functions are the oracle, on random
+    labellings of random rasters."""
+    from scipy import ndimage
+
+    from forestwatch.alerts.polygons import _PerLabel
+
+    rng = np.random.default_rng(7)
+    for _case in range(40):
+        shape = tuple(rng.integers(1, 60, size=2))
+        labels, n = ndimage.label(rng.random(shape) < rng.uniform(0.05, 0.9))
+        if n == 0:
+            continue
+        idx = np.arange(1, n + 1)
+        per = _PerLabel(labels, n)
+        for values in (rng.integers(-5, 20_000, size=shape),
+                       rng.integers(0, 4, size=shape).astype(np.uint8),
+                       rng.normal(size=shape)):
+            np.testing.assert_array_equal(per.minimum(values),
+                                          ndimage.minimum(values, labels, idx))
+            np.testing.assert_array_equal(per.maximum(values),
+                                          ndimage.maximum(values, labels, idx))
+        np.testing.assert_array_equal(per.counts,
+                                      ndimage.sum(np.ones_like(labels), labels, idx))
+    with pytest.raises(ValueError, match="labels are not 1..3"):
+        _PerLabel(np.array([[1, 0, 3]]), 3)

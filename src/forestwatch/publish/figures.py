@@ -40,12 +40,14 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         data = src.read(1, out_shape=shape, resampling=resampling).astype("float64")
         bounds, crs, nodata = src.bounds, src.crs, src.nodata
     drawn = [e for e in entries if e.rgba[3] > 0]
-    rgba = np.zeros(data.shape + (4,))
+    # 8-bit colours, as the legend's: matplotlib resamples them faster than float64 ones,
+    # to the same pixels (BENCHMARKS.md, the report's figures)
+    rgba = np.zeros(data.shape + (4,), dtype=np.uint8)
     for e in drawn:
         hit = (data >= e.lo) & ((data <= e.hi) if e.hi is not None else True)
         if nodata is not None:
             hit &= data != nodata
-        rgba[hit] = np.array(e.rgba) / 255
+        rgba[hit] = e.rgba
     # the map, with room beside it for the legend or colour bar
     fig, ax = framed_axes(width=5.8125, height=5.005, left=1.5, bottom=1.0, right=4.0,
                           top=0.6)
