@@ -223,3 +223,58 @@ def test_a_job_keeps_freed_memory_for_the_next_allocation_unless_the_operator_sa
         assert seen["kept_mib"] > 15, seen
     else:
         assert seen["kept_mib"] < 2, seen
+
+
+_CYCLES_IN_A_JOB = """
+import gc
+import json
+import weakref
+from types import SimpleNamespace
+
+import numpy as np
+
+from forestwatch.workflow import run_job
+
+seen = {"before": gc.get_threshold()}
+
+
+class Node:
+    pass
+
+
+def tile_state(job):
+    seen["in the job"] = gc.get_threshold()
+    # a reference cycle holding a 64 MiB array, as xarray objects can make: dropped, it is
+    # freed by a collection, not by its reference counts
+    a, b = Node(), Node()
+    a.other, b.other, a.array = b, a, np.ones(8 * 2**20)
+    gone = weakref.ref(a.array)
+    del a, b
+    allocations, kept = 0, []
+    while gone() is not None and allocations < 100_000:
+        # containers kept, as a job's Python makes them (the count is net of those freed)
+        kept.extend(Node() for _ in range(100))
+        allocations += 100
+    seen["freed after"] = allocations if gone() is None else None
+
+
+run_job(tile_state, SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), {}, 1, [])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("operator", [None, "700"])
+def test_a_job_collects_cycles_less_often_but_still_collects_them(operator):
+    # Python collects its youngest generation every 700 container allocations; in the
+    # Snakemake process (large heap) every 10,000, unless the operator says otherwise
+    from forestwatch._memory import GC_SWITCH, GC_THRESHOLD
+
+    env = {k: v for k, v in os.environ.items() if k != GC_SWITCH}
+    if operator is not None:
+        env[GC_SWITCH] = operator
+    seen = _seen_in_a_new_process(_CYCLES_IN_A_JOB, env)
+    assert seen["before"][0] == 700, seen
+    expected = GC_THRESHOLD if operator is None else int(operator)
+    assert seen["in the job"] == [expected, *seen["before"][1:]], seen
+    # the dropped cycle and its array are freed by the next young collection
+    assert seen["freed after"] is not None and seen["freed after"] <= expected + 200, seen

@@ -1,5 +1,6 @@
-"""The C allocator's handling of freed memory in a forestwatch process
-(:func:`keep_freed_memory`).
+"""How a forestwatch process manages its memory: the C allocator's handling of freed
+memory (:func:`keep_freed_memory`) and how often Python looks for reference cycles
+(:func:`collect_cycles_less_often`).
 
 A job allocates and frees arrays of a few MiB over and over: a state's arrays (1 to 8 MiB
 each on 1000 x 1000 px), HDF5's chunk buffers while it reads and writes them, the day's
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import logging
 import os
 import platform
@@ -71,3 +73,35 @@ def keep_freed_memory() -> bool:
         log.warning("glibc's mallopt refused the thresholds; freed memory goes back to "
                     "the kernel as usual")
     return done
+
+
+#: container allocations (net of deallocations) between two collections of Python's
+#: youngest generation; Python's default is 700
+GC_THRESHOLD = 10_000
+#: an integer here replaces :data:`GC_THRESHOLD` (``700`` gives Python's default)
+GC_SWITCH = "FORESTWATCH_GC_THRESHOLD"
+
+
+@functools.cache
+def collect_cycles_less_often() -> int:
+    """Let Python's cyclic garbage collector run its youngest generation every
+    :data:`GC_THRESHOLD` container allocations instead of every 700 (once per process,
+    with :func:`keep_freed_memory`); returns the threshold now set.
+
+    Why: the jobs run in the Snakemake process, whose heap holds ~150,000 objects before
+    the first job (the plan, the modules) and more after each import. Each collection of
+    the oldest generation walks all of them with the interpreter lock held, stopping every
+    job's Python for up to 0.18 s: the demo's run spent 0.75-0.80 s in 1,150 collections
+    (7 of the oldest generation), the larger benchmark area's 0.82-0.88 s. With 10,000 it
+    was 0.17-0.29 s, and both runs' peak memory stayed within 2 % (BENCHMARKS.md, "The
+    chain"). Arrays are freed by their reference counts, not by this collector; cycles are
+    still collected, only less often. The older generations keep Python's thresholds.
+    ``FORESTWATCH_GC_THRESHOLD`` sets another one (``700``: Python's default)."""
+    value = os.environ.get(GC_SWITCH, "")
+    try:
+        threshold = int(value) if value else GC_THRESHOLD
+    except ValueError:
+        log.warning("%s=%r is not an integer; using %d", GC_SWITCH, value, GC_THRESHOLD)
+        threshold = GC_THRESHOLD
+    gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    return threshold

@@ -181,13 +181,15 @@ def prepare_process() -> None:
     """What every process that runs forestwatch's work sets once, before its first job
     or command (each call after the first returns at once): BLAS on the calling thread
     (:func:`forestwatch._threads.one_blas_thread`; a job spreads its work over its
-    threads itself) and freed memory kept for the next allocation
-    (:func:`forestwatch._memory.keep_freed_memory`)."""
-    from ._memory import keep_freed_memory
+    threads itself), freed memory kept for the next allocation
+    (:func:`forestwatch._memory.keep_freed_memory`) and fewer searches for reference
+    cycles (:func:`forestwatch._memory.collect_cycles_less_often`)."""
+    from ._memory import collect_cycles_less_often, keep_freed_memory
     from ._threads import one_blas_thread
 
     one_blas_thread()
     keep_freed_memory()
+    collect_cycles_less_often()
 
 
 def _run_logged(function: Callable[[Job], None], job: Job) -> None:
