@@ -14,7 +14,9 @@ from forestwatch.shared_search import share_searches
 # every rule's run: block is `run_job(jobs.<rule>, ...)`: the job runs in this process
 # (a thread, with force-use-threads from profiles/default), not in a new Python
 from forestwatch import jobs
-from forestwatch.workflow import end_of_run, run_job
+from forestwatch.workflow import end_of_run, run_job, start_of_run
+
+start_of_run()  # before the plan: fewer garbage collections walking it
 
 try:
     _validated = validate_config(config)
