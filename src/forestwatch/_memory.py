@@ -91,17 +91,21 @@ def collect_cycles_less_often() -> int:
     Why: the jobs run in the Snakemake process, whose heap holds ~150,000 objects before
     the first job (the plan, the modules) and more after each import. Each collection of
     the oldest generation walks all of them with the interpreter lock held, stopping every
-    job's Python for up to 0.18 s: the demo's run spent 0.75-0.80 s in 1,150 collections
+    job's Python for up to 0.18 s: the demo's run spent 0.75-0.80 s in ~1,160 collections
     (7 of the oldest generation), the larger benchmark area's 0.82-0.88 s. With 10,000 it
     was 0.17-0.29 s, and both runs' peak memory stayed within 2 % (BENCHMARKS.md, "The
     chain"). Arrays are freed by their reference counts, not by this collector; cycles are
     still collected, only less often. The older generations keep Python's thresholds.
-    ``FORESTWATCH_GC_THRESHOLD`` sets another one (``700``: Python's default)."""
+    ``FORESTWATCH_GC_THRESHOLD`` sets another one (``700``: Python's default; ``0`` turns
+    the automatic collections off, as ``gc.set_threshold`` does)."""
     value = os.environ.get(GC_SWITCH, "")
     try:
         threshold = int(value) if value else GC_THRESHOLD
     except ValueError:
-        log.warning("%s=%r is not an integer; using %d", GC_SWITCH, value, GC_THRESHOLD)
+        threshold = -1
+    if threshold < 0:
+        log.warning("%s=%r is not a whole number >= 0; using %d", GC_SWITCH, value,
+                    GC_THRESHOLD)
         threshold = GC_THRESHOLD
     gc.set_threshold(threshold, *gc.get_threshold()[1:])
     return threshold

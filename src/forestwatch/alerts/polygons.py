@@ -119,7 +119,7 @@ class _PerLabel:
     """Minima and maxima of a raster per label ``1..n`` of ``labels`` (int, 0 = none,
     every label present), from one stable sort of the labelled pixels by label.
     ``scipy.ndimage.minimum``/``maximum`` sort the whole raster by value once per call:
-    four calls were most of a tile's pieces (BENCHMARKS.md, the tile report). Minima and
+    four calls were most of a tile's pieces (BENCHMARKS.md, "the run's tail"). Minima and
     maxima do not depend on the order, so the values are ndimage's."""
 
     def __init__(self, labels: np.ndarray, n: int) -> None:

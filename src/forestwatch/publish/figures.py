@@ -41,7 +41,7 @@ def quicklook(entry: Layer, path: str | Path, entries: Sequence[LegendEntry], ou
         bounds, crs, nodata = src.bounds, src.crs, src.nodata
     drawn = [e for e in entries if e.rgba[3] > 0]
     # 8-bit colours, as the legend's: matplotlib resamples them faster than float64 ones,
-    # to the same pixels (BENCHMARKS.md, the report's figures)
+    # to the same pixels (BENCHMARKS.md, "the run's tail")
     rgba = np.zeros(data.shape + (4,), dtype=np.uint8)
     for e in drawn:
         hit = (data >= e.lo) & ((data <= e.hi) if e.hi is not None else True)
