@@ -174,3 +174,58 @@ def test_after_a_daily_run_the_updated_tiles_have_new_checksums(tmp_path, schema
         assert after["properties"]["forestwatch:runs"][-1] == record.parent.name
     assert changed_reports, "no report changed in three months of new acquisitions"
     assert _validate(layout.stac_item(updated[0]), schema_map)["valid_stac"]
+
+
+def test_a_tile_item_is_kept_until_one_of_its_files_changes(workflow_run, tmp_path):
+    """A daily run remakes the items of the tiles it updated and keeps the others' as they
+    are (a catalog of thousands of tiles is rewritten every day): kept while every file
+    is older than the item and the collection, links and item format are the same."""
+    import shutil
+
+    from forestwatch.publish.stac_catalog import ITEM_FORMAT, tile_item
+
+    src, run = RunLayout(workflow_run / "results" / "small"), RunLayout(tmp_path / "small")
+    tile = TILES[0]
+    reports = {}  # copies: the module's run stays as it is
+    for path in sorted(Path(src.report_folder(tile)).glob("*.tif")):
+        copy = Path(run.report_folder(tile)) / path.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
+        reports[path.stem] = str(copy)
+    for state in ("current_state", "fitted_state"):
+        Path(getattr(run, state)(tile)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(getattr(src, state)(tile), getattr(run, state)(tile))
+    item_path = Path(run.stac_item(tile))
+    catalog = str(workflow_run / "resources" / "items.json")
+
+    def make(source=catalog):
+        return tile_item(tile=tile, reports=reports, state=run.current_state(tile),
+                         item_path=item_path, collection="forestwatch-small", source=source,
+                         history_start="2022-01-01")
+
+    first = json.loads(json.dumps(make()))  # as written (tuples as lists)
+    assert first["properties"]["forestwatch:item_format"] == ITEM_FORMAT
+    assert {"state", "fitted_state", *reports} == set(first["assets"])
+    written = item_path.stat().st_mtime_ns
+    assert make() == first and item_path.stat().st_mtime_ns == written  # kept, not rewritten
+
+    # a report rewritten, as a tile's update does: the item is made again, with the file's
+    # new checksum and size
+    changed = Path(reports["alert_status"])
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    second = make()
+    assert item_path.stat().st_mtime_ns > written
+    assert second["assets"]["alert_status"]["file:checksum"] == _sha(changed)
+    assert second["assets"]["alert_status"]["file:size"] == changed.stat().st_size
+    assert second["assets"]["mask"] == first["assets"]["mask"]
+
+    # another source catalog: made again with the new link
+    other = str(tmp_path / "elsewhere" / "items.json")
+    third = make(source=other)
+    links = {link["rel"]: link["href"] for link in third["links"]}
+    assert (item_path.parent / links["derived_from"]).resolve() == Path(other).resolve()
+
+    # an item of another format version is made again
+    old = {**third, "properties": {**third["properties"], "forestwatch:item_format": 0}}
+    item_path.write_text(json.dumps(old))
+    assert make(source=other)["properties"]["forestwatch:item_format"] == ITEM_FORMAT

@@ -20,7 +20,10 @@ The catalog is rebuilt after every daily run (its Snakemake run's targets includ
 a downstream service sees which tiles changed by their checksums. Every file is written
 atomically, the items before the collection that lists them. A checksum is recomputed
 only for a file that is newer than the previous item or has another size (a country of
-tiles is not re-hashed every day).
+tiles is not re-hashed every day), and a tile's item is kept as it is when every file it
+lists is older than it and it was made for the same collection, links, history start and
+item format (:data:`ITEM_FORMAT`): a daily run remakes the items of the tiles it updated
+and reads the others.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ EXTENSIONS = {
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 }
+#: the version of what :func:`tile_item` writes (property ``forestwatch:item_format``): a
+#: kept item of another version is made again. Raise it when an item's content changes.
+ITEM_FORMAT = 1
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 MEDIA_TYPES = {".tif": COG, ".vrt": "application/xml", ".qml": "application/xml",
                ".nc": "application/x-netcdf", ".json": "application/json",
@@ -172,6 +178,13 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
     item_path = Path(item_path)
     folder = item_path.parent
     root = folder.parent
+    links = _links(folder, root, source)
+    fitted = fitted_state_of(state)
+    files = {layer: Path(p) for layer, p in reports.items()} | {"state": Path(state)}
+    kept = _kept_item(item_path, files, [Path(fitted)] if fitted and Path(fitted).exists() else [],
+                      collection=collection, links=links, start=_iso(history_start))
+    if kept is not None:
+        return kept
     checksums = _Checksums(item_path, folder)
     meta, ledger, digest = read_provenance(state)
     first = next(iter(reports.values()))
@@ -210,12 +223,42 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
             "forestwatch:source_items": sources,
             # who applied its days, in order (``fast_forward``, then daily run ids)
             "forestwatch:runs": list(dict.fromkeys(e.run for e in ledger.applied if e.run)),
+            "forestwatch:item_format": ITEM_FORMAT,
         },
-        "links": _links(folder, root, source),
+        "links": links,
         "assets": assets,
     }
     write_json(item_path, item)
     return item
+
+
+def _kept_item(item_path: Path, files: Mapping[str, Path], also: Sequence[Path], *,
+               collection: str, links: list[dict], start: str) -> dict | None:
+    """The tile item at ``item_path`` when it can be kept as it is, else None: it exists,
+    every file it lists (``files``: asset key -> file) and ``also`` (the fitted state the
+    state may share arrays with) is older than it, its assets are those files, and it was
+    made with the same ``collection``, ``links``, history ``start``, STAC version,
+    extensions and :data:`ITEM_FORMAT`. Files newer than an item are what a tile's update
+    rewrites (the same test as for reusing a checksum, :class:`_Checksums`)."""
+    try:
+        made = item_path.stat().st_mtime_ns
+        if any(p.stat().st_mtime_ns >= made for p in [*files.values(), *also]):
+            return None
+        item = json.loads(item_path.read_text())
+    except (OSError, ValueError):
+        return None
+    folder = item_path.parent
+    assets = item.get("assets", {})
+    properties = item.get("properties", {})
+    same = (item.get("collection") == collection and item.get("links") == links
+            and item.get("stac_version") == STAC_VERSION
+            and item.get("stac_extensions") == list(EXTENSIONS.values())
+            and properties.get("start_datetime") == start
+            and properties.get("forestwatch:item_format") == ITEM_FORMAT
+            and set(assets) - {"fitted_state"} == set(files)
+            and all(assets[key].get("href") == _rel(path, folder)
+                    for key, path in files.items()))
+    return item if same else None
 
 
 def mosaic_item(*, mosaics: Mapping[str, str | Path], extras: Mapping[str, str | Path],
