@@ -702,7 +702,7 @@ def test_a_state_brought_forward_stores_what_monitoring_changed_and_reads_the_re
     """A commit does not write the arrays that are still the fitted state's (nrt's bands);
     the current state and a kept one load whole, by themselves (their fitted state found
     where the layout puts it) and equal to the state in memory."""
-    from forestwatch.state import shared_with_fit
+    from forestwatch.state import read_ledger, read_provenance, shared_with_fit
     from forestwatch.state._netcdf import _to_dataset
 
     store, fitted, state = _fitted_store(tmp_path, ndvi, forest_mask)
@@ -710,6 +710,11 @@ def test_a_state_brought_forward_stores_what_monitoring_changed_and_reads_the_re
     store.commit(state)
     shared, stored = set(shared_with_fit(store.current_path)), _stored_variables(store.current_path)
     assert {"beta", "q25", "q75"} <= shared and not shared & stored
+    # the STAC catalog's one read of the attributes says the same (and the ledger's)
+    provenance = read_provenance(store.current_path)
+    assert set(provenance.shared_with_fit) == shared
+    assert (provenance.ledger, provenance.digest) == read_ledger(store.current_path)
+    assert "applied" not in provenance.metadata and provenance.metadata
     assert {"mask", "process", "detection_date", "x", "y"} <= stored
     now, then = _to_dataset(state), _to_dataset(fitted)
     for name in now.data_vars:  # shared: exactly the arrays that are the fitted state's

@@ -173,7 +173,7 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
     current state (and the fitted state it takes its unchanged arrays from), with what
     made them and from which source items (the state's ledger)."""
     from ..layout import fitted_state_of
-    from ..state import read_provenance, shared_with_fit
+    from ..state import read_provenance
 
     item_path = Path(item_path)
     folder = item_path.parent
@@ -186,7 +186,8 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
     if kept is not None:
         return kept
     checksums = _Checksums(item_path, folder)
-    meta, ledger, digest = read_provenance(state)
+    provenance = read_provenance(state)
+    meta, ledger, digest = provenance.metadata, provenance.ledger, provenance.digest
     first = next(iter(reports.values()))
     proj, _ = _raster_fields(Path(first))
     geometry, bbox = _footprint(proj["proj:bbox"], proj.get("proj:code") or proj["proj:wkt2"])
@@ -194,7 +195,7 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
                             roles=["data"], raster=True) for layer, p in reports.items()}
     assets["state"] = _asset(Path(state), folder, checksums, roles=["metadata"],
                              title="the nrt monitor's state (forestwatch state format)")
-    if shared_with_fit(state):  # the state is read with the fitted state it shares arrays with
+    if provenance.shared_with_fit:  # the state is read with the fitted state it shares arrays with
         assets["fitted_state"] = _asset(
             fitted_state_of(state), folder, checksums, roles=["metadata"],
             title="the fitted nrt monitor, whose unchanged arrays the state takes from it")

@@ -12,13 +12,15 @@ Writers: :func:`forestwatch.steps.fit` writes ``state/fitted/<tile>.nc``
 (:func:`save_state`; rule ``tile_state``, which keeps it when its fit key matches);
 :meth:`TileStateStore.commit` writes ``state/current/<tile>.nc``, called only by
 :func:`forestwatch.monitor.advance_tile` (rule ``tile_state`` and the daily run's
-``update_tile``). Readers: the reports, the daily discovery (:func:`read_ledger`) and tests.
+``update_tile``). Readers: the reports, the daily discovery (:func:`read_ledger`), the STAC
+catalog (:func:`read_provenance`) and tests.
 """
 
 from ._netcdf import (
     FORMAT_VERSION,
     FittedStateChangedError,
     MonitorMember,
+    Provenance,
     StateCorruptError,
     StateLayers,
     TileState,
@@ -37,6 +39,6 @@ from .store import TileStateStore
 
 __all__ = [
     "FORMAT_VERSION", "StateCorruptError", "FittedStateChangedError", "TileState", "MonitorMember", "load_state", "save_state",
-    "read_ledger", "read_provenance", "shared_with_fit", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
+    "read_ledger", "read_provenance", "Provenance", "shared_with_fit", "read_layers", "StateLayers", "state_digest", "monitors_equal", "software_versions",
     "Ledger", "FitRecord", "AppliedDay", "Skip", "TileStateStore",
 ]
