@@ -37,7 +37,10 @@ rule stac_catalog:
         unpack(get_stac_inputs),
     output:
         collection=RUN.stac_catalog(),
-        tile_items=[RUN.stac_item(t) for t in TILES] + [RUN.stac_item("mosaic")],
+        # read before they are replaced: a tile's item is kept while its files are older,
+        # and a file's checksum reused (forestwatch.publish.stac_catalog)
+        tile_items=[update(RUN.stac_item(t)) for t in TILES]
+        + [update(RUN.stac_item("mosaic"))],
     log:
         RUN.log("stac_catalog"),
     params:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, deploy, small_config
+from conftest import REPO, deploy, small_config, snakemake
 
 from forestwatch.layout import RunLayout
 from forestwatch.state import read_ledger
@@ -229,3 +229,25 @@ def test_a_tile_item_is_kept_until_one_of_its_files_changes(workflow_run, tmp_pa
     old = {**third, "properties": {**third["properties"], "forestwatch:item_format": 0}}
     item_path.write_text(json.dumps(old))
     assert make(source=other)["properties"]["forestwatch:item_format"] == ITEM_FORMAT
+
+
+def test_the_workflow_keeps_the_items_of_unchanged_tiles(workflow_run):
+    """In the workflow the catalog's items are update() outputs: Snakemake leaves them in
+    place for the job (it deletes a plain output before its job runs), so a catalog job
+    finds them and keeps those of unchanged tiles. A mark written into one item survives
+    a forced rerun of the job; the collection is written again."""
+    layout = RunLayout(workflow_run / "results" / "small")
+    path = Path(layout.stac_item(TILES[0]))
+    original = path.read_text()
+    marked = json.loads(original)
+    marked["properties"]["test:mark"] = "kept"
+    path.write_text(json.dumps(marked))
+    collection = Path(layout.stac_catalog())
+    before = collection.stat().st_mtime_ns
+    try:
+        proc = snakemake(workflow_run, "--forcerun", "stac_catalog")
+        assert "stac_catalog" in proc.stdout + proc.stderr
+        assert json.loads(path.read_text())["properties"].get("test:mark") == "kept"
+        assert collection.stat().st_mtime_ns > before
+    finally:
+        path.write_text(original)
