@@ -35,6 +35,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from ..io import write_json
 
@@ -71,22 +72,38 @@ def _iso(day: str | dt.date, end: bool = False) -> str:
     return f"{day}T23:59:59Z" if end else f"{day}T00:00:00Z"
 
 
+class _Previous(NamedTuple):
+    """An item file as this run finds it, read once for both of its uses (its checksums,
+    :class:`_Checksums`, and keeping it whole, :func:`_kept_item`)."""
+
+    #: its content; empty when there is no such file or it cannot be read
+    item: dict
+    #: its modification time (ns); 0 when there is no such file
+    made: int
+
+
+def _previous(item_path: Path) -> _Previous:
+    try:
+        made = item_path.stat().st_mtime_ns
+    except OSError:
+        return _Previous({}, 0)
+    try:
+        item = json.loads(item_path.read_text())
+    except (OSError, ValueError):
+        item = {}
+    return _Previous(item if isinstance(item, dict) else {}, made)
+
+
 class _Checksums:
     """Checksums of the files an item had before, reused when a file did not change."""
 
-    def __init__(self, item_path: Path, folder: Path):
+    def __init__(self, previous: _Previous, folder: Path):
         self.previous: dict[str, tuple[int, str]] = {}
-        self.since = 0
-        if item_path.exists():
-            self.since = item_path.stat().st_mtime_ns
-            try:
-                old = json.loads(item_path.read_text())
-            except ValueError:
-                old = {}
-            for asset in old.get("assets", {}).values():
-                if "file:checksum" in asset:
-                    key = str((folder / asset["href"]).resolve())
-                    self.previous[key] = (asset.get("file:size", -1), asset["file:checksum"])
+        self.since = previous.made
+        for asset in previous.item.get("assets", {}).values():
+            if "file:checksum" in asset:
+                key = str((folder / asset["href"]).resolve())
+                self.previous[key] = (asset.get("file:size", -1), asset["file:checksum"])
 
     def __call__(self, path: Path) -> tuple[int, str]:
         st = path.stat()
@@ -181,11 +198,13 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
     links = _links(folder, root, source)
     fitted = fitted_state_of(state)
     files = {layer: Path(p) for layer, p in reports.items()} | {"state": Path(state)}
-    kept = _kept_item(item_path, files, [Path(fitted)] if fitted and Path(fitted).exists() else [],
+    previous = _previous(item_path)
+    kept = _kept_item(previous, folder, files,
+                      [Path(fitted)] if fitted and Path(fitted).exists() else [],
                       collection=collection, links=links, start=_iso(history_start))
     if kept is not None:
         return kept
-    checksums = _Checksums(item_path, folder)
+    checksums = _Checksums(previous, folder)
     provenance = read_provenance(state)
     meta, ledger, digest = provenance.metadata, provenance.ledger, provenance.digest
     first = next(iter(reports.values()))
@@ -197,7 +216,7 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
                              title="the nrt monitor's state (forestwatch state format)")
     if provenance.shared_with_fit:  # the state is read with the fitted state it shares arrays with
         assets["fitted_state"] = _asset(
-            fitted_state_of(state), folder, checksums, roles=["metadata"],
+            Path(fitted), folder, checksums, roles=["metadata"],
             title="the fitted nrt monitor, whose unchanged arrays the state takes from it")
     sources = list(dict.fromkeys([*ledger.fit.items,
                                   *(i for e in ledger.applied for i in e.items)]))
@@ -233,22 +252,24 @@ def tile_item(*, tile: str, reports: Mapping[str, str | Path], state: str | Path
     return item
 
 
-def _kept_item(item_path: Path, files: Mapping[str, Path], also: Sequence[Path], *,
-               collection: str, links: list[dict], start: str) -> dict | None:
-    """The tile item at ``item_path`` when it can be kept as it is, else None: it exists,
-    every file it lists (``files``: asset key -> file) and ``also`` (the fitted state the
-    state may share arrays with) is older than it, its assets are those files, and it was
-    made with the same ``collection``, ``links``, history ``start``, STAC version,
-    extensions and :data:`ITEM_FORMAT`. Files newer than an item are what a tile's update
-    rewrites (the same test as for reusing a checksum, :class:`_Checksums`)."""
-    try:
-        made = item_path.stat().st_mtime_ns
-        if any(p.stat().st_mtime_ns >= made for p in [*files.values(), *also]):
-            return None
-        item = json.loads(item_path.read_text())
-    except (OSError, ValueError):
+def _kept_item(previous: _Previous, folder: Path, files: Mapping[str, Path],
+               also: Sequence[Path], *, collection: str, links: list[dict],
+               start: str) -> dict | None:
+    """The tile item as it was before (``previous``, in ``folder``) when it can be kept
+    as it is, else None: every file it lists (``files``: asset key -> file) and ``also``
+    (the fitted state the state may share arrays with) is older than it, its assets are
+    those files, and it was made with the same ``collection``, ``links``, history
+    ``start``, STAC version, extensions and :data:`ITEM_FORMAT`. Files newer than an item
+    are what a tile's update rewrites (the same test as for reusing a checksum,
+    :class:`_Checksums`)."""
+    item = previous.item
+    if not item:
         return None
-    folder = item_path.parent
+    try:
+        if any(p.stat().st_mtime_ns >= previous.made for p in [*files.values(), *also]):
+            return None
+    except OSError:
+        return None
     assets = item.get("assets", {})
     properties = item.get("properties", {})
     same = (item.get("collection") == collection and item.get("links") == links
@@ -269,7 +290,7 @@ def mosaic_item(*, mosaics: Mapping[str, str | Path], extras: Mapping[str, str |
     run-wide files (``extras``: asset key -> file: styles, accuracy, polygons)."""
     item_path = Path(item_path)
     folder = item_path.parent
-    checksums = _Checksums(item_path, folder)
+    checksums = _Checksums(_previous(item_path), folder)
     proj, _ = _raster_fields(Path(next(iter(mosaics.values()))))
     geometry, bbox = _footprint(proj["proj:bbox"], proj.get("proj:code") or proj["proj:wkt2"])
     assets = {layer: _asset(Path(p), folder, checksums, title=f"mosaic of {layer}",

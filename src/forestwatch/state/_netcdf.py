@@ -704,10 +704,8 @@ def read_provenance(path: str | Path) -> Provenance:
 
     with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
         ledger, digest = _ledger_of_attrs(nc)
-        names = nc.ncattrs()
-        meta = json.loads(nc.getncattr("metadata")) if "metadata" in names else {}
-        shared = (json.loads(nc.getncattr("shared_arrays"))["names"]
-                  if "shared_arrays" in names else [])
+        meta = json.loads(nc.getncattr("metadata")) if "metadata" in nc.ncattrs() else {}
+        shared = _shared_of_attrs(nc)
     meta.pop("applied", None), meta.pop("history", None), meta.pop("skipped", None)
     return Provenance(meta, ledger, digest, tuple(shared))
 
@@ -718,9 +716,14 @@ def shared_with_fit(path: str | Path) -> list[str]:
     import netCDF4
 
     with _HDF5_LOCK, netCDF4.Dataset(path) as nc:
-        if "shared_arrays" not in nc.ncattrs():
-            return []
-        return list(json.loads(nc.getncattr("shared_arrays"))["names"])
+        return _shared_of_attrs(nc)
+
+
+def _shared_of_attrs(nc) -> list[str]:
+    """The arrays shared with the fit, from an open netCDF4 dataset's attributes."""
+    if "shared_arrays" not in nc.ncattrs():
+        return []
+    return list(json.loads(nc.getncattr("shared_arrays"))["names"])
 
 
 def state_digest(path: str | Path) -> str:
