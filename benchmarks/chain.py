@@ -17,7 +17,10 @@ in this order and on the same area:
    from the tree-cover file, fit, fast-forward, reports, mosaics, alerts, publishing).
 
 The variant ``latency`` repeats all three with every request to the API and to the file
-server through the fault proxy with ``--latency-ms`` added (as an object store would).
+server through a proxy adding ``--latency-ms`` (as an object store would): the tests'
+fault proxy (Python, on the same cores) or, with ``--latency-proxy nginx``, nginx's
+``echo_sleep`` (C; a timer costs no CPU while it waits, as an object store's round trip
+costs the user none).
 
     python benchmarks/chain.py                        # demo config, both variants
     python benchmarks/chain.py --variants direct
@@ -26,6 +29,7 @@ server through the fault proxy with ``--latency-ms`` added (as an object store w
         benchmarks/configs/chain_large.yaml           # 1000 x 1000 px in 4 tiles of 10 km
     python benchmarks/chain.py --snakemake-args "--set-threads tile_state=1"
     python benchmarks/chain.py --file-server nginx    # a file server in C (Debian's nginx)
+    python benchmarks/chain.py --file-server nginx --latency-proxy nginx
 
 Prints a Markdown table with the ratios, the asset requests (GET and HEAD, from the file
 server's log) each part made, the CPU seconds of each part's own processes and those the
@@ -64,6 +68,24 @@ def _bands(cfg: dict) -> dict[str, str]:
 
     keys = band_keys(cfg["stac"])
     return {b: keys[b] for b in [*needed_bands(cfg), "scl"]}
+
+
+def area(cfg: dict) -> dict:
+    """The config's tiles (``tiles``), their union on the grid (``bounds``, grid CRS
+    metres; ``shape``, px) and its longitude/latitude box (``bbox``, for the searches)."""
+    from odc.geo.geobox import GeoBox
+    from rasterio.transform import from_origin
+
+    from forestwatch.grid import make_tiles
+
+    tiles = make_tiles(cfg)
+    bounds = (min(t.bounds[0] for t in tiles), min(t.bounds[1] for t in tiles),
+              max(t.bounds[2] for t in tiles), max(t.bounds[3] for t in tiles))
+    res = cfg["grid"]["resolution"]
+    shape = (round((bounds[3] - bounds[1]) / res), round((bounds[2] - bounds[0]) / res))
+    bbox = list(GeoBox(shape, from_origin(bounds[0], bounds[3], res, res),
+                       cfg["grid"]["crs"]).geographic_extent.boundingbox)
+    return {"tiles": tiles, "bounds": bounds, "shape": shape, "bbox": bbox}
 
 
 def load_variants(db, catalog: Path, base: Path, file_urls: dict[str, str]) -> None:
@@ -215,6 +237,9 @@ def main() -> None:
     ap.add_argument("--file-server", choices=("python", "nginx"), default="python",
                     help="the asset files' server: the tests' (uvicorn, Python, on the same "
                          "cores) or nginx (C; installed by tests/services/install_nginx.sh)")
+    ap.add_argument("--latency-proxy", choices=("python", "nginx"), default="python",
+                    help="the proxy adding the latency: the tests' fault proxy (Python, "
+                         "~2-3 ms of CPU per request on the same cores) or nginx (C)")
     ap.add_argument("--snakemake-args", default="",
                     help="more arguments for the workflow's snakemake, e.g. "
                          "'--set-threads tile_state=1'")
@@ -226,7 +251,6 @@ def main() -> None:
 
     from forestwatch import steps
     from forestwatch.config import deep_update, load_config
-    from forestwatch.grid import make_tiles
 
     cfg = load_config(args.config)
     for extra in args.extra:
@@ -236,16 +260,7 @@ def main() -> None:
     if not catalog.exists():
         steps.synthetic_archive(cfg, catalog)
     tree_cover = folder / "truth" / "tree_cover.tif"
-    tiles = make_tiles(cfg)
-    bounds = (min(t.bounds[0] for t in tiles), min(t.bounds[1] for t in tiles),
-              max(t.bounds[2] for t in tiles), max(t.bounds[3] for t in tiles))
-    from odc.geo.geobox import GeoBox
-    from rasterio.transform import from_origin
-
-    res = cfg["grid"]["resolution"]
-    shape = (round((bounds[3] - bounds[1]) / res), round((bounds[2] - bounds[0]) / res))
-    bbox = list(GeoBox(shape, from_origin(bounds[0], bounds[3], res, res),
-                       cfg["grid"]["crs"]).geographic_extent.boundingbox)
+    tiles, bounds, shape, bbox = (area(cfg)[k] for k in ("tiles", "bounds", "shape", "bbox"))
 
     base = Path(tempfile.mkdtemp(prefix="fw-chain-"))
     started, db = [], services.PgStac(base)
@@ -255,16 +270,23 @@ def main() -> None:
                             if args.file_server == "nginx"
                             else services.start_file_server(folder, base))
         started.append(files)
-        fproxy, fproxy_url = services.start_fault_proxy(files_url, base, name="files-proxy")
-        started.append(fproxy)
+
+        def latency_proxy(upstream: str, name: str) -> str:
+            if args.latency_proxy == "nginx":
+                srv, url = services.start_latency_proxy(upstream, base, args.latency_ms, name)
+            else:
+                srv, url = services.start_fault_proxy(upstream, base, name=name)
+                delay = {"rules": [{"match": "", "delay_s": args.latency_ms / 1000,
+                                    "times": -1}]}
+                requests.post(f"{url}/_fault", json=delay, timeout=10).raise_for_status()
+            started.append(srv)
+            return url
+
+        fproxy_url = latency_proxy(files_url, "files-proxy")
         load_variants(db, catalog, base, {"direct": files_url, "latency": fproxy_url})
         api, api_url = services.start_stac_api(db, base)
         started.append(api)
-        aproxy, aproxy_url = services.start_fault_proxy(api_url, base, name="api-proxy")
-        started.append(aproxy)
-        delay = {"rules": [{"match": "", "delay_s": args.latency_ms / 1000, "times": -1}]}
-        for url in (fproxy_url, aproxy_url):
-            requests.post(f"{url}/_fault", json=delay, timeout=10).raise_for_status()
+        aproxy_url = latency_proxy(api_url, "api-proxy")
         served = base / "file-server.log"  # every asset request, proxied or not
 
         service_pids = [srv.pid for srv in started] + [db.server.pid]
@@ -307,6 +329,7 @@ def main() -> None:
     print(f"\nArea {shape[0]} x {shape[1]} px ({len(tiles)} tiles of "
           f"{cfg['grid']['tile_size']} m), {cfg['index']} {cfg['monitor']['class']}; "
           f"I/O threads {args.io_threads}; file server {args.file_server}; "
+          f"latency proxy {args.latency_proxy}; "
           f"{time.strftime('%Y-%m-%d')}\n")
     print("| variant | floor s (search + fetch/decode) | recipe s | workflow s | jobs | "
           "workflow / floor | recipe / workflow |")

@@ -157,6 +157,50 @@ def test_search_returns_the_same_items_as_the_local_catalog(stac, caplog, start,
     assert f"({pages} page(s)): {len(local)} items" in caplog.text
 
 
+def test_the_benchmarks_latency_proxy_delays_every_request_and_changes_no_answer(stac,
+                                                                                tmp_path):
+    """nginx as benchmarks/chain.py's latency proxy (``--latency-proxy nginx``): a paged
+    search (POST bodies, the API's next links through the proxy) and Range requests with
+    the asset token give what the servers give directly, each request held at least the
+    delay."""
+    delay_ms = 60
+    api_proxy, api_url = services.start_latency_proxy(stac["api"], tmp_path, delay_ms,
+                                                      "api-latency")
+    files_proxy, files_url = services.start_latency_proxy(stac["files"], tmp_path, delay_ms,
+                                                          "files-latency")
+    try:
+        tile = make_tiles(api_cfg(stac))[0]
+        direct = search_items(api_cfg(stac, page_size=7)["stac"], tile.bbox_lonlat(),
+                              "2021-01-01", "2021-06-30")
+        t0 = time.perf_counter()
+        proxied = search_items(api_cfg(stac, url=api_url, page_size=7)["stac"],
+                               tile.bbox_lonlat(), "2021-01-01", "2021-06-30")
+        pages = -(-len(direct) // 7)
+        assert pages > 1 and time.perf_counter() - t0 >= pages * delay_ms / 1000
+        def content(items):  # the links name the host asked: the proxy's, or the API's
+            return [{k: v for k, v in it.to_dict().items() if k != "links"} for it in items]
+
+        assert content(proxied) == content(direct)
+        assert all(link.href.startswith(api_url) for it in proxied for link in it.links
+                   if link.rel == "self")
+        seen = (tmp_path / "api-latency.log").read_text()
+        assert seen.count('"POST /search') + seen.count('"GET /search') >= pages
+
+        href = direct[0].assets["B8A"].href
+        ranges = {"Authorization": TOKEN, "Range": "bytes=100-4195"}
+        t0 = time.perf_counter()
+        got = requests.get(href.replace(stac["files"], files_url), headers=ranges, timeout=10)
+        assert time.perf_counter() - t0 >= delay_ms / 1000
+        want = requests.get(href, headers=ranges, timeout=10)
+        assert got.status_code == want.status_code == 206
+        assert got.content == want.content and len(got.content) == 4096
+        assert requests.get(href.replace(stac["files"], files_url),
+                            timeout=10).status_code == 401  # the token is the client's
+    finally:
+        api_proxy.stop()
+        files_proxy.stop()
+
+
 def test_cloud_filter_is_applied_by_the_server(stac):
     """A server that ignored `query` would return the same items for both filters."""
     tile = make_tiles(api_cfg(stac))[0]

@@ -241,14 +241,17 @@ def _scale_offset(item: pystac.Item, asset_key: str) -> tuple[float, float]:
 #: reads in flight per load (the reader's thread pool) when the caller's ``threads`` is
 #: lower. GDAL releases the GIL while it waits for a request, and so do the reader's
 #: samplers (numba, ``nogil``), so more reads than cores hide an object store's latency.
-#: The demo's chain through a proxy adding 20 ms to every request (BENCHMARKS.md, "The
-#: chain against its I/O floor", 2026-12-04): the workflow 21.1-22.9 s with 8, 17.2-17.6
-#: s with 16; direct, no difference beyond the run-to-run spread (12.6-19.7 s against
-#: 14.6-14.9 s). (With the earlier reader, which held the GIL while sampling, 16 were
-#: slower than 8.) The environment variable ``FORESTWATCH_IO_THREADS`` overrides it. It
-#: is not a config key: it changes no result, and a config key would sit in the ``stac``
-#: section that every rule's params hold, so changing it would rerun every rule.
-IO_THREADS = 16
+#: The chain through nginx adding 20 ms to every request (BENCHMARKS.md, "Reads in flight
+#: behind a latency proxy in C", 2026-12-05, alternating): the larger benchmark area's
+#: workflow 24.0-26.1 s with 16 (mean 25.1, 5 runs), 21.9-25.0 s with 32 (mean 23.5),
+#: 23.4-24.9 s with 64; the demo 11.6-13.4 s with 16, 9.9-11.2 s with 32. Direct (no
+#: latency) the larger area 22.2 -> 21.2 s (means of 5), the demo 9.9 -> 10.3 s (of 4). Peak memory of the 1000 x 1000 px fit job within 3 %, its
+#: fast-forward +86 MiB. (Through the tests' Python fault proxy 32 did not help: the
+#: proxy's own CPU, on the same cores, was the limit.) The environment variable
+#: ``FORESTWATCH_IO_THREADS`` overrides it. It is not a config key: it changes no result,
+#: and a config key would sit in the ``stac`` section that every rule's params hold, so
+#: changing it would rerun every rule.
+IO_THREADS = 32
 
 
 def io_threads(threads: int | None) -> int:

@@ -6,7 +6,8 @@ its PID:
 - an HTTP file server for the archive's COGs that answers Range requests (206) and can
   require an auth header (or nginx, for the benchmarks: :func:`start_nginx_file_server`);
 - a fault proxy in front of the API that injects HTTP errors or delays on request, for the
-  faults a healthy server cannot be made to produce on cue.
+  faults a healthy server cannot be made to produce on cue;
+- for the benchmarks, nginx as a latency proxy (:func:`start_latency_proxy`).
 
 The Debian packages come from ``install_postgis.sh``; the Python ones from the ``test``
 extra in pyproject.toml.
@@ -192,23 +193,24 @@ def start_file_server(root: Path, base: Path, required_header: str | None = None
     return srv, url
 
 
-def start_nginx_file_server(root: Path, base: Path) -> tuple[Service, str]:
-    """nginx (one worker, Debian's, from ``install_nginx.sh``) serving the files under
-    ``root`` (Range requests answered with 206), its access log in ``base /
-    "file-server.log"`` as :func:`start_file_server`'s: a file server in C, whose CPU is
-    a small part of the machine's, as an object store's is none of the user's."""
+def _start_nginx(name: str, base: Path, server: str, access_log: Path, http: str = "",
+                 modules: tuple[str, ...] = ()) -> tuple[Service, str]:
+    """nginx (one worker, Debian's, from ``install_nginx.sh``) with ``server`` in its
+    ``server`` block and ``http`` beside it, its files in ``base / name``."""
     _install("install_nginx.sh", "nginx")
     port = free_port()
-    temp = base / "nginx-temp"
+    home = base / name
+    temp = home / "temp"
     temp.mkdir(parents=True, exist_ok=True)
-    conf = base / "nginx.conf"
-    conf.write_text(f"""daemon off;
+    conf = home / "nginx.conf"
+    loads = "".join(f"load_module /usr/lib/nginx/modules/{m};\n" for m in modules)
+    conf.write_text(f"""{loads}daemon off;
 worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/nginx-error.log;
+pid {home}/nginx.pid;
+error_log {home}/error.log;
 events {{ worker_connections 1024; }}
 http {{
-  access_log {base}/file-server.log;
+  access_log {access_log};
   client_body_temp_path {temp}/body;
   proxy_temp_path {temp}/proxy;
   fastcgi_temp_path {temp}/fastcgi;
@@ -216,18 +218,49 @@ http {{
   scgi_temp_path {temp}/scgi;
   sendfile on;
   keepalive_requests 100000;
+  {http}
   server {{
     listen 127.0.0.1:{port};
-    root {root};
     location = /_ping {{ return 200 "ok"; }}
+{server}
   }}
 }}
 """)
-    srv = Service("file server (nginx)", ["/usr/sbin/nginx", "-c", str(conf)],
-                  base / "nginx.out")
+    srv = Service(name, ["/usr/sbin/nginx", "-c", str(conf)], home / "nginx.out")
     url = f"http://127.0.0.1:{port}"
     srv.wait_http(f"{url}/_ping")
     return srv, url
+
+
+def start_nginx_file_server(root: Path, base: Path) -> tuple[Service, str]:
+    """nginx serving the files under ``root`` (Range requests answered with 206), its
+    access log in ``base / "file-server.log"`` as :func:`start_file_server`'s: a file
+    server in C, whose CPU is a small part of the machine's, as an object store's is none
+    of the user's."""
+    return _start_nginx("file-server-nginx", base, f"    root {root};",
+                        base / "file-server.log")
+
+
+def start_latency_proxy(upstream: str, base: Path, delay_ms: float,
+                        name: str = "latency-proxy") -> tuple[Service, str]:
+    """nginx in front of ``upstream`` holding every request ``delay_ms`` (whole ms) before passing it
+    on (the echo module's ``echo_sleep``, a timer: no CPU while it waits), as an object
+    store's round trip would: the benchmarks' added latency, without the fault proxy's
+    Python (~2-3 ms of CPU per request, on the cores of what is measured). The Host header
+    is passed through, so the API's links point at the proxy."""
+    server = f"""    location / {{ echo_sleep {round(delay_ms) / 1000:.3f}; echo_exec @upstream; }}
+    location @upstream {{
+      proxy_pass http://upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }}"""
+    host = upstream.removeprefix("http://").rstrip("/")
+    upstreams = f"upstream upstream {{ server {host}; keepalive 64; }}"
+    return _start_nginx(name, base, server, base / f"{name}.log", http=upstreams,
+                        modules=("ngx_http_echo_module.so",))
 
 
 def start_fault_proxy(upstream: str, base: Path, name: str = "fault-proxy"
