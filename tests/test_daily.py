@@ -26,7 +26,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from conftest import catalog_events
+from conftest import catalog_events, small_config
 
 from forestwatch import steps
 from forestwatch.acquisitions import acquisition_key, solar_day
@@ -502,3 +502,44 @@ def test_a_read_ahead_the_verified_state_does_not_ask_for_is_not_used(archive, b
     a, b = load_state(store.current_path), load_state(clean_store.current_path)
     assert [d for d, *_ in _ledger_view(a)] == [d for d, *_ in _ledger_view(b)]
     assert monitors_equal(a.monitor, b.monitor)
+
+
+def test_items_are_assigned_to_the_tiles_their_footprints_meet(small_archive):
+    """assign_to_tiles (a tree of the tiles' lon/lat boxes) gives each tile the items whose
+    footprint intersects its box, in the items' order: what testing every item against
+    every tile gives. The archive's items (granules over the whole area) and 40 items with
+    small footprints here and there, over the small config's tiles and over 500 m tiles
+    (10 x more); an item far from every tile is in none."""
+    import random
+
+    from shapely.geometry import box, mapping, shape
+
+    from forestwatch.daily.discover import assign_to_tiles
+
+    archive = read_item_collection(small_archive["catalog"])
+    rng = random.Random(15)
+    x0, y0, x1, y1 = shape(archive[0].geometry).bounds
+    small = []
+    for n in range(40):
+        item = archive[n].clone()
+        item.id = f"small-{n}"
+        x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        w, h = rng.uniform(0.001, 0.02), rng.uniform(0.001, 0.01)
+        item.geometry = mapping(box(x, y, x + w, y + h))
+        small.append(item)
+    away = archive[0].clone()
+    away.id = "far-away"
+    away.geometry = mapping(box(x0 + 20, y0, x1 + 20, y1))
+    items = [*archive[:5], away, *small, *archive[5:]]
+    for tile_size in (None, 500):
+        cfg = small_archive["cfg"] if tile_size is None else small_config(
+            grid={"tile_size": tile_size})
+        tiles = make_tiles(cfg)
+        got = assign_to_tiles(items, tiles)
+        expected = {t.id: [it.id for it in items if shape(it.geometry).intersects(
+            box(*t.bbox_lonlat()))] for t in tiles}
+        assert {tid: [it.id for it in found] for tid, found in got.items()} == expected
+        met = {i for found in expected.values() for i in found if i.startswith("small-")}
+        assert 0 < len(met) < len(small)  # some small footprints meet tiles, some do not
+        assert all("far-away" not in found for found in expected.values())
+    assert len(tiles) >= 20

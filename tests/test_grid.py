@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import numpy as np
 import pytest
 from pyproj import Transformer
 from shapely.geometry import box
@@ -98,3 +99,43 @@ def test_write_tiles_gpkg(tmp_path):
     assert {"col", "row", "resolution", "width", "height"} <= set(frame.columns)
     assert frame.geometry.iloc[0].bounds == pytest.approx(tiles[0].bounds)
     assert [p.name for p in out.parent.iterdir()] == ["tiles.gpkg"]  # no temp file left
+
+
+def test_lonlat_boxes_are_odc_geos_geographic_extents_to_the_last_bit():
+    """forestwatch.grid.lonlat_boxes (all tiles at once) gives each tile's
+    ``geobox.geographic_extent.boundingbox`` exactly: grids in LAEA, UTM (one near the
+    antimeridian, with tiles outside its domain), Web Mercator and lon/lat, origins off the
+    metre, sizes that are not a whole number of pixels, negative columns;
+    Tile.bbox_lonlat gives the same."""
+    import random
+
+    from forestwatch.grid import Tile, lonlat_boxes, tile_id
+
+    rng = random.Random(15)
+    tiles = []
+    for crs, (x0, y0), res, sizes in (
+            ("EPSG:3035", (4_480_000, 3_040_000), 20.0, (500, 3000, 10_000, 20_000)),
+            ("EPSG:32633", (300_000.5, 5_500_000.25), 10.0, (3000, 7330.7)),
+            ("EPSG:32601", (166_021.44, 0.0), 20.0, (10_000, 100_000)),
+            ("EPSG:3857", (-20_037_508.34, 0.0), 30.0, (30_000,)),
+            ("EPSG:4326", (10.0, 50.0), 0.0002, (0.1,))):
+        for _ in range(40):
+            size = rng.choice(sizes)
+            col, row = rng.randrange(-5, 300), rng.randrange(0, 300)
+            bounds = (x0 + col * size, y0 + row * size, x0 + (col + 1) * size,
+                      y0 + (row + 1) * size)
+            tiles.append(Tile(tile_id(col, row), col, row, bounds, crs, res))
+    # across a UTM zone's central meridian, far from the equator: the edge nearer the pole
+    # bulges towards it between two points of the outline, so the box depends on them
+    tiles += [Tile("X0005_Y0070", 5, 70, (453_333.3, 7_000_000.0, 553_333.3, 7_100_000.0),
+                   "EPSG:32633", 20.0),
+              Tile("X0004_Y0020", 4, 20, (433_333.3, 2_000_000.0, 533_333.3, 2_100_000.0),
+                   "EPSG:32733", 20.0)]
+    rng.shuffle(tiles)  # the CRSs and sizes mixed in one call
+    expected = np.array([tuple(t.geobox.geographic_extent.boundingbox) for t in tiles])
+    # exactly, NaN where nothing of a tile projects (as odc-geo's empty footprint)
+    np.testing.assert_array_equal(np.array(lonlat_boxes(tiles)), expected)
+    np.testing.assert_array_equal(np.array([t.bbox_lonlat() for t in tiles[:20]]),
+                                  expected[:20])
+    assert np.isfinite(expected).all(axis=1).sum() > 150
+    assert lonlat_boxes([]) == []

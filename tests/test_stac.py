@@ -529,7 +529,7 @@ def test_bilinear_sampling_gives_the_reference_bits():
 
 def test_proj_transformers_made_once_per_crs_pair_and_process(monkeypatch):
     """The reader's transformations run in one thread kept for the process
-    (forestwatch._assets._PROJ): a pyproj Transformer (~0.2 s to make, and made again by
+    (forestwatch._proj.PROJ): a pyproj Transformer (~0.2 s to make, and made again by
     pyproj in every thread that uses it) is made once per CRS pair, whatever thread asks,
     with the values of a transformer made on the spot; a forked process makes its own."""
     import multiprocessing
@@ -538,7 +538,7 @@ def test_proj_transformers_made_once_per_crs_pair_and_process(monkeypatch):
     from pyproj import Transformer
     from rasterio.crs import CRS
 
-    from forestwatch import _assets
+    from forestwatch import _proj
 
     made = []
     real = Transformer.from_crs
@@ -548,7 +548,7 @@ def test_proj_transformers_made_once_per_crs_pair_and_process(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(Transformer, "from_crs", staticmethod(counting))
-    proj = _assets._ProjThread()
+    proj = _proj.ProjThread()
     laea, utm = CRS.from_epsg(3035).to_wkt(), CRS.from_epsg(32633).to_wkt()
     x, y = np.array([4_480_000.0, 4_490_000.0]), np.array([3_050_000.0, 3_060_000.0])
     expected = real(laea, utm, always_xy=True).transform(x, y)

@@ -29,6 +29,7 @@ import pystac
 from odc.geo.geobox import GeoBox
 
 from . import _gdal
+from ._proj import PROJ as _PROJ
 
 
 class ReadFailure(Exception):
@@ -107,42 +108,6 @@ def _positions(geobox: GeoBox, src_crs, src_transform) -> tuple[np.ndarray, np.n
     return np.asarray(col), np.asarray(row)
 
 
-class _ProjThread:
-    """The reader's coordinate transformations, made in one thread kept for the process.
-
-    Creating a pyproj ``Transformer`` costs ~0.2 s (PROJ looks its operation up in its
-    database), and pyproj creates it again in every thread that uses it. The reader's
-    threads live for one load, so every load paid it once per source grid: 0.6 s of a
-    demo tile's 7 s job, ~0.4 s of a daily update (BENCHMARKS.md, "Per-call costs"). This
-    thread keeps one transformer per CRS pair for the life of the process. A process
-    forked from this one starts a thread of its own (checked by process id)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._transformers: dict = {}  # used in the thread only
-
-    def transform(self, src_wkt: str, dst_wkt: str, x, y) -> tuple:
-        """``(x, y)`` (arrays, ``src_wkt``'s axis order east, north) in ``dst_wkt``."""
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="forestwatch-proj")
-                self._pid, self._transformers = os.getpid(), {}
-            pool = self._pool
-        return pool.submit(self._transform, src_wkt, dst_wkt, x, y).result()
-
-    def _transform(self, src_wkt: str, dst_wkt: str, x, y) -> tuple:
-        transformer = self._transformers.get((src_wkt, dst_wkt))
-        if transformer is None:
-            from pyproj import Transformer
-
-            transformer = self._transformers[(src_wkt, dst_wkt)] = Transformer.from_crs(
-                src_wkt, dst_wkt, always_xy=True)
-        return transformer.transform(x, y)
-
-
-_PROJ = _ProjThread()
 
 
 def _centres(nodes: np.ndarray) -> np.ndarray:

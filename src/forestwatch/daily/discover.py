@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pystac
-from shapely.geometry import box, shape
-from shapely.ops import unary_union
+import shapely
+from shapely.geometry import shape
 
 from ..access import clear_gdal_http_cache
 from ..acquisitions import resolve_reprocessed, solar_day
-from ..grid import Tile
+from ..grid import Tile, lonlat_boxes
 from ..io import write_json
 from ..layout import RunLayout
 from ..stac import search_items
@@ -75,15 +76,22 @@ def tile_ledgers(layout: RunLayout, tiles: Sequence[Tile]) -> dict[str, Ledger |
     return out
 
 
-def assign_to_tiles(items: Sequence[pystac.Item], tiles: Sequence[Tile]) -> dict[str, list]:
-    """Items whose footprint intersects each tile (tile outlines in lon/lat)."""
-    outlines = {t.id: box(*t.bbox_lonlat()) for t in tiles}
+def assign_to_tiles(items: Sequence[pystac.Item], tiles: Sequence[Tile], *,
+                    boxes: Sequence[tuple[float, float, float, float]] | None = None
+                    ) -> dict[str, list]:
+    """Items whose footprint intersects each tile's lon/lat box (``boxes``, from
+    :func:`forestwatch.grid.lonlat_boxes` when not given), in the items' order. The boxes
+    are looked up in a tree (``shapely.STRtree``): each item meets the tiles near it, where
+    testing every tile made items x tiles intersections (10,000 tiles: BENCHMARKS.md, "The
+    daily run's discovery for 10,000 tiles")."""
+    boxes = lonlat_boxes(tiles) if boxes is None else boxes
     out: dict[str, list] = {t.id: [] for t in tiles}
+    if not tiles:
+        return out
+    tree = shapely.STRtree(shapely.box(*np.asarray(boxes, dtype=np.float64).T))
     for it in items:
-        footprint = shape(it.geometry)
-        for tid, outline in outlines.items():
-            if footprint.intersects(outline):
-                out[tid].append(it)
+        for k in tree.query(shape(it.geometry), predicate="intersects"):
+            out[tiles[k].id].append(it)
     return out
 
 
@@ -96,7 +104,9 @@ def discover(cfg: dict, layout: RunLayout, tiles: Sequence[Tile], *, run: str, t
     until = dt.date.fromisoformat(str(cfg["fast_forward"]["until"]))
     last_days = [ledger.last_day if ledger else until for ledger in ledgers.values()]
     start = min([today - dt.timedelta(days=op["lookback_days"])] + last_days)
-    aoi = unary_union([box(*t.bbox_lonlat()) for t in tiles]).bounds
+    boxes = lonlat_boxes(tiles)
+    aoi = (min(b[0] for b in boxes), min(b[1] for b in boxes),  # the union's bounds
+           max(b[2] for b in boxes), max(b[3] for b in boxes))
     found = with_retries(lambda: search_items(cfg["stac"], aoi, start, today, catalog), op,
                          "STAC search")
     published_window = _published_window(cfg, layout, ledgers, start=start, today=today)
@@ -113,7 +123,7 @@ def discover(cfg: dict, layout: RunLayout, tiles: Sequence[Tile], *, run: str, t
                      items_found=len(found), duplicates_dropped=resolved.superseded,
                      published_window=None if published_window is None
                      else [str(d) for d in published_window])
-    for tid, candidates in assign_to_tiles(resolved.kept, tiles).items():
+    for tid, candidates in assign_to_tiles(resolved.kept, tiles, boxes=boxes).items():
         ledger = ledgers[tid]
         path = Path(layout.current_state(tid))
         candidates = [it for it in candidates if solar_day(it) <= today]
