@@ -78,7 +78,7 @@ def lonlat_boxes(tiles: Sequence[Tile]) -> list[tuple[float, float, float, float
     densify: a point every span / 100 along each edge, where ``d`` grows by repeated
     addition and the point is GEOS's interpolation ``(p2 - p1) * (d / length) + p1``) go
     through one transformation per CRS (:data:`forestwatch._proj.PROJ`): equal to the
-    last bit (tested against odc-geo), ~100 x faster."""
+    last bit (tested against odc-geo), ~20 x faster (0.14 against 2.8 ms per tile)."""
     from ._proj import PROJ
 
     out: list = [None] * len(tiles)
