@@ -218,6 +218,7 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
         ax.text(0.5, 0.5, "no daily run yet (forestwatch daily)", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_xticks([])
+        ax.set_yticks([])  # no count to read: an empty axis, not one from 0 to 1
     ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
     save_png(fig, out, dpi=110, tight=True)
     return rows
