@@ -279,3 +279,74 @@ def test_a_job_collects_cycles_less_often_but_still_collects_them(operator):
     assert seen["in the job"] == [expected, *seen["before"][1:]], seen
     # the dropped cycle and its array are freed by the next young collection
     assert seen["freed after"] is not None and seen["freed after"] <= expected + 200, seen
+
+
+_SIZES_CHILD = """
+import asyncio
+import json
+import os
+import sys
+from types import SimpleNamespace
+
+from snakemake.scheduling.job_scheduler import JobScheduler
+
+stock = JobScheduler.update_input_sizes
+from forestwatch.workflow import start_of_run
+
+start_of_run()  # as rules/common.smk calls it
+patched = JobScheduler.update_input_sizes
+measured = []
+
+
+class Path(str):  # an input file as the scheduler sees it: exists() and size(), counted
+    async def exists(self):
+        measured.append(str(self))
+        return os.path.exists(self)
+
+    async def size(self):
+        return os.path.getsize(self)
+
+
+folder = sys.argv[1]
+files = [Path(os.path.join(folder, name)) for name in ("a", "b", "c", "gone")]
+for f, size in zip(files[:3], (10, 200, 3000)):
+    with open(f, "wb") as out:
+        out.write(bytes(size))
+jobs = [SimpleNamespace(input=files[:2]), SimpleNamespace(input=files[1:3]),
+        SimpleNamespace(input=[files[3]])]
+ours, theirs = SimpleNamespace(_input_sizes={}), SimpleNamespace(_input_sizes={})
+rounds = []
+for selection in (jobs[:2], jobs[:2], jobs):  # ready jobs before three selections
+    before = len(measured)
+    asyncio.run(patched(ours, selection))
+    rounds.append(len(measured) - before)
+    asyncio.run(stock(theirs, selection))
+print(json.dumps({"replaced": patched is not stock, "rounds": rounds,
+                  "equal": ours._input_sizes == theirs._input_sizes,
+                  "sizes": {os.path.basename(k): v for k, v in ours._input_sizes.items()}}))
+"""
+
+
+@pytest.mark.parametrize("operator", [None, "every-round"])
+def test_the_scheduler_measures_each_input_file_once(operator, tmp_path):
+    """In a process where the Snakefile's start_of_run ran, Snakemake's job scheduler
+    measures an input file's size the first time a ready job lists it, not again before
+    every selection of jobs; the sizes are those Snakemake's own measuring gives (None for
+    a missing file). FORESTWATCH_INPUT_SIZES=every-round leaves Snakemake's own."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FORESTWATCH_INPUT_SIZES"}
+    if operator:
+        env["FORESTWATCH_INPUT_SIZES"] = operator
+    out = subprocess.run([sys.executable, "-c", _SIZES_CHILD, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["equal"]
+    assert got["sizes"] == {"a": 10, "b": 200, "c": 3000, "gone": None}
+    if operator:
+        assert not got["replaced"] and got["rounds"] == [3, 3, 4]
+    else:
+        assert got["replaced"] and got["rounds"] == [3, 0, 1]  # each file once
