@@ -70,6 +70,22 @@ def _bands(cfg: dict) -> dict[str, str]:
     return {b: keys[b] for b in [*needed_bands(cfg), "scl"]}
 
 
+def benchmark_archive(config: str, extras: Sequence[str]) -> tuple[dict, Path, Path]:
+    """The validated ``config`` with the ``extras`` files layered on top, its synthetic
+    archive's folder and catalog (items.json), the archive generated if missing."""
+    from forestwatch import steps
+    from forestwatch.config import deep_update, load_config
+
+    cfg = load_config(config)
+    for extra in extras:
+        cfg = load_config(config, deep_update(cfg, yaml.safe_load(Path(extra).read_text())))
+    folder = (REPO / cfg["synthetic"]["folder"]).resolve()
+    catalog = folder / "items.json"
+    if not catalog.exists():
+        steps.synthetic_archive(cfg, catalog)
+    return cfg, folder, catalog
+
+
 def area(cfg: dict) -> dict:
     """The config's tiles (``tiles``), their union on the grid (``bounds``, grid CRS
     metres; ``shape``, px) and its longitude/latitude box (``bbox``, for the searches)."""
@@ -249,16 +265,7 @@ def main() -> None:
 
     import stac_api as services
 
-    from forestwatch import steps
-    from forestwatch.config import deep_update, load_config
-
-    cfg = load_config(args.config)
-    for extra in args.extra:
-        cfg = load_config(args.config, deep_update(cfg, yaml.safe_load(Path(extra).read_text())))
-    folder = (REPO / cfg["synthetic"]["folder"]).resolve()
-    catalog = folder / "items.json"
-    if not catalog.exists():
-        steps.synthetic_archive(cfg, catalog)
+    cfg, folder, catalog = benchmark_archive(args.config, args.extra)
     tree_cover = folder / "truth" / "tree_cover.tif"
     tiles, bounds, shape, bbox = (area(cfg)[k] for k in ("tiles", "bounds", "shape", "bbox"))
 

@@ -23,8 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests" / "services"))
@@ -43,16 +41,7 @@ def main() -> None:
     import chain
     import stac_api as services
 
-    from forestwatch import steps
-    from forestwatch.config import deep_update, load_config
-
-    cfg = load_config(args.config)
-    for extra in args.extra:
-        cfg = load_config(args.config, deep_update(cfg, yaml.safe_load(Path(extra).read_text())))
-    folder = (REPO / cfg["synthetic"]["folder"]).resolve()
-    catalog = folder / "items.json"
-    if not catalog.exists():
-        steps.synthetic_archive(cfg, catalog)
+    cfg, folder, catalog = chain.benchmark_archive(args.config, args.extra)
     bbox = chain.area(cfg)["bbox"]
     values = args.values.split(",")
     runs: dict[str, dict[str, list[float]]] = {v: {"floor": [], "workflow": []} for v in values}

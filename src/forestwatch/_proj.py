@@ -1,6 +1,6 @@
 """The process's pyproj transformations, each made once (:data:`PROJ`): used by the asset
-reader (:mod:`forestwatch._assets`) and the grid's lon/lat boxes
-(:func:`forestwatch.grid.lonlat_boxes`)."""
+reader (:mod:`forestwatch._assets`), the grid's lon/lat boxes
+(:func:`forestwatch.grid.lonlat_boxes`) and the STAC catalog's footprints."""
 
 from __future__ import annotations
 

@@ -269,7 +269,6 @@ def measure_input_sizes_once() -> bool:
             sizes.update(await asyncio.gather(*[measure(path) for path in new]))
 
     update_input_sizes.measures_once = True
-    update_input_sizes.snakemakes = original
     JobScheduler.update_input_sizes = update_input_sizes
     return True
 

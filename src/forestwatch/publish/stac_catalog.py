@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -145,29 +144,17 @@ def _asset(path: Path, folder: Path, checksums: _Checksums, *, title: str,
     return asset
 
 
-#: per thread (pyproj's transformers are not to be shared between threads): CRS -> its
-#: transformer to EPSG:4326
-_TO_WGS84 = threading.local()
-
-
-def _to_wgs84(crs: str):
-    """The transform function from ``crs`` to EPSG:4326 (lon, lat), made once per CRS and
-    thread: making a pyproj ``Transformer`` costs ~35 ms (PROJ looks its operation up),
-    once per tile item before: ~350 s for a catalog of 10,000 tiles."""
-    from pyproj import Transformer
-
-    made = _TO_WGS84.__dict__.setdefault("by_crs", {})
-    if crs not in made:
-        made[crs] = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    return made[crs].transform
-
-
 def _footprint(bounds: Sequence[float], crs: str) -> tuple[dict, list[float]]:
     """GeoJSON polygon and bbox in EPSG:4326 of ``bounds`` in ``crs`` (edges densified)."""
     from shapely.geometry import box, mapping
     from shapely.ops import transform
 
-    poly = transform(_to_wgs84(crs), box(*bounds).segmentize(max(bounds[2] - bounds[0], 1) / 8))
+    from .._proj import PROJ  # one transformer per CRS for the process (~35 ms to make)
+
+    def to_wgs84(x, y):
+        return PROJ.transform(crs, "EPSG:4326", x, y)
+
+    poly = transform(to_wgs84, box(*bounds).segmentize(max(bounds[2] - bounds[0], 1) / 8))
     return mapping(poly.simplify(0)), [round(v, 7) for v in poly.bounds]
 
 
