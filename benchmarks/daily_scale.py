@@ -10,6 +10,12 @@ command is timed whole (wall clock, as cron sees it).
 
     python benchmarks/daily_scale.py                       # ~15 min on 2 cores
     python benchmarks/daily_scale.py --tile-size 1000      # ~30 tiles
+    python benchmarks/daily_scale.py --extra benchmarks/configs/large_tile_2y.yaml \
+        --tile-size 400 --until 2023-12-31 --days 1 --executors snakemake
+                                                           # 2,500 tiles, one new day
+
+``--extra`` layers config files over config/config.yaml (as benchmarks/chain.py does):
+another archive (generated if missing) and AOI.
 """
 
 from __future__ import annotations
@@ -46,20 +52,23 @@ def main() -> None:
     ap.add_argument("--workdir", help="keep the folders here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the workdir's base folder if it is complete (no new setup)")
+    ap.add_argument("--extra", nargs="*", default=[],
+                    help="config files layered over config/config.yaml (another archive)")
+    ap.add_argument("--days", type=int, nargs="+", default=[1, 6],
+                    help="numbers of new acquisition days to run (default: 1 6)")
+    ap.add_argument("--executors", nargs="+", default=["snakemake", "serial"],
+                    choices=["snakemake", "serial"])
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
+    from chain import benchmark_archive
+
     from forestwatch.acquisitions import by_solar_day
-    from forestwatch.config import deep_update, load_config, validate_config
+    from forestwatch.config import deep_update, validate_config
     from forestwatch.grid import make_tiles
     from forestwatch.stac import read_item_collection
 
-    base_cfg = load_config(REPO / "config" / "config.yaml")
-    archive = REPO / base_cfg["synthetic"]["folder"]
-    if not (archive / "items.json").exists():  # the demo's archive, as `snakemake` makes it
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                        "--cores", str(args.cores), f"{base_cfg['synthetic']['folder']}/items.json"],
-                       cwd=REPO, check=True)
+    base_cfg, archive, _ = benchmark_archive(str(REPO / "config" / "config.yaml"), args.extra)
     cfg = validate_config(deep_update(base_cfg, {
         "run_name": "daily_scale", "grid": {"tile_size": args.tile_size},
         "synthetic": {"folder": str(archive)},
@@ -84,9 +93,9 @@ def main() -> None:
     cli = [str(Path(sys.executable).parent / "forestwatch"), "daily", "--config", "config.yaml",
            "--cores", str(args.cores)]
     rows = []
-    for n_days in (1, 6):
+    for n_days in args.days:
         today = days[n_days - 1]
-        for executor in ("snakemake", "serial"):
+        for executor in args.executors:
             folder = work / f"{executor}-{n_days}"
             if folder.exists():
                 shutil.rmtree(folder)
@@ -108,7 +117,7 @@ def main() -> None:
         print(f"| {n_days} | {executor} | {wall:.1f} | {n_tiles} | {n_items} | "
               f"{wall / max(n_tiles, 1):.2f} | {wall / max(n_items, 1):.2f} |")
     by = {(d, e): w for d, e, w, _, _ in rows}
-    for executor in ("snakemake", "serial"):
+    for executor in args.executors if {1, 6} <= set(args.days) else ():
         per_day = (by[(6, executor)] - by[(1, executor)]) / 5
         print(f"{executor}: each further day of new acquisitions adds {per_day:.1f} s "
               f"({per_day / len(tiles):.3f} s per tile)")

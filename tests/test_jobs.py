@@ -312,16 +312,29 @@ files = [Path(os.path.join(folder, name)) for name in ("a", "b", "c", "gone")]
 for f, size in zip(files[:3], (10, 200, 3000)):
     with open(f, "wb") as out:
         out.write(bytes(size))
-jobs = [SimpleNamespace(input=files[:2]), SimpleNamespace(input=files[1:3]),
-        SimpleNamespace(input=[files[3]])]
+listed = []
+
+
+class Job:  # a ready job: its input files, each listing counted
+    def __init__(self, files):
+        self.files = files
+
+    @property
+    def input(self):
+        listed.append(self)
+        return self.files
+
+
+jobs = [Job(files[:2]), Job(files[1:3]), Job([files[3]])]
 ours, theirs = SimpleNamespace(_input_sizes={}), SimpleNamespace(_input_sizes={})
-rounds = []
+rounds, listings = [], []
 for selection in (jobs[:2], jobs[:2], jobs):  # ready jobs before three selections
-    before = len(measured)
+    before, listed_before = len(measured), len(listed)
     asyncio.run(patched(ours, selection))
     rounds.append(len(measured) - before)
+    listings.append(len(listed) - listed_before)
     asyncio.run(stock(theirs, selection))
-print(json.dumps({"replaced": patched is not stock, "rounds": rounds,
+print(json.dumps({"replaced": patched is not stock, "rounds": rounds, "listings": listings,
                   "equal": ours._input_sizes == theirs._input_sizes,
                   "sizes": {os.path.basename(k): v for k, v in ours._input_sizes.items()}}))
 """
@@ -331,8 +344,9 @@ print(json.dumps({"replaced": patched is not stock, "rounds": rounds,
 def test_the_scheduler_measures_each_input_file_once(operator, tmp_path):
     """In a process where the Snakefile's start_of_run ran, Snakemake's job scheduler
     measures an input file's size the first time a ready job lists it, not again before
-    every selection of jobs; the sizes are those Snakemake's own measuring gives (None for
-    a missing file). FORESTWATCH_INPUT_SIZES=every-round leaves Snakemake's own."""
+    every selection of jobs, and lists each ready job's inputs once; the sizes are those
+    Snakemake's own measuring gives (None for a missing file).
+    FORESTWATCH_INPUT_SIZES=every-round leaves Snakemake's own."""
     import json
     import subprocess
     import sys
@@ -348,5 +362,7 @@ def test_the_scheduler_measures_each_input_file_once(operator, tmp_path):
     assert got["sizes"] == {"a": 10, "b": 200, "c": 3000, "gone": None}
     if operator:
         assert not got["replaced"] and got["rounds"] == [3, 3, 4]
+        assert got["listings"] == [2, 2, 3]
     else:
         assert got["replaced"] and got["rounds"] == [3, 0, 1]  # each file once
+        assert got["listings"] == [2, 0, 1]  # each job's inputs listed once

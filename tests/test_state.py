@@ -519,6 +519,59 @@ def test_atomic_path_error_without_previous_target(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_atomic_paths_fsync_each_file_and_each_folder_once(tmp_path, monkeypatch):
+    """Several files written together (a tile report's COGs): each target replaced by its
+    complete file, each file fsynced, each folder fsynced once (not once per file); on
+    error every target keeps its old content and no temporary file is left."""
+    import forestwatch.io as fio
+
+    synced = []
+    real = fio.fsync_path
+    monkeypatch.setattr(fio, "fsync_path", lambda path: (synced.append(Path(path)), real(path)))
+    a, b = tmp_path / "r" / "a.tif", tmp_path / "r" / "b.tif"
+    c = tmp_path / "other" / "c.json"
+    b.parent.mkdir()
+    b.write_text("old b")
+    with fio.atomic_paths([a, b, c]) as tmps:
+        assert [t.suffix for t in tmps] == [".tif", ".tif", ".json"]
+        assert [t.parent for t in tmps] == [a.parent, b.parent, c.parent]
+        for tmp, text in zip(tmps, ("new a", "new b", "new c"), strict=True):
+            tmp.write_text(text)
+        assert not a.exists() and b.read_text() == "old b"  # nothing visible yet
+    assert [a.read_text(), b.read_text(), c.read_text()] == ["new a", "new b", "new c"]
+    assert sorted(p.name for p in a.parent.iterdir()) == ["a.tif", "b.tif"]
+    files, folders = [p for p in synced if not p.is_dir()], [p for p in synced if p.is_dir()]
+    assert len(files) == 3 and sorted(folders) == sorted([a.parent, c.parent])
+    with pytest.raises(RuntimeError, match="boom"), fio.atomic_paths([a, b]) as tmps:
+        tmps[0].write_text("half")
+        tmps[1].write_text("half")
+        raise RuntimeError("boom")
+    assert [a.read_text(), b.read_text()] == ["new a", "new b"]
+    assert sorted(p.name for p in a.parent.iterdir()) == ["a.tif", "b.tif"]
+
+
+def test_atomic_paths_killed_before_the_renames_change_no_target(tmp_path):
+    """A real SIGKILL just before the renames (``FORESTWATCH_FAULT=kill-before-rename``,
+    here at the second of three files): every target keeps its old content."""
+    import subprocess
+    import sys
+
+    targets = [tmp_path / name for name in ("a.tif", "b.json", "c.tif")]
+    for t in targets:
+        t.write_text("old")
+    code = ("import sys; from forestwatch.io import atomic_paths\n"
+            "with atomic_paths(sys.argv[1:]) as tmps:\n"
+            "    [t.write_text('new') for t in tmps]\n")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, targets)], timeout=60,
+                          env=dict(os.environ, FORESTWATCH_FAULT="kill-before-rename:.json"))
+    assert proc.returncode == -9
+    assert [t.read_text() for t in targets] == ["old", "old", "old"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, targets)], timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "FORESTWATCH_FAULT"})
+    assert proc.returncode == 0
+    assert [t.read_text() for t in targets] == ["new", "new", "new"]
+
+
 def test_atomic_path_stages_on_a_scratch_folder(tmp_path, monkeypatch):
     from forestwatch.io import SCRATCH_ENV, atomic_path
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -50,24 +50,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     target's suffix, so format drivers that look at the extension (GPKG, GTiff, VRT)
     behave. On error the temporary files are removed and the target is left untouched.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for several files written together (one job's COGs): yield
+    their temporary paths, in the order of ``paths``; on success fsync each file, rename
+    each into place, then fsync each folder **once**. One folder fsync per file made a
+    tile report's nine COGs cost 18 fsyncs, ~35 % of a report job in a 1,600-tile daily
+    run (BENCHMARKS.md, "A daily run of 1,600 tiles"). Each target is still replaced
+    atomically, by a complete and fsynced file; a crash during the renames leaves some
+    targets new and the others old, as one-by-one writing did, and the job incomplete.
+    On error every temporary file is removed and the targets not yet renamed are left
+    untouched."""
+    targets = [Path(p) for p in paths]
     scratch = os.environ.get(SCRATCH_ENV)
     if scratch:
         Path(scratch).mkdir(parents=True, exist_ok=True)
-    work = _temp_name(Path(scratch), target) if scratch else _temp_name(target.parent, target)
-    staged = _temp_name(target.parent, target) if scratch else work
+    works: list[Path] = []
+    staged: list[Path] = []
     try:
-        yield work
-        _fault_injection(work)
-        if scratch:
-            shutil.copyfile(work, staged)
-            work.unlink()
-        fsync_path(staged)
-        os.replace(staged, target)
-        fsync_path(target.parent)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            work = _temp_name(Path(scratch), target) if scratch else _temp_name(target.parent, target)
+            works.append(work)
+            staged.append(_temp_name(target.parent, target) if scratch else work)
+        yield list(works)
+        for work, stage in zip(works, staged, strict=True):
+            _fault_injection(work)
+            if scratch:
+                shutil.copyfile(work, stage)
+                work.unlink()
+            fsync_path(stage)
+        for stage, target in zip(staged, targets, strict=True):
+            os.replace(stage, target)
+        for folder in dict.fromkeys(target.parent for target in targets):
+            fsync_path(folder)
     except BaseException:
-        for tmp in {work, staged}:
+        for tmp in {*works, *staged}:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise

@@ -30,7 +30,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from .alerts.layers import ALERT_REPORT_LAYERS
-from .io import atomic_path, write_json
+from .io import atomic_path, atomic_paths, write_json
 
 #: nrt mask codes -> (name, RGBA)
 MASK_CLASSES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -98,7 +98,8 @@ class TileReportsIndex:
 
 def write_tile_reports(mask: np.ndarray, detection_date: np.ndarray | None, crs: str,
                        transform: Affine, mask_path: str | Path, date_path: str | Path) -> None:
-    """Write the mask and detection-date COGs of one tile (atomically)."""
+    """Write the mask and detection-date COGs of one tile, together
+    (:func:`~forestwatch.io.atomic_paths`)."""
     mask = np.asarray(mask).astype(np.uint8)
     if detection_date is None:
         detection_date = np.zeros(mask.shape, dtype=np.int32)
@@ -108,19 +109,18 @@ def write_tile_reports(mask: np.ndarray, detection_date: np.ndarray | None, crs:
     dates = np.where(mask == 3, dates, DATE_NODATA).astype(np.int32)
     base = dict(height=mask.shape[0], width=mask.shape[1], count=1, crs=CRS.from_user_input(crs),
                 transform=transform)
-    with atomic_path(mask_path) as tmp, rasterio.open(
-        tmp, "w", dtype="uint8", nodata=MASK_NODATA, overview_resampling="nearest", **_COG, **base
-    ) as dst:
-        dst.write(mask, 1)
-        dst.write_colormap(1, {k: rgba for k, (_, rgba) in MASK_CLASSES.items()})
-        dst.set_band_description(1, "mask")
-        dst.update_tags(1, **{f"class_{k}": name for k, (name, _) in MASK_CLASSES.items()})
-    with atomic_path(date_path) as tmp, rasterio.open(
-        tmp, "w", dtype="int32", nodata=DATE_NODATA, overview_resampling="nearest", **_COG, **base
-    ) as dst:
-        dst.write(dates, 1)
-        dst.set_band_description(1, "detection_date")
-        dst.update_tags(1, units=DATE_UNITS)
+    with atomic_paths([mask_path, date_path]) as (mask_tmp, date_tmp):
+        with rasterio.open(mask_tmp, "w", dtype="uint8", nodata=MASK_NODATA,
+                           overview_resampling="nearest", **_COG, **base) as dst:
+            dst.write(mask, 1)
+            dst.write_colormap(1, {k: rgba for k, (_, rgba) in MASK_CLASSES.items()})
+            dst.set_band_description(1, "mask")
+            dst.update_tags(1, **{f"class_{k}": name for k, (name, _) in MASK_CLASSES.items()})
+        with rasterio.open(date_tmp, "w", dtype="int32", nodata=DATE_NODATA,
+                           overview_resampling="nearest", **_COG, **base) as dst:
+            dst.write(dates, 1)
+            dst.set_band_description(1, "detection_date")
+            dst.update_tags(1, units=DATE_UNITS)
 
 
 def alert_report_arrays(alerts, *, confidence_half: float) -> dict[str, np.ndarray]:
@@ -152,26 +152,30 @@ def alert_report_arrays(alerts, *, confidence_half: float) -> dict[str, np.ndarr
 
 def write_alert_reports(arrays: dict[str, np.ndarray], crs: str, transform: Affine,
                         paths: dict[str, str | Path]) -> None:
-    """Write the alert report COGs of one tile (atomically), one per entry of ``paths``;
+    """Write the alert report COGs of one tile, one per entry of ``paths``, together
+    (:func:`~forestwatch.io.atomic_paths`: each file atomically, the folder fsynced once);
     the status layer gets its palette and class names."""
     from .alerts.ladder import STATUS_CLASSES
 
-    for name, path in paths.items():
-        layer = ALERT_REPORT_LAYERS[name]
-        data = arrays[name]
-        profile = dict(height=data.shape[0], width=data.shape[1], count=1,
-                       crs=CRS.from_user_input(crs), transform=transform, dtype=layer.dtype,
-                       nodata=layer.nodata, overview_resampling="nearest", **_COG)
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data.astype(layer.dtype), 1)
-            dst.set_band_description(1, name)
-            tags = {"description": layer.description}
-            if layer.units:
-                tags["units"] = layer.units
-            if name == "alert_status":
-                dst.write_colormap(1, {k: rgba for k, (_, rgba) in STATUS_CLASSES.items()})
-                tags.update({f"class_{k}": n for k, (n, _) in STATUS_CLASSES.items()})
-            dst.update_tags(1, **tags)
+    names = list(paths)
+    with atomic_paths([paths[name] for name in names]) as tmps:
+        for name, tmp in zip(names, tmps, strict=True):
+            layer = ALERT_REPORT_LAYERS[name]
+            data = arrays[name]
+            profile = dict(height=data.shape[0], width=data.shape[1], count=1,
+                           crs=CRS.from_user_input(crs), transform=transform,
+                           dtype=layer.dtype, nodata=layer.nodata,
+                           overview_resampling="nearest", **_COG)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(data.astype(layer.dtype), 1)
+                dst.set_band_description(1, name)
+                tags = {"description": layer.description}
+                if layer.units:
+                    tags["units"] = layer.units
+                if name == "alert_status":
+                    dst.write_colormap(1, {k: rgba for k, (_, rgba) in STATUS_CLASSES.items()})
+                    tags.update({f"class_{k}": n for k, (n, _) in STATUS_CLASSES.items()})
+                dst.update_tags(1, **tags)
 
 
 def build_vrt(sources: Sequence[str | Path], vrt_path: str | Path) -> None:

@@ -257,14 +257,20 @@ def measure_input_sizes_once() -> bool:
         return False
 
     async def update_input_sizes(self, jobs) -> None:
-        """The sizes of the ``jobs``' input files not measured yet in this run (Snakemake's
-        measure: None for a file that does not exist)."""
+        """The sizes of the input files of the ``jobs`` not seen yet in this run (Snakemake's
+        measure: None for a file that does not exist). A job seen once is skipped by its
+        identity: looking its files up again in every selection hashed every ready job's
+        inputs in Python (``_IOFile.__hash__``), quadratic in the ready jobs as well."""
         sizes = self._input_sizes
+        # id -> job: holding the job keeps its id from being reused in this run
+        seen = self.__dict__.setdefault("_forestwatch_measured_jobs", {})
 
         async def measure(path):
             return path, await path.size() if await path.exists() else None
 
-        new = {path for job in jobs for path in job.input if path not in sizes}
+        fresh = [job for job in jobs if id(job) not in seen]
+        new = {path for job in fresh for path in job.input if path not in sizes}
+        seen.update((id(job), job) for job in fresh)
         if new:
             sizes.update(await asyncio.gather(*[measure(path) for path in new]))
 
