@@ -215,8 +215,10 @@ def run_history(records: Sequence[str | Path], out: str | Path) -> list[dict]:
         ax.legend(loc="upper left")
         ax.set_ylabel("count")
     else:
-        ax.text(0.5, 0.5, "no daily run yet (forestwatch daily)", ha="center", va="center",
-                transform=ax.transAxes)
+        # drawn during a run too: the first daily run's own record comes after its figures
+        ax.text(0.5, 0.5, "no daily run recorded yet (forestwatch daily)\n"
+                "a run shows from the next redraw after it: its record is written as it ends",
+                ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])  # no count to read: an empty axis, not one from 0 to 1
     ax.set_title("Daily runs: acquisitions applied, tiles updated, failures (red)")
