@@ -61,11 +61,10 @@ def atomic_paths(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
     each into place, then fsync each folder **once**. One folder fsync per file made a
     tile report's nine COGs cost 18 fsyncs, ~35 % of a report job in a 1,600-tile daily
     run; 11 now, and that run 476.6 -> 451.9 s (BENCHMARKS.md, "A daily run of 1,600
-    tiles"). Each target is still replaced
-    atomically, by a complete and fsynced file; a crash during the renames leaves some
-    targets new and the others old, as one-by-one writing did, and the job incomplete.
-    On error every temporary file is removed and the targets not yet renamed are left
-    untouched."""
+    tiles"). Each target is still replaced atomically, by a complete and fsynced file; a
+    crash during the renames leaves some targets new and the others old, as one-by-one
+    writing did, and the job incomplete. On error every temporary file is removed and the
+    targets not yet renamed are left untouched."""
     targets = [Path(p) for p in paths]
     scratch = os.environ.get(SCRATCH_ENV)
     if scratch:
