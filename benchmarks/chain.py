@@ -325,9 +325,7 @@ def main() -> None:
             results[variant] = {"floor": fl, "recipe": rc, "workflow": wf}
             print(json.dumps(results[variant], indent=1, default=str), flush=True)
     finally:
-        for srv in reversed(started):
-            srv.stop()
-        db.stop()
+        services.stop_all(started, db)
         if args.keep:
             print(f"kept {base}", flush=True)
         else:

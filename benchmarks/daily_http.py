@@ -112,9 +112,7 @@ def main() -> None:
                 print(f"[{variant}] daily, cache {cache}: {rows[-1][2]} requests, "
                       f"{wall:.1f} s", flush=True)
     finally:
-        for srv in reversed(started):
-            srv.stop()
-        db.stop()
+        services.stop_all(started, db)
         shutil.rmtree(base, ignore_errors=True)
 
     print(f"\nDemo archive, 4 tiles, workflow up to {args.until}, daily run to {today}; "

@@ -75,9 +75,7 @@ def main() -> None:
                 print(f"round {n}, {value} reads in flight: floor {fl['total_s']:.1f} s, "
                       f"workflow {wf['total_s']:.1f} s", flush=True)
     finally:
-        for srv in reversed(started):
-            srv.stop()
-        db.stop()
+        services.stop_all(started, db)
         shutil.rmtree(base, ignore_errors=True)
 
     print(f"\n{args.variant}" + (f", {args.latency_ms:g} ms per request through nginx"

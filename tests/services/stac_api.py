@@ -154,6 +154,14 @@ class PgStac:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def stop_all(started: list[Service], db: PgStac) -> None:
+    """Stop the services a benchmark started (newest first: proxies before what they
+    forward to), then its database."""
+    for srv in reversed(started):
+        srv.stop()
+    db.stop()
+
+
 def _bin(name: str) -> str:
     """A console script of the running environment (the venv the tests run in)."""
     path = Path(sys.executable).parent / name
