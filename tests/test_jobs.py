@@ -366,3 +366,158 @@ def test_the_scheduler_measures_each_input_file_once(operator, tmp_path):
     else:
         assert got["replaced"] and got["rounds"] == [3, 0, 1]  # each file once
         assert got["listings"] == [2, 0, 1]  # each job's inputs listed once
+
+
+class _ReadyJob:
+    """A ready job as Snakemake's greedy selector sees it: its scheduler resources and its
+    priority."""
+
+    def __init__(self, n: int, resources: dict, priority: int) -> None:
+        self.n, self.scheduler_resources, self.priority = n, resources, priority
+
+    def __repr__(self) -> str:
+        return f"job{self.n}"
+
+
+def _ready_jobs(rng, count: int) -> list:
+    """``count`` ready jobs of a few kinds (cores, memory, priority), kinds repeated as a
+    daily run's tile updates and reports are."""
+    kinds = [({"_cores": int(rng.choice([1, 1, 2, 3])), "_nodes": 1, "_job_count": 1,
+               "mem_mb": int(rng.choice([0, 500, 3000]))}, int(rng.choice([0, 0, 1, 5])))
+             for _ in range(int(rng.integers(1, 6)))]
+    return [_ReadyJob(n, *kinds[int(rng.integers(len(kinds)))]) for n in range(count)]
+
+
+def test_the_greedy_selector_given_only_pickable_jobs_picks_the_same_jobs():
+    """forestwatch._scheduling.pickable_jobs: Snakemake's greedy selector (greediness 1,
+    reward = priority, profiles/default) given only the ready jobs it can pick selects the
+    same jobs, in the same order, as given all of them, on random mixes of kinds of jobs
+    and free resources; and with many interchangeable jobs, only as many as fit are
+    offered."""
+    import logging
+    import sys
+    from functools import partial
+
+    import numpy as np
+    from snakemake.scheduling.greedy import Scheduler, SchedulerSettings
+
+    from forestwatch._scheduling import pickable_jobs
+
+    select = getattr(Scheduler.select_jobs, "snakemake", Scheduler.select_jobs)
+    greedy = Scheduler(None, SchedulerSettings(greediness=1.0,
+                                               omit_prioritize_by_temp_and_input=True),
+                       logging.getLogger("test"))
+    rng = np.random.default_rng(7)
+    offered = []
+    for _ in range(400):
+        jobs = _ready_jobs(rng, int(rng.integers(0, 120)))
+        free = {"_cores": int(rng.integers(0, 9)), "_nodes": sys.maxsize,
+                "_job_count": sys.maxsize, "mem_mb": int(rng.choice([1000, 4000, 10**6]))}
+        pickable = pickable_jobs(jobs, free, partial(greedy.job_weight, available_resources=free),
+                                 partial(greedy.job_reward, input_sizes={}))
+        assert [j.n for j in pickable] == sorted(j.n for j in pickable)  # their order kept
+        assert select(greedy, pickable, [], free, {}) == select(greedy, jobs, [], free, {})
+        offered.append((len(pickable), len(jobs)))
+    assert sum(p for p, _ in offered) < 0.3 * sum(n for _, n in offered)
+
+    same = [_ReadyJob(n, {"_cores": 1, "_nodes": 1, "_job_count": 1}, 0) for n in range(5000)]
+    free = {"_cores": 2, "_nodes": sys.maxsize, "_job_count": sys.maxsize}
+    assert pickable_jobs(same, free, lambda job: greedy.job_weight(job, free),
+                         lambda job: greedy.job_reward(job, {})) == same[:2]
+
+
+_SELECTOR_CHILD = """
+import json
+import logging
+import sys
+
+from snakemake.scheduling.greedy import Scheduler, SchedulerSettings
+from snakemake.scheduling.job_scheduler import JobScheduler
+
+stock_select, stock_remaining = Scheduler.select_jobs, JobScheduler.remaining_jobs
+from forestwatch.workflow import start_of_run
+
+start_of_run()  # as rules/common.smk calls it
+
+
+class Job:
+    def __init__(self, n, cores):
+        self.n, self.scheduler_resources, self.priority = n, {"_cores": cores}, 0
+
+
+seen = []
+
+
+class Weighing(Scheduler):  # counts the jobs whose fit the selector computes
+    def job_weight(self, job, available_resources):
+        seen.append(job.n)
+        return super().job_weight(job, available_resources)
+
+
+greedy = Weighing(None, SchedulerSettings(greediness=1.0,
+                                          omit_prioritize_by_temp_and_input=True),
+                  logging.getLogger("child"))
+jobs = [Job(n, 2 if n % 3 == 0 else 1) for n in range(3000)]
+rounds = []
+for _ in range(3):
+    before = len(seen)
+    picked = Scheduler.select_jobs(greedy, jobs, [], {"_cores": 2}, {})
+    rounds.append(len(seen) - before)
+listed = []
+
+
+class Plan(JobScheduler):  # the remaining jobs, each listing counted
+    def __init__(self):
+        pass
+
+    @property
+    def workflow(self):
+        listed.append(1)
+        raise RuntimeError("listed")
+
+
+plan = Plan()
+try:  # handed over (Snakemake's lists here)
+    remaining = JobScheduler.remaining_jobs.fget(plan)
+except RuntimeError:
+    remaining = []
+before = len(listed)
+try:  # read (the patch lists here)
+    len(remaining)
+except RuntimeError:
+    pass
+print(json.dumps({"patched": Scheduler.select_jobs is not stock_select,
+                  "lazy": JobScheduler.remaining_jobs is not stock_remaining,
+                  "picked": [job.n for job in picked], "weighed": rounds,
+                  "listed": [before, len(listed) - before]}))
+"""
+
+
+@pytest.mark.parametrize("operator", [None, "snakemake"])
+def test_the_scheduler_rounds_do_not_walk_every_ready_job(operator):
+    """In a process where the Snakefile's start_of_run ran, the greedy selector computes
+    a ready job's fit once per run, not in every round, and picks what Snakemake's picks;
+    the remaining jobs are listed when read, not when handed over.
+    FORESTWATCH_SCHEDULER=snakemake leaves Snakemake's own."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FORESTWATCH_SCHEDULER"}
+    if operator:
+        env["FORESTWATCH_SCHEDULER"] = operator
+    out = subprocess.run([sys.executable, "-c", _SELECTOR_CHILD], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["picked"] == [0]  # the first job takes both cores, in either case
+    if operator:
+        assert not got["patched"] and not got["lazy"]
+        assert got["weighed"] == [3000, 3000, 3000]
+        assert got["listed"] == [1, 0]
+    else:
+        assert got["patched"] and got["lazy"]
+        # each job's needs once, then remembered; Snakemake's selector then weighs the
+        # 3 jobs offered: the first 2-core job and the first two 1-core jobs
+        assert got["weighed"] == [3003, 3, 3]
+        assert got["listed"] == [0, 1]

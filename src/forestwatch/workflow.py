@@ -211,72 +211,14 @@ def start_of_run() -> None:
     (:func:`forestwatch._memory.collect_cycles_less_often`). The plan is the largest
     thing in its heap (a 10,000-tile plan spent 5.4 of its 28.8 s in collections that
     walked it, BENCHMARKS.md), and the jobs run in the same process afterwards. And its job
-    scheduler measures each input file once (:func:`measure_input_sizes_once`)."""
+    scheduler's rounds stop growing with the ready jobs (:mod:`forestwatch._scheduling`:
+    each input file measured once, the greedy selector given only the jobs it can pick,
+    the remaining jobs listed only when asked for)."""
     from ._memory import collect_cycles_less_often
+    from ._scheduling import patch_job_scheduler
 
     collect_cycles_less_often()
-    measure_input_sizes_once()
-
-
-#: ``FORESTWATCH_INPUT_SIZES=every-round`` keeps Snakemake's own measuring
-_INPUT_SIZES_ENV = "FORESTWATCH_INPUT_SIZES"
-
-
-def measure_input_sizes_once() -> bool:
-    """Make Snakemake's job scheduler measure each input file's size once per run, where
-    it measures the inputs of every ready job again before every selection of jobs
-    (``JobScheduler.update_input_sizes``, Snakemake 9: an existence and a size check per
-    file, in its event loop, holding the interpreter lock the jobs' threads need). The
-    sizes only order jobs of equal priority (the greedy and ILP selectors' reward: larger
-    inputs first). A daily run has every tile's update ready at once, so the measuring grew
-    with tiles x selections: 122 tiles, 1,387 selections and 185,566 files measured, 14.2
-    of the run's ~33 s; ~0.5 s measured once (BENCHMARKS.md, "The job scheduler's input
-    sizes"). A ready job's inputs are complete (their writers finished), so a size once
-    measured is the one the scheduler would measure again; a file rewritten later in the
-    run (a tile's current state, by its update, before its report) keeps its first size,
-    which may change which of two equal jobs starts first, never whether a job runs.
-
-    Applied once per process, to a Snakemake whose scheduler has that coroutine; returns
-    whether it is applied. ``FORESTWATCH_INPUT_SIZES=every-round`` in the environment
-    leaves Snakemake's own (for comparison)."""
-    import asyncio
-    import inspect
-
-    if os.environ.get(_INPUT_SIZES_ENV, "") == "every-round":
-        return False
-    try:
-        from snakemake.scheduling.job_scheduler import JobScheduler
-    except ImportError:
-        return False
-    original = getattr(JobScheduler, "update_input_sizes", None)
-    if getattr(original, "measures_once", False):
-        return True
-    if not inspect.iscoroutinefunction(original):
-        logging.getLogger(__name__).debug("Snakemake's scheduler has no update_input_sizes "
-                                          "coroutine; its input sizes are left as they are")
-        return False
-
-    async def update_input_sizes(self, jobs) -> None:
-        """The sizes of the input files of the ``jobs`` not seen yet in this run (Snakemake's
-        measure: None for a file that does not exist). A job seen once is skipped by its
-        identity: looking its files up again in every selection hashed every ready job's
-        inputs in Python (``_IOFile.__hash__``), quadratic in the ready jobs as well."""
-        sizes = self._input_sizes
-        # id -> job: holding the job keeps its id from being reused in this run
-        seen = self.__dict__.setdefault("_forestwatch_measured_jobs", {})
-
-        async def measure(path):
-            return path, await path.size() if await path.exists() else None
-
-        fresh = [job for job in jobs if id(job) not in seen]
-        new = {path for job in fresh for path in job.input if path not in sizes}
-        seen.update((id(job), job) for job in fresh)
-        if new:
-            sizes.update(await asyncio.gather(*[measure(path) for path in new]))
-
-    update_input_sizes.measures_once = True
-    JobScheduler.update_input_sizes = update_input_sizes
-    return True
+    patch_job_scheduler()
 
 
 def end_of_run() -> None:
