@@ -5,7 +5,7 @@ Snakemake (9.x) schedules in rounds: whenever a job ends it takes every ready jo
 their inputs and hands them all to the job selector, which picks what fits the free cores.
 A daily run has every tile's update ready at once, so each round walked thousands of jobs
 to start one or two, and the run's scheduling grew with the square of its tiles
-(BENCHMARKS.md, "The job scheduler at scale"). :func:`patch_job_scheduler` (called by the
+(BENCHMARKS.md, "The job scheduler's rounds at scale"). :func:`patch_job_scheduler` (called by the
 Snakefile's ``start_of_run``) applies, once per process and only to a Snakemake that has
 what it replaces:
 
@@ -31,6 +31,8 @@ from typing import Any
 #: ``FORESTWATCH_SCHEDULER=snakemake`` keeps Snakemake's own selector input and
 #: remaining jobs
 _SCHEDULER_ENV = "FORESTWATCH_SCHEDULER"
+#: ``FORESTWATCH_INPUT_SIZES=every-round`` keeps Snakemake's own measuring
+_INPUT_SIZES_ENV = "FORESTWATCH_INPUT_SIZES"
 
 
 def patch_job_scheduler() -> None:
@@ -40,10 +42,6 @@ def patch_job_scheduler() -> None:
     if os.environ.get(_SCHEDULER_ENV, "") != "snakemake":
         offer_greedy_only_pickable_jobs()
         list_remaining_jobs_on_demand()
-
-
-#: ``FORESTWATCH_INPUT_SIZES=every-round`` keeps Snakemake's own measuring
-_INPUT_SIZES_ENV = "FORESTWATCH_INPUT_SIZES"
 
 
 def measure_input_sizes_once() -> bool:
@@ -140,8 +138,8 @@ def offer_greedy_only_pickable_jobs() -> bool:
     """Make Snakemake's greedy selector look at the ready jobs it can pick
     (:func:`pickable_jobs`) instead of all of them. It computes each job's fit and reward
     again for every job it picks, a few passes over every ready job per round: 10 % of the
-    run time of 2,000 tiles of jobs that do nothing, where one in ten thousand ready jobs
-    can start (BENCHMARKS.md). Only where the selection is the same: greediness 1 (the
+    run time of 2,000 tiles of jobs that do nothing, where a round can start 2 of up to
+    2,000 ready jobs (BENCHMARKS.md). Only where the selection is the same: greediness 1 (the
     default) and the reward the job's priority alone
     (``scheduler-greedy-omit-prioritize-by-temp-and-input``, profiles/default); else
     Snakemake's own. Returns whether it is applied."""
