@@ -521,3 +521,86 @@ def test_the_scheduler_rounds_do_not_walk_every_ready_job(operator):
         # 3 jobs offered: the first 2-core job and the first two 1-core jobs
         assert got["weighed"] == [3003, 3, 3]
         assert got["listed"] == [0, 1]
+
+
+_SMALL_DAILY_SNAKEFILE = """
+from pathlib import Path
+
+from forestwatch import _scheduling
+from forestwatch.workflow import end_of_run, start_of_run
+
+start_of_run()  # as rules/common.smk calls it
+reads = []
+_list = _scheduling._OnDemand._list
+
+
+def counted(self):  # each time a selector reads the remaining jobs (made or not)
+    reads.append(1)
+    return _list(self)
+
+
+_scheduling._OnDemand._list = counted
+TILES = [f"t{i}" for i in range(6)]
+
+
+rule all:
+    input:
+        "summary.txt",
+
+
+rule update:
+    output:
+        "state/{tile}.txt",
+    run:
+        Path(output[0]).write_text("state")
+
+
+rule report:
+    input:
+        "state/{tile}.txt",
+    output:
+        "report/{tile}.txt",
+    run:
+        Path(output[0]).write_text("report")
+
+
+rule summary:
+    input:
+        expand("report/{tile}.txt", tile=TILES),
+    output:
+        "summary.txt",
+    run:
+        Path(output[0]).write_text(f"{len(input)} {len(reads)}")
+
+
+onsuccess:
+    end_of_run()
+"""
+
+
+@pytest.mark.parametrize("selector", ["greedy", "ilp"])
+def test_a_run_with_the_scheduler_patches_ends_under_either_selector(selector, tmp_path):
+    """A small daily-shaped workflow (6 updates, 6 reports, a join) with the Snakefile's
+    start_of_run runs to its end under profiles/default with the greedy selector (offered
+    only the jobs it can pick) and with Snakemake's ILP selector, which reads the
+    remaining jobs the patch lists on demand (the greedy one never does)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "Snakefile").write_text(_SMALL_DAILY_SNAKEFILE)
+    env = {k: v for k, v in os.environ.items() if k != "FORESTWATCH_SCHEDULER"}
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(tmp_path / "Snakefile"), "-d",
+         str(tmp_path), "--workflow-profile", str(repo / "profiles" / "default"),
+         "--cores", "2", "--scheduler", selector], env=env, capture_output=True,
+        text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("Finished jobid") == 14
+    reports, reads = (int(n) for n in (tmp_path / "summary.txt").read_text().split())
+    assert reports == 6
+    if selector == "ilp":
+        assert reads > 0
+    else:
+        assert reads == 0
