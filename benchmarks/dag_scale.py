@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +63,10 @@ def scale_config(n_tiles: int) -> dict:
     }
 
 
-def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, str]:
-    """Run ``cmd``; return (wall s, peak RSS MiB, combined output). Fails on a non-zero exit."""
+def timed_usage(cmd: list[str], cwd: Path,
+                env: dict | None = None) -> tuple[float, resource.struct_rusage, str]:
+    """Run ``cmd``; return (wall s, its resource usage from ``os.wait4``, combined output).
+    Fails on a non-zero exit."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
@@ -72,6 +75,12 @@ def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, fl
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{out[-3000:]}")
+    return wall, usage, out
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall s, peak RSS MiB, combined output). Fails on a non-zero exit."""
+    wall, usage, out = timed_usage(cmd, cwd, env)
     return wall, usage.ru_maxrss / 1024, out
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from dag_scale import timed_usage  # noqa: E402  (one way to time a child process)
 
 SNAKEFILE = """\
 import sys
@@ -90,20 +91,12 @@ def run(snakefile: Path, workdir: Path, tiles: int, variant: str) -> dict:
     if variant == "snakemake":
         env["FORESTWATCH_SCHEDULER"] = "snakemake"
     workdir.mkdir(parents=True)
-    log = workdir / "snakemake.log"
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
-             "--workflow-profile", str(REPO / "profiles" / "default"), "--cores", "2",
-             "--config", f"ntiles={tiles}"], stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    text = log.read_text()
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"the run failed:\n{text[-3000:]}")
+    wall, usage, out = timed_usage(
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
+         "--workflow-profile", str(REPO / "profiles" / "default"), "--cores", "2",
+         "--config", f"ntiles={tiles}"], workdir, env)
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss": usage.ru_maxrss / 1024, "jobs": text.count("Finished jobid")}
+            "rss": usage.ru_maxrss / 1024, "jobs": out.count("Finished jobid")}
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ Snakemake (9.x) schedules in rounds: whenever a job ends it takes every ready jo
 their inputs and hands them all to the job selector, which picks what fits the free cores.
 A daily run has every tile's update ready at once, so each round walked thousands of jobs
 to start one or two, and the run's scheduling grew with the square of its tiles
-(BENCHMARKS.md, "The job scheduler's rounds at scale"). :func:`patch_job_scheduler` (called by the
-Snakefile's ``start_of_run``) applies, once per process and only to a Snakemake that has
-what it replaces:
+(BENCHMARKS.md, "The job scheduler's rounds at scale"). :func:`patch_job_scheduler`
+(called by the Snakefile's ``start_of_run``) applies, once per process and only to a
+Snakemake that has what it replaces:
 
 * :func:`measure_input_sizes_once`: each input file's size measured once per run;
 * :func:`offer_greedy_only_pickable_jobs`: the greedy selector given, of the jobs that
