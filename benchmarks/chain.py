@@ -6,7 +6,8 @@ services (tests/services): PostgreSQL + pgstac behind stac-fastapi-pgstac for th
 searches, a file server answering Range requests for the COGs. Every variant measures,
 in this order and on the same area:
 
-1. **floor**: the searches (history and monitoring period, side by side), then every
+1. **floor**: the searches (history and monitoring period, side by side, each in the
+   parts the workflow cuts it into: ``FORESTWATCH_SEARCH_PARTS``), then every
    asset file the run needs (the index's bands and SCL of every item found) fetched and
    decoded once, whole, with ``--io-threads`` threads: what no implementation can go
    below;
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import os
 import shlex
@@ -118,24 +120,33 @@ def load_variants(db, catalog: Path, base: Path, file_urls: dict[str, str]) -> N
 
 
 def floor(cfg: dict, api: str, collection: str, bbox, threads: int) -> dict:
-    """Search both periods (side by side), then fetch and decode every needed asset file
-    once."""
+    """Search both periods (side by side, each in the parts the workflow cuts it into),
+    then fetch and decode every needed asset file once."""
     import numpy as np
     import rasterio
     from pystac_client import Client
 
+    from forestwatch.stac import search_parts, search_periods
+
     def search(period) -> list:
-        start, end = period
         return list(Client.open(api).search(
-            collections=[collection], bbox=bbox, datetime=f"{start}/{end}T23:59:59Z",
+            collections=[collection], bbox=bbox, datetime=list(period),
             query={"eo:cloud_cover": {"lt": cfg["stac"]["max_cloud_cover"]}}).items())
 
-    # both periods side by side, as the workflow's tile_state searches them
+    def parts(start, end) -> list:
+        t0 = dt.datetime.combine(dt.date.fromisoformat(str(start)), dt.time(), dt.UTC)
+        t1 = dt.datetime.combine(dt.date.fromisoformat(str(end)), dt.time(23, 59, 59),
+                                 dt.UTC)
+        return search_periods(t0, t1, search_parts())
+
+    # both periods side by side, each in its parts, as the workflow's tile_state searches
+    # them (FORESTWATCH_SEARCH_PARTS, inherited by the workflow's process)
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        items = [it for found in pool.map(search, (
-            (cfg["history"]["start"], cfg["history"]["end"]),
-            (cfg["history"]["end"], cfg["fast_forward"]["until"]))) for it in found]
+    periods = (parts(cfg["history"]["start"], cfg["history"]["end"])
+               + parts(cfg["history"]["end"], cfg["fast_forward"]["until"]))
+    with ThreadPoolExecutor(len(periods)) as pool:
+        found = {it.id: it for part in pool.map(search, periods) for it in part}
+    items = list(found.values())
     t_search = time.perf_counter() - t0
     hrefs = sorted({it.assets[k].href for it in items for k in _bands(cfg).values()})
     env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "3",

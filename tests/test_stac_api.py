@@ -43,7 +43,15 @@ from forestwatch.grid import make_tiles
 from forestwatch.layout import RunLayout
 from forestwatch.monitor import UnreadablePolicy, advance_tile
 from forestwatch.shared_search import SharedSearches, search_tile, share_searches, stop_sharing
-from forestwatch.stac import AssetReadError, read_item_collection, search_items
+from forestwatch.stac import (
+    MIN_PART_DAYS,
+    SEARCH_PARTS,
+    AssetReadError,
+    read_item_collection,
+    search_items,
+    search_parts,
+    search_periods,
+)
 from forestwatch.state import TileStateStore, load_state, monitors_equal
 
 pytestmark = pytest.mark.stac_api
@@ -142,7 +150,9 @@ def asset_token(monkeypatch):
     ("2022-10-01", "2023-06-30", 80),   # the monitoring window
     ("2021-01-01", "2023-06-30", 15),   # a strict cloud filter
 ])
-def test_search_returns_the_same_items_as_the_local_catalog(stac, caplog, start, end, max_cc):
+def test_search_returns_the_same_items_as_the_local_catalog(stac, caplog, monkeypatch, start,
+                                                          end, max_cc):
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "1")  # one piece: its pages counted
     cfg = api_cfg(stac, page_size=7, max_cloud_cover=max_cc)
     tile = make_tiles(cfg)[0]
     local_cfg = small_config(stac={"source": "local", "catalog": str(stac["catalog"]),
@@ -155,6 +165,83 @@ def test_search_returns_the_same_items_as_the_local_catalog(stac, caplog, start,
     assert all(it.assets["B04"].href.startswith(stac["files"]) for it in remote)
     pages = -(-len(local) // 7)
     assert f"({pages} page(s)): {len(local)} items" in caplog.text
+
+
+def test_search_periods_cover_the_period_in_parts_that_meet():
+    """Consecutive closed parts, each ending where the next begins (no gap at any time
+    precision), at most ``parts`` of them and none shorter than MIN_PART_DAYS."""
+    rng = np.random.default_rng(7)
+    utc = dt.UTC
+    for _ in range(300):
+        t0 = dt.datetime(2015, 1, 1, tzinfo=utc) + dt.timedelta(
+            seconds=float(rng.uniform(0, 3e8)))
+        t1 = t0 + dt.timedelta(days=float(rng.uniform(0, 1500)))
+        parts = int(rng.integers(1, 17))
+        periods = search_periods(t0, t1, parts)
+        assert periods[0][0] == t0 and periods[-1][1] == t1
+        assert all(a[1] == b[0] for a, b in zip(periods, periods[1:], strict=False))
+        assert 1 <= len(periods) <= parts
+        if len(periods) > 1:
+            assert min(b - a for a, b in periods) >= dt.timedelta(days=MIN_PART_DAYS - 1)
+        elif parts > 1:  # cut only when every part is at least MIN_PART_DAYS
+            assert t1 - t0 < 2 * dt.timedelta(days=MIN_PART_DAYS)
+    day = dt.datetime(2024, 1, 1, tzinfo=utc)
+    assert search_periods(day, day + dt.timedelta(days=10), 4) == [
+        (day, day + dt.timedelta(days=10))]  # a daily discovery's window: one piece
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "four", "1.5"])
+def test_a_wrong_number_of_search_parts_says_what_to_set(monkeypatch, value):
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", value)
+    with pytest.raises(ValueError, match="FORESTWATCH_SEARCH_PARTS is .*whole number.*unset"):
+        search_parts()
+    monkeypatch.delenv("FORESTWATCH_SEARCH_PARTS")
+    assert search_parts() == SEARCH_PARTS
+
+
+@pytest.mark.parametrize("parts", [2, 4, 16])
+def test_a_search_in_parts_finds_the_items_of_the_search_in_one_piece(stac, caplog, monkeypatch,
+                                                                     parts):
+    """Through the real API: the parts side by side give the items of the search in one
+    piece (and of the local catalog), each once, also the item exactly at the boundary
+    of two parts, which both find."""
+    tile = make_tiles(api_cfg(stac))[0]
+    local_cfg = small_config(stac={"source": "local", "catalog": str(stac["catalog"])})
+    everything = search_items(local_cfg["stac"], tile.bbox_lonlat(), "2021-01-01",
+                              "2023-06-30")
+    # a period whose parts' first boundary is exactly an item's time
+    middle = next(it for it in everything[len(everything) // 3:]
+                  if it.datetime.microsecond == 0)
+    half = dt.timedelta(days=200)
+    start, end = middle.datetime - half, middle.datetime + half * (parts - 1)
+    assert search_periods(start, end, parts)[0][1] == middle.datetime
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "1")
+    one = search_items(api_cfg(stac, page_size=7)["stac"], tile.bbox_lonlat(), start, end)
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", str(parts))
+    with caplog.at_level(logging.INFO, logger="forestwatch.stac"):
+        split = search_items(api_cfg(stac, page_size=7)["stac"], tile.bbox_lonlat(), start,
+                             end)
+    local = search_items(local_cfg["stac"], tile.bbox_lonlat(), start, end)
+    assert len(local) > 2 * 7 and middle.id in {it.id for it in local}
+    assert [it.id for it in split] == [it.id for it in one] == [it.id for it in local]
+    assert f"in {parts} parts): {len(local)} items" in caplog.text
+
+
+def test_a_part_that_fails_fails_the_whole_search_and_says_which(stac, faults, monkeypatch):
+    """One part of the search keeps failing: no partial list, and the error names the
+    part's period."""
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "4")
+    cfg = api_cfg(stac, url=stac["proxy"], retries=1)
+    tile = make_tiles(cfg)[0]
+    t0, t1 = dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2022, 12, 31, tzinfo=dt.UTC)
+    third = search_periods(t0, t1, 4)[2]
+    assert search_items(cfg["stac"], tile.bbox_lonlat(), t0, t1)
+    # the part's own requests: its period begins with this time (the part before ends so)
+    faults({"match": f"{third[0]:%Y-%m-%dT%H:%M:%S}Z/", "status": 503, "times": -1})
+    with pytest.raises(AccessError) as err:
+        search_items(cfg["stac"], tile.bbox_lonlat(), t0, t1)
+    assert f"(part {third[0]:%Y-%m-%d}..{third[1]:%Y-%m-%d} of the period)" in str(err.value)
+    assert len([s for s in faults.seen() if s["fault"] == 503]) == 2  # a try and a retry
 
 
 def test_the_benchmarks_latency_proxy_delays_every_request_and_changes_no_answer(stac,
@@ -229,8 +316,10 @@ def _tile_far_west(tile, km: int):
 
 
 @pytest.fixture
-def shared_tiles(stac):
-    """The small config's tiles and one far west of them in their block, registered."""
+def shared_tiles(stac, monkeypatch):
+    """The small config's tiles and one far west of them in their block, registered
+    (searches in one piece: a test counts their pages)."""
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "1")
     cfg = api_cfg(stac, page_size=7)
     tiles = make_tiles(cfg)
     tiles.append(_tile_far_west(tiles[0], 60))
@@ -449,9 +538,12 @@ def test_server_errors_are_retried_then_succeed(stac, faults, caplog):
     assert caplog.text.count("HTTP 503; retrying") == 2
 
 
-def test_page_error_fails_clearly_after_retries_and_returns_nothing(stac, faults):
+def test_page_error_fails_clearly_after_retries_and_returns_nothing(stac, faults,
+                                                                     monkeypatch):
     """A later page that keeps failing must fail the search: a partial item list would
-    silently skip acquisitions."""
+    silently skip acquisitions. (In one piece, so that the tries are counted; a part
+    that fails: the test above.)"""
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "1")
     cfg = api_cfg(stac, url=stac["proxy"], retries=2, page_size=10)
     tile = make_tiles(cfg)[0]
     faults({"match": "token", "status": 500, "times": -1})  # every next-page request
