@@ -29,6 +29,7 @@ import pystac
 from odc.geo.geobox import GeoBox
 
 from . import _gdal
+from ._environ import whole_number
 from ._proj import PROJ as _PROJ
 
 
@@ -353,16 +354,8 @@ class _DecodedBlocks:
 def _decoded_cache_mib() -> int:
     """:data:`DECODED_CACHE_MIB`, or ``FORESTWATCH_DECODED_CACHE_MIB`` (not a config key:
     it changes no result, so it reruns nothing)."""
-    value = os.environ.get("FORESTWATCH_DECODED_CACHE_MIB", "")
-    try:
-        mib = int(value) if value else DECODED_CACHE_MIB
-    except ValueError:
-        mib = -1
-    if mib < 0:
-        raise ValueError(f"FORESTWATCH_DECODED_CACHE_MIB is {value!r}; set it to a whole "
-                         "number of MiB (0 keeps no decoded block), or unset it for the "
-                         f"default ({DECODED_CACHE_MIB}).")
-    return mib
+    return whole_number("FORESTWATCH_DECODED_CACHE_MIB", DECODED_CACHE_MIB, minimum=0,
+                        meaning="MiB (0 keeps no decoded block)")
 
 
 #: the process's decoded blocks (:class:`_DecodedBlocks`)

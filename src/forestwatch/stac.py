@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry import box, shape
 
 from ._assets import ReadFailure, read_slices
+from ._environ import whole_number
 from .access import AccessError, api_io, gdal_options, redact, share_http_cache, url_signer
 from .acquisitions import by_solar_day
 
@@ -140,16 +140,9 @@ SEARCH_PARTS = 4
 def search_parts() -> int:
     """The most parts a search is cut into: :data:`SEARCH_PARTS`, or
     ``FORESTWATCH_SEARCH_PARTS``."""
-    value = os.environ.get("FORESTWATCH_SEARCH_PARTS", "")
-    try:
-        n = int(value) if value else SEARCH_PARTS
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"FORESTWATCH_SEARCH_PARTS is {value!r}; set it to a whole number "
-                         "of parts a STAC API search is cut into (1 or more: 1 searches in "
-                         f"one piece), or unset it for the default ({SEARCH_PARTS}).")
-    return n
+    return whole_number("FORESTWATCH_SEARCH_PARTS", SEARCH_PARTS, minimum=1,
+                        meaning="parts a STAC API search is cut into (1 or more: 1 "
+                                "searches in one piece)")
 
 
 def search_periods(t0: dt.datetime, t1: dt.datetime, parts: int
@@ -327,15 +320,8 @@ IO_THREADS = 32
 def io_threads(threads: int | None) -> int:
     """Reads in flight for a load by a job given ``threads`` cores: the larger of the two
     and :data:`IO_THREADS` (or ``FORESTWATCH_IO_THREADS``)."""
-    value = os.environ.get("FORESTWATCH_IO_THREADS", "")
-    try:
-        n = int(value) if value else IO_THREADS
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"FORESTWATCH_IO_THREADS is {value!r}; set it to a whole number of "
-                         "reads in flight (1 or more), or unset it for the default "
-                         f"({IO_THREADS}).")
+    n = whole_number("FORESTWATCH_IO_THREADS", IO_THREADS, minimum=1,
+                     meaning="reads in flight (1 or more)")
     return max(threads or 1, n)
 
 
