@@ -29,6 +29,7 @@ costs the user none).
     python benchmarks/chain.py --extra benchmarks/configs/large_tile_2y.yaml \
         benchmarks/configs/chain_large.yaml           # 1000 x 1000 px in 4 tiles of 10 km
     python benchmarks/chain.py --snakemake-args "--set-threads tile_state=1"
+    python benchmarks/chain.py --snakemake-args mosaic   # up to the mosaics, no publishing
     python benchmarks/chain.py --file-server nginx    # a file server in C (Debian's nginx)
     python benchmarks/chain.py --file-server nginx --latency-proxy nginx
 
