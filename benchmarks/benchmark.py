@@ -118,7 +118,7 @@ def main() -> None:
                              run.current_state(tile_id))
     # every stage's process imports what a job imports before its timed call, so that a
     # stage "in process" is its work alone
-    imports = "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray, dask.array, rasterio"
+    imports = "import forestwatch.steps, nrt.monitor.iqr, xarray, rasterio"
     # and sets what forestwatch.workflow.run_job sets before a job (BLAS on the calling
     # thread, freed memory kept for the next allocation)
     prelude = (f"import json; {imports}; from forestwatch import steps; "

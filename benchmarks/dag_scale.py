@@ -191,7 +191,7 @@ def main() -> None:
     cfg = write_config(work, 1)
     t_version, _, _ = timed([sys.executable, "-m", "snakemake", "--version"], work)
     t_imports, rss_imports, _ = timed(
-        [sys.executable, "-c", "import forestwatch.steps, odc.stac, nrt.monitor.iqr, xarray"], work)
+        [sys.executable, "-c", "import forestwatch.steps, nrt.monitor.iqr, xarray"], work)
 
     rows = []
     for n in args.tiles:
@@ -232,7 +232,7 @@ def main() -> None:
         print(f"| {n:,} | {jobs:,} | {wall:.1f} | {rss:.0f} | {per_job} | {one:.1f} "
               f"| {done:.1f} | {daily:.1f} |")
     print(f"\nFixed costs: `snakemake --version` {t_version:.1f} s; a job's Python start-up and "
-          f"imports (forestwatch, odc-stac, nrt, xarray) {t_imports:.1f} s / {rss_imports:.0f} MiB")
+          f"imports (forestwatch, nrt, xarray) {t_imports:.1f} s / {rss_imports:.0f} MiB")
 
 
 if __name__ == "__main__":

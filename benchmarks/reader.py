@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+
 def first_tile_history(config: str) -> tuple:
     """What a fit load of ``config``'s first tile reads, from its synthetic archive:
     ``(cfg, tile, items, asset keys, resampling per asset key, items by solar day)``."""
@@ -56,7 +57,9 @@ def main() -> None:
     ap.add_argument("--pools", type=int, nargs="+", default=[1, 2, 8])
     args = ap.parse_args()
     cfg, tile, items, assets, resampling, slices = first_tile_history(args.config)
-    import odc.stac
+    from reference_recipe import odc_stac  # benchmarks/, this script's folder
+
+    stac_loader = odc_stac()
     import rasterio
 
     from forestwatch._assets import read_slices
@@ -71,7 +74,7 @@ def main() -> None:
 
     def theirs(geobox, pool):
         with rasterio.Env(**opts):
-            ds = odc.stac.load([it for s in slices for it in s], bands=assets, geobox=geobox,
+            ds = stac_loader.load([it for s in slices for it in s], bands=assets, geobox=geobox,
                                groupby=lambda item, parsed, idx: slice_of[item.id],
                                resampling=resampling, pool=pool)
         return {k: ds[k].values for k in assets}

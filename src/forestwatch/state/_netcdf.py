@@ -185,7 +185,7 @@ def software_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("forestwatch", "nrt", "numpy", "xarray", "odc-stac", "rasterio", "numba"):
+    for pkg in ("forestwatch", "nrt", "numpy", "xarray", "odc-geo", "rasterio", "numba"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
