@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import json
 import os
 import shlex
@@ -134,17 +133,12 @@ def floor(cfg: dict, api: str, collection: str, bbox, threads: int) -> dict:
             collections=[collection], bbox=bbox, datetime=list(period),
             query={"eo:cloud_cover": {"lt": cfg["stac"]["max_cloud_cover"]}}).items())
 
-    def parts(start, end) -> list:
-        t0 = dt.datetime.combine(dt.date.fromisoformat(str(start)), dt.time(), dt.UTC)
-        t1 = dt.datetime.combine(dt.date.fromisoformat(str(end)), dt.time(23, 59, 59),
-                                 dt.UTC)
-        return search_periods(t0, t1, search_parts())
-
     # both periods side by side, each in its parts, as the workflow's tile_state searches
     # them (FORESTWATCH_SEARCH_PARTS, inherited by the workflow's process)
     t0 = time.perf_counter()
-    periods = (parts(cfg["history"]["start"], cfg["history"]["end"])
-               + parts(cfg["history"]["end"], cfg["fast_forward"]["until"]))
+    periods = (search_periods(cfg["history"]["start"], cfg["history"]["end"], search_parts())
+               + search_periods(cfg["history"]["end"], cfg["fast_forward"]["until"],
+                                search_parts()))
     with ThreadPoolExecutor(len(periods)) as pool:
         found = {it.id: it for part in pool.map(search, periods) for it in part}
     items = list(found.values())

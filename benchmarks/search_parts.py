@@ -19,7 +19,6 @@ same items.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -55,7 +54,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="fw-search-parts-"))
     started, db = [], services.PgStac(base)
     times: dict[tuple, list[float]] = {}
-    counts: dict[tuple, tuple] = {}
+    found_ids: dict[str, tuple] = {}  # per period: what the first variant found
     try:
         files, files_url = services.start_nginx_file_server(folder, base)
         started.append(files)
@@ -68,10 +67,10 @@ def main() -> None:
                 proxy, url = services.start_latency_proxy(api_url, base, latency,
                                                           f"api-{latency:g}ms")
                 started.append(proxy)
+            stac_cfg = {**cfg["stac"], "source": "stac_api", "url": url,
+                        "collection": "bench-direct"}
             for r in range(args.rounds):
                 for n in (parts if r % 2 == 0 else parts[::-1]):
-                    stac_cfg = copy.deepcopy(cfg["stac"])
-                    stac_cfg.update(source="stac_api", url=url, collection="bench-direct")
                     os.environ["FORESTWATCH_SEARCH_PARTS"] = str(n)
                     for name, (start, end) in periods.items():
                         t0 = time.perf_counter()
@@ -79,9 +78,8 @@ def main() -> None:
                         times.setdefault((latency, name, n), []).append(
                             time.perf_counter() - t0)
                         ids = tuple(it.id for it in found)
-                        if counts.setdefault((name, "ids"), ids) != ids:
+                        if found_ids.setdefault(name, ids) != ids:
                             raise SystemExit(f"{name}: {n} parts found other items")
-                        counts[(name, "n")] = len(ids)
     finally:
         services.stop_all(started, db)
 
@@ -93,7 +91,7 @@ def main() -> None:
     for latency in (float(v) for v in args.latency_ms.split(",")):
         for name in periods:
             cells = [times[(latency, name, n)] for n in parts]
-            print(f"| {latency:g} ms | {name} ({counts[(name, 'n')]}) | " + " | ".join(
+            print(f"| {latency:g} ms | {name} ({len(found_ids[name])}) | " + " | ".join(
                 f"{statistics.mean(c):.2f} ({', '.join(f'{v:.2f}' for v in c)})"
                 for c in cells) + " |")
 

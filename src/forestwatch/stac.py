@@ -145,10 +145,11 @@ def search_parts() -> int:
                                 "searches in one piece)")
 
 
-def search_periods(t0: dt.datetime, t1: dt.datetime, parts: int
-                   ) -> list[tuple[dt.datetime, dt.datetime]]:
+def search_periods(t0: dt.date | dt.datetime | str, t1: dt.date | dt.datetime | str,
+                   parts: int) -> list[tuple[dt.datetime, dt.datetime]]:
     """``[t0, t1]`` cut into at most ``parts`` consecutive periods, each at least
-    :data:`MIN_PART_DAYS` long, that :func:`_search_api` searches side by side.
+    :data:`MIN_PART_DAYS` long, that :func:`_search_api` searches side by side (days as
+    :func:`search_items` takes them: ``t0`` from its start, ``t1`` to its end, UTC).
 
     Why: a STAC API answers a search page by page, each page after the previous one
     (its ``next`` link), and a page costs the server time in proportion to its items; a
@@ -156,6 +157,7 @@ def search_periods(t0: dt.datetime, t1: dt.datetime, parts: int
     are answered at the same time. Each part ends where the next begins: STAC datetime
     intervals are closed, so an item exactly at a boundary is found by both and kept once
     (by id), and none falls between two parts at any time precision."""
+    t0, t1 = _as_datetime(t0), _as_datetime(t1, end=True)
     n = max(1, min(int(parts), int((t1 - t0) / dt.timedelta(days=MIN_PART_DAYS))))
     inner = [(t0 + (t1 - t0) * i / n).replace(microsecond=0) for i in range(1, n)]
     edges = [t0, *inner, t1]
