@@ -31,7 +31,9 @@ import yaml
 from conftest import catalog_events, small_config, snakemake
 from conftest import forward as fast_forward
 
+from forestwatch import access
 from forestwatch.access import (
+    API_MAX_IN_FLIGHT,
     HTTP_CACHE_MIB,
     AccessError,
     clear_gdal_http_cache,
@@ -242,6 +244,89 @@ def test_a_part_that_fails_fails_the_whole_search_and_says_which(stac, faults, m
         search_items(cfg["stac"], tile.bbox_lonlat(), t0, t1)
     assert f"(part {third[0]:%Y-%m-%d}..{third[1]:%Y-%m-%d} of the period)" in str(err.value)
     assert len([s for s in faults.seen() if s["fault"] == 503]) == 2  # a try and a retry
+
+
+@pytest.fixture
+def api_gate(monkeypatch):
+    """A fresh gate for the process's STAC API requests (a 429 of an earlier test leaves
+    the process's limit lowered for a while, as it should in a run)."""
+    gate = access._ApiGate(API_MAX_IN_FLIGHT)
+    monkeypatch.setattr(access, "API_GATE", gate)
+    return gate
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_search_in_parts_takes_turns_at_a_provider_that_limits_requests(
+        stac, faults, api_gate, monkeypatch, caplog, limit):
+    """The provider answers 429 to any request beyond ``limit`` in flight: the 4 parts'
+    requests queue for their turn and the search finds what the local catalog holds.
+    (Each part retrying on its own, after the same back-off, failed in every try.)"""
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "4")
+    cfg = api_cfg(stac, url=stac["proxy"], page_size=7)
+    tile = make_tiles(cfg)[0]
+    local_cfg = small_config(stac={"source": "local", "catalog": str(stac["catalog"])})
+    local = search_items(local_cfg["stac"], tile.bbox_lonlat(), "2021-01-01", "2022-12-31")
+    faults({"match": "/search", "status": 429, "times": -1, "max_in_flight": limit})
+    with caplog.at_level(logging.WARNING, logger="forestwatch.access"):
+        found = search_items(cfg["stac"], tile.bbox_lonlat(), "2021-01-01", "2022-12-31")
+    assert [it.id for it in found] == [it.id for it in local] and len(local) > 4 * 7
+    refused = [s for s in faults.seen() if s["fault"] == 429]
+    assert refused, "the provider's limit was never reached: the test tests nothing"
+    # after the first refusals the requests wait for their turn instead of asking again
+    assert len(refused) <= 2 * 4, f"{len(refused)} requests refused"
+    assert api_gate.limit <= limit
+    assert "HTTP 429 (too many requests)" in caplog.text
+
+
+def test_a_provider_refusing_even_one_request_at_a_time_gives_a_clear_error(
+        stac, faults, api_gate, monkeypatch, caplog):
+    """Every request answered 429 with ``Retry-After``: the waits follow the header, the
+    tries at one request in flight stop after ``stac.retries``, and the error says what
+    the provider said and what to change."""
+    monkeypatch.setenv("FORESTWATCH_SEARCH_PARTS", "1")
+    cfg = api_cfg(stac, url=stac["proxy"], retries=2)
+    tile = make_tiles(cfg)[0]
+    faults({"match": "", "status": 429, "times": -1, "retry_after": 1})
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="forestwatch.access"), pytest.raises(
+            AccessError) as err:
+        search_items(cfg["stac"], tile.bbox_lonlat(), "2021-01-01", "2021-12-31")
+    elapsed = time.perf_counter() - t0
+    message = str(err.value)
+    assert "HTTP 429 (too many requests)" in message
+    assert "stac.retries" in message and "FORESTWATCH_SEARCH_PARTS=1" in message
+    assert len(faults.seen()) == 3  # a try and the 2 retries, one request at a time
+    assert elapsed >= 2 * 1 and caplog.text.count("retrying in 1.0 s") == 2
+    assert api_gate.limit == 1
+
+
+def test_the_api_gate_halves_at_a_429_and_comes_back_one_at_a_time():
+    """The gate's rule, and that it never lets more than its limit through."""
+    import threading
+
+    gate = access._ApiGate(16)
+    assert gate.slow_down(alongside=6) == 3  # half of those in flight, not of the limit
+    assert gate.slow_down(alongside=3) == 1
+    assert gate.slow_down(alongside=1) == 1
+    for _ in range(gate.RAISE_AFTER - 1):
+        gate.answered()
+    assert gate.limit == 1
+    gate.answered()
+    assert gate.limit == 2
+    peak, lock = [0], threading.Lock()
+
+    def request():
+        with gate.turn() as alongside:
+            with lock:
+                peak[0] = max(peak[0], alongside)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=request) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 2 and gate.in_flight == 0
 
 
 def test_the_benchmarks_latency_proxy_delays_every_request_and_changes_no_answer(stac,

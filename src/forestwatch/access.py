@@ -8,7 +8,11 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
 
 - STAC API requests (pystac-client): :func:`api_io` builds a ``StacApiIO`` with the headers,
   a timeout, and urllib3 retries with exponential back-off on connection errors, timeouts
-  and HTTP 429/5xx; each retry is logged.
+  and HTTP 5xx; each retry is logged. An HTTP 429 (too many requests) is the provider
+  asking this client to slow down, not a fault: the process's requests in flight
+  (:data:`API_GATE`, shared by every search of the process: parts, periods, blocks) are
+  halved, and the request waits for its turn; only a 429 with one request in flight
+  counts against ``stac.retries``.
 - Asset reads (GDAL, `forestwatch._assets`): :func:`gdal_options` sets the same policy for
   ``/vsicurl/`` (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_TIMEOUT``, ``GDAL_HTTP_HEADERS``);
   :func:`url_signer` returns the ``patch_url`` hook (``planetary-computer`` or any
@@ -23,19 +27,33 @@ resolved value is registered with :class:`RedactSecrets`, the logging filter tha
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
+import random
 import re
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ._gdal import gdal_libraries
 
 log = logging.getLogger(__name__)
 
-#: HTTP statuses worth retrying: rate limiting and server-side failures
+#: HTTP statuses worth retrying: rate limiting and server-side failures (asset reads, by
+#: GDAL; the STAC API's 429 is handled by :class:`_ApiGate` instead)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: the statuses urllib3 retries for the STAC API: server-side failures
+_API_RETRY_STATUSES = (500, 502, 503, 504)
+#: HTTP 429 Too Many Requests
+TOO_MANY_REQUESTS = 429
+#: most STAC API requests one process has in flight: a tile's two periods in
+#: ``stac.SEARCH_PARTS`` parts each, and the searches of a block or two beside them
+API_MAX_IN_FLIGHT = 16
+#: longest wait, s, a provider's ``Retry-After`` is followed for
+_MAX_RETRY_AFTER_S = 120.0
 
 _SECRETS: set[str] = set()
 _URL_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
@@ -100,6 +118,9 @@ class _LoggedRetry:
             from urllib3.util.retry import Retry
 
             class LoggedRetry(Retry):
+                # a 429 is the API gate's to wait out (_ApiGate), also with Retry-After
+                RETRY_AFTER_STATUS_CODES = Retry.RETRY_AFTER_STATUS_CODES - {429}
+
                 def increment(self, method=None, url=None, response=None, error=None,
                               _pool=None, _stacktrace=None):
                     new = super().increment(method, url, response, error, _pool, _stacktrace)
@@ -112,20 +133,142 @@ class _LoggedRetry:
         return cls.cls(**kwargs)
 
 
-def api_io(stac_cfg: dict):
-    """A pystac-client ``StacApiIO`` with auth headers, timeout and logged retries with
-    exponential back-off (``retry_backoff_s`` * 2**n seconds)."""
+class _ApiGate:
+    """The STAC API requests this process has in flight: at most :attr:`limit`, which an
+    HTTP 429 halves and every ten answers without one raise by one again, up to
+    :data:`API_MAX_IN_FLIGHT`.
+
+    Why: a search is cut into parts searched side by side (``FORESTWATCH_SEARCH_PARTS``), a tile
+    searches two periods at once and the blocks of a run search beside each other. A
+    provider that limits a client's requests answers the surplus with 429; retried by
+    each request on its own, after the same back-off, they collide again and a search
+    fails where one request at a time would have passed (tests/test_stac_api.py). Here
+    the requests queue for their turn instead, as many at once as the provider accepts.
+    """
+
+    #: answers without a 429 after which one more request may be in flight
+    RAISE_AFTER = 10
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_flight = 0
+        self._answered = 0
+        self._turn = threading.Condition()
+
+    @contextmanager
+    def turn(self) -> Iterator[int]:
+        """Wait until fewer than :attr:`limit` requests are in flight, and hold a place
+        while the request is made; gives how many were in flight with it (itself
+        included)."""
+        with self._turn:
+            while self.in_flight >= self.limit:
+                self._turn.wait()
+            self.in_flight += 1
+            alongside = self.in_flight
+        try:
+            yield alongside
+        finally:
+            with self._turn:
+                self.in_flight -= 1
+                self._turn.notify_all()
+
+    def answered(self) -> None:
+        with self._turn:
+            self._answered += 1
+            if self._answered >= self.RAISE_AFTER and self.limit < self.maximum:
+                self.limit += 1
+                self._answered = 0
+                self._turn.notify_all()
+
+    def slow_down(self, alongside: int) -> int:
+        """A 429 came for a request made with ``alongside`` in flight: at most half as
+        many from now on (at least 1); gives the new limit."""
+        with self._turn:
+            self.limit = max(1, min(self.limit, alongside) // 2)
+            self._answered = 0
+            return self.limit
+
+
+#: the process's STAC API requests in flight (:class:`_ApiGate`)
+API_GATE = _ApiGate(API_MAX_IN_FLIGHT)
+
+
+def _retry_after_s(response) -> float | None:
+    """A 429's ``Retry-After`` in seconds (the delay form), None without one."""
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER_S) if value else None
+    except ValueError:  # the HTTP-date form: fall back to the back-off
+        return None
+
+
+@functools.cache
+def _gated_api_io_class():
+    """pystac-client's ``StacApiIO`` whose requests take turns at :data:`API_GATE` and
+    wait out 429s (built lazily: importing this module does not import pystac-client)."""
+    from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
 
+    class GatedStacApiIO(StacApiIO):
+        def __init__(self, *args, retries: int, backoff_s: float, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._retries, self._backoff_s = retries, backoff_s
+            self._last = threading.local()  # the thread's last response (its headers)
+            self.session.hooks["response"].append(self._keep_response)
+
+        def _keep_response(self, response, *args, **kwargs):
+            self._last.response = response
+
+        def request(self, href, method=None, headers=None, parameters=None) -> str:
+            counted = 0
+            while True:
+                with API_GATE.turn() as alongside:
+                    try:
+                        text = super().request(href, method=method, headers=headers,
+                                               parameters=parameters)
+                    except APIError as err:
+                        if getattr(err, "status_code", None) != TOO_MANY_REQUESTS:
+                            raise
+                        limit = API_GATE.slow_down(alongside)
+                        response = getattr(self._last, "response", None)
+                        refused = err
+                    else:
+                        API_GATE.answered()
+                        return text
+                # with others in flight, the 429 says "fewer at once": not a failure
+                if alongside == 1:
+                    counted += 1
+                    if counted > self._retries:
+                        raise refused
+                wait = _retry_after_s(response)
+                if wait is None:  # the back-off, jittered: the refused requests drift apart
+                    wait = self._backoff_s * 2 ** counted * random.uniform(0.5, 1.5)
+                log.warning("STAC API %s %s: HTTP 429 (too many requests) with %d request(s) "
+                            "in flight; now at most %d at once, retrying in %.1f s%s",
+                            (method or "GET").upper(), redact(str(href)), alongside, limit,
+                            wait, f" ({self._retries - counted} left)" if alongside == 1
+                            else "")
+                time.sleep(wait)
+
+    return GatedStacApiIO
+
+
+def api_io(stac_cfg: dict):
+    """A pystac-client ``StacApiIO`` with auth headers, timeout and logged retries with
+    exponential back-off (``retry_backoff_s`` * 2**n seconds), taking turns with the
+    process's other STAC API requests (:data:`API_GATE`)."""
     retries = stac_cfg["retries"]
     retry = _LoggedRetry.make(
         total=retries, connect=retries, read=retries, status=retries,
-        backoff_factor=stac_cfg["retry_backoff_s"], status_forcelist=RETRY_STATUSES,
+        backoff_factor=stac_cfg["retry_backoff_s"], status_forcelist=_API_RETRY_STATUSES,
         allowed_methods=None,  # a search POST is a read: retry it like a GET
         raise_on_status=True, respect_retry_after_header=True,
     )
     headers = resolve_headers(stac_cfg["auth"]["api_headers"], "stac.auth.api_headers")
-    return StacApiIO(headers=headers, timeout=stac_cfg["timeout_s"], max_retries=retry)
+    return _gated_api_io_class()(headers=headers, timeout=stac_cfg["timeout_s"],
+                                 max_retries=retry, retries=retries,
+                                 backoff_s=stac_cfg["retry_backoff_s"])
 
 
 def gdal_options(stac_cfg: dict) -> dict[str, str]:
@@ -240,6 +383,7 @@ def clear_gdal_http_cache() -> bool:
     return cleared
 
 
-__all__ = ["AccessError", "RedactSecrets", "api_io", "clear_gdal_http_cache",
+__all__ = ["API_GATE", "API_MAX_IN_FLIGHT", "TOO_MANY_REQUESTS", "AccessError", "RedactSecrets",
+           "api_io", "clear_gdal_http_cache",
            "clear_gdal_http_cache_once", "gdal_options", "redact",
            "resolve_headers", "share_http_cache", "url_signer"]

@@ -25,7 +25,15 @@ from shapely.geometry import box, shape
 
 from ._assets import ReadFailure, read_slices
 from ._environ import whole_number
-from .access import AccessError, api_io, gdal_options, redact, share_http_cache, url_signer
+from .access import (
+    TOO_MANY_REQUESTS,
+    AccessError,
+    api_io,
+    gdal_options,
+    redact,
+    share_http_cache,
+    url_signer,
+)
 from .acquisitions import by_solar_day
 
 log = logging.getLogger(__name__)
@@ -212,11 +220,18 @@ def _search_period(stac_cfg: dict, bbox_lonlat, t0: dt.datetime, t1: dt.datetime
         raise
     except Exception as err:  # noqa: BLE001 - pystac-client wraps transport errors variously
         where = "" if part is None else f" (part {part} of the period)"
+        if getattr(err, "status_code", None) == TOO_MANY_REQUESTS:
+            what = ("the provider answered HTTP 429 (too many requests) even to one request "
+                    "at a time. Raise stac.retries or stac.retry_backoff_s (the wait "
+                    "doubles at each retry), or search each period in one piece "
+                    "(FORESTWATCH_SEARCH_PARTS=1)")
+        else:
+            what = (f"{type(err).__name__}: {redact(str(err))}. Check that the server is up "
+                    "and stac.url/stac.collection are right; stac.retries, "
+                    "stac.retry_backoff_s and stac.timeout_s set the patience")
         raise AccessError(
             f"STAC API search at {redact(url)} failed on page {pages + 1}{where} after "
-            f"{stac_cfg['retries']} retries: {type(err).__name__}: {redact(str(err))}. "
-            "Check that the server is up and stac.url/stac.collection are right; "
-            "stac.retries, stac.retry_backoff_s and stac.timeout_s set the patience."
+            f"{stac_cfg['retries']} retries: {what}."
         ) from None
     return items, pages
 
