@@ -723,6 +723,40 @@ def test_asset_server_errors_are_retried_by_gdal(stac, asset_faults):
     assert monitors_equal(direct.monitor, proxied.monitor)
 
 
+def test_a_file_refused_beyond_gdals_retries_is_read_again_after_the_others(
+        stac, asset_faults, caplog):
+    """One NIR file answered 429 for every try GDAL makes (1 + stac.retries), then
+    served: read again once the others are read, it is not lost, and the tile's result is
+    the one read directly."""
+    cfg, tile, items = _month(stac, "2023-04-01", "2023-04-30")
+    direct = load_state(_fitted(stac))
+    expected = fast_forward(direct, items, tile, cfg)
+    cfg, tile, items = _month(stac, "2023-04-01", "2023-04-30", through_asset_proxy=True)
+    cfg["stac"]["retries"] = 2
+    path = items[len(items) // 2].assets["B8A"].href.removeprefix(stac["asset_proxy"])
+    asset_faults({"match": path, "status": 429, "times": 3})
+    proxied = load_state(_fitted(stac))
+    with caplog.at_level(logging.WARNING, logger="forestwatch._assets"):
+        got = fast_forward(proxied, items, tile, cfg)
+    assert len([s for s in asset_faults.seen() if s["fault"] == 429]) == 3
+    assert "read again one file at a time: 0 file(s) still unread" in caplog.text
+    assert not any(e.unreadable for e in got)
+    assert [(e.day, e.valid_pixels) for e in got] == [(e.day, e.valid_pixels) for e in expected]
+    assert monitors_equal(direct.monitor, proxied.monitor)
+
+
+def test_an_asset_server_limiting_requests_in_flight_loses_no_file(stac, asset_faults):
+    """The file server refuses (429) every request beyond one in flight, while the reader
+    makes many at once: every file is read in the end (GDAL's retries, then the files
+    still refused read again one at a time), none recorded unreadable."""
+    cfg, tile, items = _month(stac, "2023-05-01", "2023-05-31", through_asset_proxy=True)
+    assert items
+    asset_faults({"match": ".tif", "status": 429, "times": -1, "max_in_flight": 1})
+    got = fast_forward(load_state(_fitted(stac)), items, tile, cfg)
+    assert [s for s in asset_faults.seen() if s["fault"] == 429], "the limit was never hit"
+    assert not [u for e in got for u in e.unreadable]
+
+
 def test_asset_server_down_after_retries_is_skipped_and_recorded(stac, asset_faults):
     """Every NIR read answered 503: retried (stac.retries), then the assets are recorded as
     unreadable and their days count no valid pixel."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -31,6 +33,8 @@ from odc.geo.geobox import GeoBox
 from . import _gdal
 from ._environ import whole_number
 from ._proj import PROJ as _PROJ
+
+log = logging.getLogger(__name__)
 
 
 class ReadFailure(Exception):
@@ -554,7 +558,7 @@ def read_slices(
 
     samplers = _Samplers(geobox)
 
-    def fill(task: list[int]) -> list[tuple[int, str, str]]:
+    def fill(task: list[int]) -> list[tuple[int, ReadFailure]]:
         failed = []
         for i in task:
             n, key, asset = reads[i]
@@ -562,14 +566,62 @@ def read_slices(
             try:
                 _read_one(href, asset, resampling[key], gdal_opts, samplers, out[key][n])
             except ReadFailure as err:
-                if on_failure == "fail":
+                if on_failure == "fail" and not _transient(href, err.reason):
                     raise
-                failed.append((i, asset.href, err.reason))
+                failed.append((i, ReadFailure(asset.href, err.reason)))
         return failed
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
-        failures = sorted(f for failed in pool.map(fill, tasks) for f in failed)
-    return out, [(href, reason) for _, href, reason in failures]
+        failed_by_task = dict(zip(range(len(tasks)), pool.map(fill, tasks), strict=True))
+    again = [t for t, failed in failed_by_task.items()
+             if any(_transient(err.href, err.reason) for _, err in failed)]
+    if again:
+        failed_by_task.update(_read_again(again, tasks, reads, out, fill))
+    failures = sorted((f for failed in failed_by_task.values() for f in failed),
+                      key=lambda f: f[0])
+    if failures and on_failure == "fail":
+        raise failures[0][1]
+    return out, [(err.href, err.reason) for _, err in failures]
+
+
+#: what GDAL says of a request the server refused for good: a client error other than 429
+_REFUSED_FOR_GOOD = re.compile(r"HTTP response code: 4(?!29)\d\d\b")
+
+
+def _transient(href: str, reason: str) -> bool:
+    """Whether a failed read of ``href`` may pass later in the same run: a file served over
+    HTTP(S) that the server did not refuse for good (404, 403, ...). Rate limiting (429;
+    S3's SlowDown and Azure's ServerBusy are 503) and server-side failures are; so is a
+    file GDAL found "not recognized as a supported format" when its header request was
+    refused and GDAL read the refusal's body (seen with 429s). A corrupt file is read once
+    more, and fails again."""
+    return href.startswith(("http://", "https://")) and not _REFUSED_FOR_GOOD.search(reason)
+
+
+def _read_again(again: list[int], tasks: list[list[int]], reads: list, out: dict,
+                fill: Callable) -> dict[int, list]:
+    """The layers (``tasks`` indices) where a file failed with a transient HTTP error
+    after GDAL's own retries, read again after the others, one file at a time: a
+    provider that limits requests in flight refuses some of the many the reader makes at
+    once (tests/test_stac_api.py), and one at a time is what it accepts. Each layer is
+    emptied and read whole again, its items in order, so the first item with data wins as
+    in the first reading. GDAL forgets its failed reads of those files first (else it
+    answers with them)."""
+    from .access import forget_gdal_http_reads
+
+    hrefs = {reads[i][2].href for t in again for i in tasks[t]}
+    forget_gdal_http_reads(hrefs)
+    redone = {}
+    for t in again:
+        for i in tasks[t]:
+            n, key, _ = reads[i]
+            out[key][n].fill(0)
+        redone[t] = fill(tasks[t])
+    still = sum(len(failed) for failed in redone.values())
+    log.warning("%d layer(s) with a file served over HTTP that failed after GDAL's retries "
+                "(not refused for good) read again one file at a time: %d file(s) still "
+                "unread", len(again), still)
+    return redone
 
 
 #: counts :func:`read_slices` calls of the process: odd ones scan newest first

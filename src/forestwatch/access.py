@@ -357,6 +357,24 @@ def clear_gdal_http_cache_once(key: str) -> bool:
     return clear_gdal_http_cache()
 
 
+def forget_gdal_http_reads(hrefs) -> None:
+    """Make GDAL forget what ``/vsicurl/`` cached for these HTTP(S) files only (GDAL's
+    ``VSICurlPartialClearCache``, by prefix: a signed URL of an href goes with it), so
+    that reading one again asks the server; the other files' fetched bytes stay."""
+    import ctypes
+
+    prefixes = [("/vsicurl/" + h).encode() for h in hrefs
+                if h.startswith(("http://", "https://"))]
+    for lib in gdal_libraries() if prefixes else []:
+        try:
+            clear = lib.VSICurlPartialClearCache
+        except AttributeError:
+            continue
+        clear.argtypes, clear.restype = [ctypes.c_char_p], None
+        for prefix in prefixes:
+            clear(prefix)
+
+
 def clear_gdal_http_cache() -> bool:
     """Make GDAL forget everything ``/vsicurl/`` cached in this process: file sizes, blocks
     and failed requests (GDAL's ``VSICurlClearCache``); and the reader's decoded blocks
@@ -384,6 +402,6 @@ def clear_gdal_http_cache() -> bool:
 
 
 __all__ = ["API_GATE", "API_MAX_IN_FLIGHT", "TOO_MANY_REQUESTS", "AccessError", "RedactSecrets",
-           "api_io", "clear_gdal_http_cache",
+           "api_io", "clear_gdal_http_cache", "forget_gdal_http_reads",
            "clear_gdal_http_cache_once", "gdal_options", "redact",
            "resolve_headers", "share_http_cache", "url_signer"]
