@@ -576,7 +576,8 @@ def read_slices(
     again = [t for t, failed in failed_by_task.items()
              if any(_transient(err.href, err.reason) for _, err in failed)]
     if again:
-        failed_by_task.update(_read_again(again, tasks, reads, out, fill))
+        refused = {err.href for t in again for _, err in failed_by_task[t]}
+        failed_by_task.update(_read_again(again, refused, tasks, reads, out, fill))
     failures = sorted((f for failed in failed_by_task.values() for f in failed),
                       key=lambda f: f[0])
     if failures and on_failure == "fail":
@@ -598,19 +599,18 @@ def _transient(href: str, reason: str) -> bool:
     return href.startswith(("http://", "https://")) and not _REFUSED_FOR_GOOD.search(reason)
 
 
-def _read_again(again: list[int], tasks: list[list[int]], reads: list, out: dict,
-                fill: Callable) -> dict[int, list]:
+def _read_again(again: list[int], refused: set[str], tasks: list[list[int]], reads: list,
+                out: dict, fill: Callable) -> dict[int, list]:
     """The layers (``tasks`` indices) where a file failed with a transient HTTP error
     after GDAL's own retries, read again after the others, one file at a time: a
     provider that limits requests in flight refuses some of the many the reader makes at
     once (tests/test_stac_api.py), and one at a time is what it accepts. Each layer is
     emptied and read whole again, its items in order, so the first item with data wins as
-    in the first reading. GDAL forgets its failed reads of those files first (else it
-    answers with them)."""
+    in the first reading. GDAL first forgets its failed reads of the ``refused`` files
+    (else it answers with them)."""
     from .access import forget_gdal_http_reads
 
-    hrefs = {reads[i][2].href for t in again for i in tasks[t]}
-    forget_gdal_http_reads(hrefs)
+    forget_gdal_http_reads(refused)
     redone = {}
     for t in again:
         for i in tasks[t]:
