@@ -273,8 +273,8 @@ def test_a_search_in_parts_takes_turns_at_a_provider_that_limits_requests(
     refused = [s for s in faults.seen() if s["fault"] == 429]
     assert refused, "the provider's limit was never reached: the test tests nothing"
     # after the first refusals the requests wait for their turn instead of asking again
+    # (the gate, back at 2 after 10 answers, meets one more at most every 10 requests)
     assert len(refused) <= 2 * 4, f"{len(refused)} requests refused"
-    assert api_gate.limit <= limit
     assert "HTTP 429 (too many requests)" in caplog.text
 
 
