@@ -572,7 +572,7 @@ def read_slices(
         return failed
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="forestwatch-read") as pool:
-        failed_by_task = dict(zip(range(len(tasks)), pool.map(fill, tasks), strict=True))
+        failed_by_task = dict(enumerate(pool.map(fill, tasks)))
     again = [t for t, failed in failed_by_task.items()
              if any(_transient(err.href, err.reason) for _, err in failed)]
     if again:

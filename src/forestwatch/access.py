@@ -38,14 +38,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ._gdal import gdal_libraries
+from ._gdal import gdal_libraries, gdal_path
 
 log = logging.getLogger(__name__)
 
-#: HTTP statuses worth retrying: rate limiting and server-side failures (asset reads, by
-#: GDAL; the STAC API's 429 is handled by :class:`_ApiGate` instead)
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-#: the statuses urllib3 retries for the STAC API: server-side failures
+#: the statuses urllib3 retries for the STAC API: server-side failures (a 429 is waited out
+#: by :class:`_ApiGate` instead; GDAL retries the asset reads' own)
 _API_RETRY_STATUSES = (500, 502, 503, 504)
 #: HTTP 429 Too Many Requests
 TOO_MANY_REQUESTS = 429
@@ -363,8 +361,8 @@ def forget_gdal_http_reads(hrefs) -> None:
     that reading one again asks the server; the other files' fetched bytes stay."""
     import ctypes
 
-    prefixes = [("/vsicurl/" + h).encode() for h in hrefs
-                if h.startswith(("http://", "https://"))]
+    paths = (gdal_path(h) for h in hrefs)
+    prefixes = [p.encode() for p in paths if p and p.startswith("/vsicurl/")]
     for lib in gdal_libraries() if prefixes else []:
         try:
             clear = lib.VSICurlPartialClearCache
