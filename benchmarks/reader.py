@@ -26,7 +26,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def first_tile_history(config: str) -> tuple:
     """What a fit load of ``config``'s first tile reads, from its synthetic archive:
     ``(cfg, tile, items, asset keys, resampling per asset key, items by solar day)``."""
